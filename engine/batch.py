@@ -1,0 +1,186 @@
+"""Evaluate many intake records: JSONL or CSV in, JSONL out, in order, in one or more processes.
+
+A bad record never stops the batch and is never dropped: every input record ends as exactly
+one result line or one reject line, each naming its input line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from engine.evaluate import Evaluator, to_json_line
+
+LIST_FIELDS = ("medications", "conditions", "symptoms")
+BOOLEAN_FIELDS = ("pregnant", "lactating")
+NUMBER_FIELDS = (
+    "age_years",
+    "weight_kg",
+    "egfr_ml_min_1_73m2",
+    "serum_creatinine.value",
+    "serum_magnesium.value",
+    "serum_magnesium.upper_limit",
+    "supplement.dose_mg",
+)
+CSV_LIST_SEPARATOR = " | "
+CHUNK_SIZE = 256
+
+
+@dataclass
+class Summary:
+    """What a batch did: counts of records, results, rejects and findings by severity."""
+
+    records: int = 0
+    ok: int = 0
+    rejected: int = 0
+    findings_by_severity: Counter[str] = field(default_factory=Counter)
+
+    def add(self, status: str, severities: list[str]) -> None:
+        """Count one evaluated record."""
+        self.records += 1
+        if status == "ok":
+            self.ok += 1
+        else:
+            self.rejected += 1
+        self.findings_by_severity.update(severities)
+
+    def lines(self) -> list[str]:
+        """The closing summary as printed by the CLI."""
+        order = ("contraindicated", "major", "moderate", "minor", "info")
+        by_severity = ", ".join(f"{s} {self.findings_by_severity.get(s, 0)}" for s in order)
+        return [
+            f"records: {self.records}  ok: {self.ok}  rejected: {self.rejected}",
+            f"findings by severity: {by_severity}",
+        ]
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, raw JSON text or CSV record dict) for every record of a JSONL or CSV file."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                yield reader.line_num, csv_record(row)
+        return
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield number, line
+
+
+def csv_record(row: dict[str, str | None]) -> dict[str, Any]:
+    """One CSV row as an intake record: dotted columns nested, lists split on ' | ', types restored."""
+    record: dict[str, Any] = {}
+    for column, cell in row.items():
+        if column is None or cell is None or cell.strip() == "":
+            continue
+        value: Any = cell.strip()
+        if column in LIST_FIELDS:
+            value = [item.strip() for item in value.split(CSV_LIST_SEPARATOR.strip()) if item.strip()]
+        elif column in BOOLEAN_FIELDS:
+            value = {"true": True, "false": False, "yes": True, "no": False}.get(value.lower(), value)
+        elif column in NUMBER_FIELDS:
+            value = _number(value)
+        target = record
+        *parents, leaf = column.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return record
+
+
+def _number(text: str) -> float | str:
+    """A CSV cell as a number (a decimal comma is accepted); text that is no number stays text."""
+    try:
+        return float(text.replace(",", ".")) if text.count(",") <= 1 and "." not in text else float(text)
+    except ValueError:
+        return text
+
+
+_worker: Evaluator | None = None
+
+
+def _init_worker(ruleset_path: str | None, jurisdiction: str | None) -> None:
+    global _worker
+    _worker = Evaluator(ruleset_path, jurisdiction)
+
+
+def _evaluate_item(item: tuple[int, Any]) -> tuple[str, str, list[str]]:
+    assert _worker is not None, "worker used before its initializer ran"
+    return evaluate_one(_worker, item)
+
+
+def evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str, list[str]]:
+    """(status, JSON line, finding severities) for one input record."""
+    line_number, raw = item
+    if isinstance(raw, str):
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as e:
+            result = evaluator._rejected(None, [{"field": "line", "reason": f"not valid JSON: {e.msg}"}])
+            result["input"] = raw.rstrip("\n")
+            result["line"] = line_number
+            return "rejected", to_json_line(result), []
+    else:
+        record = raw
+    result = evaluator.evaluate(record)
+    result["line"] = line_number
+    if result["status"] != "ok":
+        result["input"] = record
+    return result["status"], to_json_line(result), [f["severity"] for f in result.get("findings", [])]
+
+
+def run(
+    items: Iterable[tuple[int, Any]],
+    out: IO[str],
+    rejects: IO[str] | None = None,
+    *,
+    workers: int = 1,
+    ruleset_path: str | None = None,
+    jurisdiction: str | None = None,
+    progress: bool | None = None,
+    total: int | None = None,
+) -> Summary:
+    """Evaluate every item and write result lines to `out` (rejects to `rejects` when given), in input order."""
+    from tqdm import tqdm
+
+    summary = Summary()
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=total, unit="rec", disable=not show, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for status, line, severities in _results(items, workers, ruleset_path, jurisdiction):
+            target = rejects if status != "ok" and rejects is not None else out
+            target.write(line + "\n")
+            summary.add(status, severities)
+            bar.update(1)
+    finally:
+        bar.close()
+    return summary
+
+
+def _results(
+    items: Iterable[tuple[int, Any]], workers: int, ruleset_path: str | None, jurisdiction: str | None
+) -> Iterator[tuple[str, str, list[str]]]:
+    if workers <= 1:
+        evaluator = Evaluator(ruleset_path, jurisdiction)
+        try:
+            for item in items:
+                yield evaluate_one(evaluator, item)
+        finally:
+            evaluator.close()
+        return
+    context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(ruleset_path, jurisdiction)) as pool:
+        yield from pool.imap(_evaluate_item, items, chunksize=CHUNK_SIZE)
+
+
+def count_records(path: Path) -> int:
+    """How many records a file holds (for the progress bar's total)."""
+    return sum(1 for _ in read_records(path))

@@ -1,0 +1,97 @@
+"""The `mgreview` command line: evaluate intake files, check rulesets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from engine import ENGINE_VERSION
+
+
+@click.group()
+@click.version_option(ENGINE_VERSION, prog_name="mgreview")
+def main() -> None:
+    """mgreview: decision support for oral magnesium supplementation."""
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Results (JSONL); default stdout."
+)
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write rejected records here.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option("--jurisdiction", type=click.Choice(["US", "EU"]), help="For records without one (default: ruleset's).")
+@click.option("--ruleset", "ruleset_path", type=click.Path(exists=True, dir_okay=False), help="Ruleset file.")
+def evaluate(
+    input_path: Path,
+    output: Path | None,
+    rejects: Path | None,
+    workers: int,
+    jurisdiction: str | None,
+    ruleset_path: str | None,
+) -> None:
+    """Evaluate a JSONL or CSV intake file; one JSON result line per record."""
+    from engine import batch
+    from engine.errors import MgReviewError
+
+    for target in (output, rejects):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+    out = output.open("w", encoding="utf-8") if output else sys.stdout
+    rej = rejects.open("w", encoding="utf-8") if rejects else None
+    try:
+        summary = batch.run(
+            batch.read_records(input_path),
+            out,
+            rej,
+            workers=workers,
+            ruleset_path=ruleset_path,
+            jurisdiction=jurisdiction,
+            total=batch.count_records(input_path) if sys.stderr.isatty() else None,
+        )
+    except MgReviewError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if output:
+            out.close()
+        if rej:
+            rej.close()
+    for line in summary.lines():
+        click.echo(line, err=True)
+    if summary.rejected:
+        sys.exit(1)
+
+
+@main.group()
+def rulesets() -> None:
+    """Inspect and check ruleset files."""
+
+
+@rulesets.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rulesets_check(paths: tuple[Path, ...]) -> None:
+    """Validate ruleset files (default: every file under rulesets/)."""
+    from engine import ruleset
+
+    files = list(paths) or ruleset.ruleset_files()
+    if not files:
+        raise click.ClickException("no ruleset files found")
+    failed = 0
+    for file in files:
+        errors = ruleset.check_file(file)
+        if errors:
+            failed += 1
+            for error in errors:
+                click.echo(f"{file}: {error}", err=True)
+        else:
+            loaded = ruleset.load(file)
+            click.echo(f"{file}: ok ({len(loaded.rules)} rules, {loaded.status}, sha256 {loaded.sha256[:16]}…)")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} ruleset files have errors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Evaluate one intake record against a ruleset: findings, plan, trace. Synchronous and thread-safe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine import ENGINE_VERSION
+from engine import plan as planner
+from engine import ruleset as rulesets
+from engine.compiler import CompiledRuleset, pattern_name
+from engine.conditions import ConceptResolver
+from engine.errors import EngineError, RecordError
+from engine.facts import parse
+from engine.lexicon import PhraseIndex
+from engine.medications import MedicationResolver
+
+
+class Evaluator:
+    """A ruleset compiled once, ready to evaluate many records (one process or thread pool)."""
+
+    def __init__(self, ruleset: rulesets.Ruleset | str | Path | None = None, jurisdiction: str | None = None):
+        self.ruleset = ruleset if isinstance(ruleset, rulesets.Ruleset) else rulesets.load(ruleset)
+        self.default_jurisdiction = jurisdiction or self.ruleset.settings["default_jurisdiction"]
+        voc = self.ruleset.vocabulary
+        self.medications = MedicationResolver(voc)
+        self.concepts = ConceptResolver(voc)
+        self.forms = PhraseIndex((n, key) for key, f in voc.forms.items() for n in [key, *f.get("names", [])])
+        self.compiled = CompiledRuleset(self.ruleset)
+
+    def evaluate(self, record: Any) -> dict[str, Any]:
+        """One record in, one result out: status ok with findings and plan, or rejected with errors."""
+        try:
+            intake = parse(record, self.ruleset, self.medications, self.concepts, self.forms, self.default_jurisdiction)
+        except RecordError as e:
+            return self._rejected(e.record_id, [err.to_dict() for err in e.errors])
+        facts: list[dict[str, Any]] = [intake.patient]
+        facts += [d.fact() for d in intake.drugs]
+        for reading in intake.readings:
+            facts += [c.fact() for c in reading.concepts]
+        try:
+            fired = self.compiled.evaluate(_unique(facts), intake.record_id)
+        except EngineError as e:
+            return self._rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
+        findings = planner.findings(fired, intake)
+        return {
+            "record_id": intake.record_id,
+            "status": "ok",
+            "findings": findings,
+            "plan": planner.plan(fired, findings, intake),
+            "facts": intake.facts_summary(),
+            "trace": [
+                {
+                    "rule": f.rule.id,
+                    "matched": [_trace_fact(f.matched[pattern_name(i)]) for i in range(len(f.rule.when))],
+                }
+                for f in fired
+            ],
+            "ruleset": self.ruleset.ref,
+            "engine_version": ENGINE_VERSION,
+        }
+
+    def _rejected(self, record_id: str | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "record_id": record_id,
+            "status": "rejected",
+            "errors": errors,
+            "ruleset": self.ruleset.ref,
+            "engine_version": ENGINE_VERSION,
+        }
+
+    def close(self) -> None:
+        """Free the compiled ruleset."""
+        self.compiled.close()
+
+
+def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for fact in facts:
+        key = json.dumps(fact, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(fact)
+    return out
+
+
+def _trace_fact(fact: dict[str, Any]) -> dict[str, Any]:
+    kind = fact.get("t")
+    if kind == "patient":
+        return {"fact": "patient"}
+    if kind == "medication":
+        return {"fact": "medication", "ingredient": fact.get("ingredient"), "text": fact.get("text")}
+    if kind == "concept":
+        return {"fact": "concept", "concept": fact.get("concept"), "text": fact.get("text")}
+    return {"fact": "derived", "name": fact.get("name"), "by": fact.get("by")}
+
+
+def to_json_line(result: dict[str, Any]) -> str:
+    """The canonical serialisation: same input and ruleset, byte-identical line."""
+    return json.dumps(result, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

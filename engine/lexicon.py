@@ -1,0 +1,92 @@
+"""Find vocabulary phrases in free text: exact multi-word matches first, then close spellings.
+
+Shared by medication and condition/symptom resolution. Matching works on lower-case word
+tokens, takes the longest phrase first (so "esomeprazole magnesium" wins over "magnesium"),
+and falls back to a spelling-similarity match for single words of five letters or more.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
+FUZZY_CUTOFF = 0.85  # similarity ratio for a misspelling to count as a match
+FUZZY_MIN_LENGTH = 5  # shorter words are too easily confused (e.g. "iron" / "irin")
+NEGATIONS = frozenset({"no", "not", "denies", "without", "geen", "niet", "zonder", "nooit", "never"})
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip accents, so "nierinsufficiëntie" and "nierinsufficientie" agree."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokens(text: str) -> list[str]:
+    """Word tokens of a text, folded; digits and punctuation split words and are dropped."""
+    return _TOKEN.findall(fold(text))
+
+
+@dataclass(frozen=True)
+class Match:
+    """One vocabulary entry found in a text."""
+
+    key: str
+    phrase: str
+    method: str  # "exact" or "spelling"
+    score: float
+    negated: bool = False
+
+
+class PhraseIndex:
+    """Index of vocabulary phrases (one or more words) pointing at entry keys."""
+
+    def __init__(self, entries: Iterable[tuple[str, str]]):
+        self._phrases: dict[tuple[str, ...], str] = {}
+        for phrase, key in entries:
+            words = tuple(tokens(phrase))
+            if words:
+                self._phrases.setdefault(words, key)
+        self._longest = max((len(p) for p in self._phrases), default=1)
+        self._single = sorted(w[0] for w in self._phrases if len(w) == 1 and len(w[0]) >= FUZZY_MIN_LENGTH)
+
+    def find(self, text: str, *, fuzzy: bool = True) -> list[Match]:
+        """Every entry named in `text`, in the order they appear (an entry at most once)."""
+        words = tokens(text)
+        found: list[Match] = []
+        seen: set[str] = set()
+        i = 0
+        while i < len(words):
+            hit = self._exact_at(words, i)
+            if hit is None and fuzzy:
+                hit = self._spelling_at(words, i)
+            if hit is None:
+                i += 1
+                continue
+            key, length, method, score = hit
+            negated = any(w in NEGATIONS for w in words[max(0, i - 3) : i])
+            if key not in seen:
+                seen.add(key)
+                found.append(Match(key, " ".join(words[i : i + length]), method, score, negated))
+            i += length
+        return found
+
+    def _exact_at(self, words: list[str], i: int) -> tuple[str, int, str, float] | None:
+        for length in range(min(self._longest, len(words) - i), 0, -1):
+            key = self._phrases.get(tuple(words[i : i + length]))
+            if key is not None:
+                return key, length, "exact", 1.0
+        return None
+
+    def _spelling_at(self, words: list[str], i: int) -> tuple[str, int, str, float] | None:
+        word = words[i]
+        if len(word) < FUZZY_MIN_LENGTH:
+            return None
+        close = difflib.get_close_matches(word, self._single, n=1, cutoff=FUZZY_CUTOFF)
+        if not close:
+            return None
+        score = difflib.SequenceMatcher(None, word, close[0]).ratio()
+        return self._phrases[(close[0],)], 1, "spelling", round(score, 3)

@@ -1,0 +1,654 @@
+"""Load and check a ruleset file; compute its content hash.
+
+Everything is checked here, once, with errors that name the rule and the field and suggest
+the nearest valid name. Evaluation never parses and never meets an unknown name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import vocabulary as vocab
+from engine.errors import RulesetError
+
+RULESETS_DIR = Path(__file__).resolve().parent.parent / "rulesets"
+PUBLISHED_MANIFEST = RULESETS_DIR / "published.json"
+CONFIDENCE = ("V", "S", "U")
+_RULE_ID = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_TOP_KEYS = {
+    "ruleset",
+    "version",
+    "status",
+    "supersedes",
+    "change_note",
+    "settings",
+    "sources",
+    "upper_limits",
+    "rules",
+    "vocabulary",
+}
+_RULE_KEYS = {"id", "description", "when", "then", "sources", "confidence", "note"}
+_PATTERN_KEYS = {"on", "where", "where_any", "derived"}
+_UL_KEYS = {
+    "id",
+    "jurisdiction",
+    "age_min_years",
+    "age_below_years",
+    "ul_mg",
+    "finding",
+    "sources",
+    "confidence",
+    "note",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test `field op value` on a fact."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One fact a rule must match: all `where` conditions and at least one `where_any` condition."""
+
+    on: str
+    where: tuple[Condition, ...]
+    where_any: tuple[Condition, ...] = ()
+
+    def conditions(self) -> tuple[Condition, ...]:
+        """Every condition of the pattern."""
+        return self.where + self.where_any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A checked rule: patterns that must all match, and the effects when they do."""
+
+    id: str
+    when: tuple[Pattern, ...]
+    then: dict[str, Any]
+    sources: tuple[str, ...]
+    confidence: str
+    index: int
+    description: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Drug, product, concept and form vocabularies shipped in the ruleset."""
+
+    drugs: dict[str, dict[str, Any]]
+    products: dict[str, dict[str, Any]]
+    concepts: dict[str, dict[str, Any]]
+    forms: dict[str, dict[str, Any]]
+
+    @property
+    def classes(self) -> set[str]:
+        """Every drug class the drug vocabulary uses, plus the unrecognised class."""
+        out = {vocab.UNRECOGNIZED_CLASS}
+        for drug in self.drugs.values():
+            out.update(drug.get("classes", []))
+        return out
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A loaded, checked ruleset version."""
+
+    name: str
+    version: int
+    status: str
+    sha256: str
+    rules: tuple[Rule, ...]
+    sources: dict[str, str]
+    vocabulary: Vocabulary
+    settings: dict[str, Any]
+    path: str
+    supersedes: int | None = None
+    change_note: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """The identity every result carries: id, version, sha256."""
+        return {"id": self.name, "version": self.version, "sha256": self.sha256}
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with this id."""
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+
+def sha256_of(path: Path) -> str:
+    """Content hash of a ruleset file (its exact bytes)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ruleset_files(directory: Path = RULESETS_DIR) -> list[Path]:
+    """Every ruleset version file below `directory` (`<name>/v<N>.json`)."""
+    return sorted(directory.glob("*/v*.json"), key=lambda p: (p.parent.name, _version_of(p)))
+
+
+def _version_of(path: Path) -> int:
+    digits = path.stem[1:]
+    return int(digits) if digits.isdigit() else -1
+
+
+def latest_published(name: str = "magnesium", directory: Path = RULESETS_DIR) -> Path:
+    """Path of the newest published version of ruleset `name`."""
+    candidates = [p for p in ruleset_files(directory) if p.parent.name == name]
+    published = [p for p in candidates if json.loads(p.read_text("utf-8")).get("status") == "published"]
+    if not published:
+        raise RulesetError(f"no published version of ruleset {name!r} in {directory}")
+    return published[-1]
+
+
+def load(path: str | Path | None = None) -> Ruleset:
+    """Load and check one ruleset file (default: the newest published magnesium version)."""
+    file = Path(path) if path else latest_published()
+    try:
+        data = json.loads(file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise RulesetError(f"no such ruleset file: {file}") from None
+    except json.JSONDecodeError as e:
+        raise RulesetError(f"{file}: not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    errors = list(check_data(data))
+    if errors:
+        raise errors[0]
+    return _build(data, file)
+
+
+def check_file(path: Path) -> list[RulesetError]:
+    """Every problem in one ruleset file (empty when it is valid)."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        return [RulesetError(f"not valid JSON: line {e.lineno} column {e.colno}: {e.msg}", path=str(path))]
+    errors = list(check_data(data))
+    errors.extend(_check_published_unchanged(path, data))
+    return errors
+
+
+def _check_published_unchanged(path: Path, data: dict[str, Any]) -> Iterator[RulesetError]:
+    """A published version never changes: its hash must match the manifest."""
+    if data.get("status") != "published":
+        return
+    manifest = json.loads(PUBLISHED_MANIFEST.read_text("utf-8")) if PUBLISHED_MANIFEST.exists() else {}
+    key = f"{path.parent.name}/{path.name}"
+    recorded = manifest.get(key)
+    actual = sha256_of(path)
+    if recorded is None:
+        yield RulesetError(f"published version is not recorded in {PUBLISHED_MANIFEST.name}", path=key)
+    elif recorded != actual:
+        yield RulesetError(
+            f"published version changed: sha256 {actual} but {recorded} was published; make a new version instead",
+            path=key,
+        )
+
+
+def _suggest(name: str, options: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def check_data(data: Any) -> Iterator[RulesetError]:
+    """Yield every problem in a ruleset document."""
+    if not isinstance(data, dict):
+        yield RulesetError("a ruleset is a JSON object")
+        return
+    name = data.get("ruleset")
+    label = f"{name} v{data.get('version')}"
+    for key in data:
+        if key not in _TOP_KEYS:
+            yield RulesetError(f"unknown key {key!r}", ruleset=label, suggestion=_suggest(key, _TOP_KEYS))
+    if not isinstance(name, str) or not name:
+        yield RulesetError("'ruleset' must be a non-empty name", ruleset=label)
+    if not isinstance(data.get("version"), int) or data["version"] < 1:
+        yield RulesetError("'version' must be a whole number >= 1", ruleset=label)
+    if data.get("status") not in ("draft", "published"):
+        yield RulesetError("'status' must be 'draft' or 'published'", ruleset=label)
+    sources = data.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        yield RulesetError("'sources' must map source tags to citations", ruleset=label)
+        sources = {}
+    settings = data.get("settings", {})
+    if settings.get("default_jurisdiction") not in ("US", "EU"):
+        yield RulesetError("settings.default_jurisdiction must be 'US' or 'EU'", ruleset=label)
+    voc = data.get("vocabulary")
+    if not isinstance(voc, dict):
+        yield RulesetError("'vocabulary' is missing", ruleset=label)
+        return
+    yield from _check_vocabulary(voc, label, sources)
+    vocabulary = _vocabulary(voc)
+    rules_raw = data.get("rules")
+    if not isinstance(rules_raw, list) or not rules_raw:
+        yield RulesetError("'rules' must be a non-empty list", ruleset=label)
+        return
+    yield from _check_upper_limits(data.get("upper_limits", []), label, sources)
+    all_rules = list(rules_raw) + _upper_limit_rules(data.get("upper_limits", []))
+    ids = Counter(r.get("id") for r in all_rules if isinstance(r, dict))
+    for rule_id, n in ids.items():
+        if n > 1:
+            yield RulesetError(f"rule id used {n} times", ruleset=label, rule_id=str(rule_id))
+    derived_made: set[str] = set()
+    derived_used: set[str] = set()
+    findings_made: set[str] = set()
+    for raw in all_rules:
+        yield from _check_rule(raw, label, sources, vocabulary, derived_made, derived_used, findings_made)
+    for orphan in sorted(derived_made - derived_used):
+        yield RulesetError(
+            f"derived fact {orphan!r} is never used by another rule (durable_rules would lose it)",
+            ruleset=label,
+        )
+    for missing in sorted(derived_used - derived_made):
+        yield RulesetError(
+            f"derived fact {missing!r} is matched but no rule derives it (the rule can never fire)",
+            ruleset=label,
+            suggestion=_suggest(missing, derived_made),
+        )
+    for finding in vocab.FINDING_IDS:
+        if finding not in findings_made:
+            yield RulesetError(f"catalogue finding {finding} has no rule that reports it", ruleset=label)
+    yield from _check_match_bound(all_rules, label)
+
+
+def _check_vocabulary(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    for section in ("drugs", "products", "concepts", "forms"):
+        if not isinstance(voc.get(section), dict):
+            yield RulesetError(f"vocabulary.{section} must be an object", ruleset=label)
+            return
+    seen: dict[str, str] = {}
+    for section in ("drugs", "products"):
+        for key, entry in voc[section].items():
+            for name in [key, *entry.get("names", [])]:
+                if name != name.lower():
+                    yield RulesetError(f"vocabulary.{section}.{key}: name {name!r} must be lower case", ruleset=label)
+                owner = seen.setdefault(name, f"{section}.{key}")
+                if owner != f"{section}.{key}":
+                    yield RulesetError(
+                        f"vocabulary.{section}.{key}: name {name!r} already names {owner}", ruleset=label
+                    )
+            for tag in entry.get("sources", []):
+                if tag not in sources:
+                    yield RulesetError(f"vocabulary.{section}.{key}: unknown source {tag!r}", ruleset=label)
+    for key, product in voc["products"].items():
+        for ingredient in product.get("ingredients", []):
+            if ingredient not in voc["drugs"]:
+                yield RulesetError(
+                    f"vocabulary.products.{key}: unknown ingredient {ingredient!r}",
+                    ruleset=label,
+                    suggestion=_suggest(ingredient, voc["drugs"]),
+                )
+    for key, form in voc["forms"].items():
+        fraction = form.get("elemental_fraction")
+        if not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+            yield RulesetError(f"vocabulary.forms.{key}: elemental_fraction must be in (0, 1]", ruleset=label)
+    for key, concept in voc["concepts"].items():
+        if concept.get("kind") not in ("condition", "symptom"):
+            yield RulesetError(f"vocabulary.concepts.{key}: kind must be condition or symptom", ruleset=label)
+
+
+def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
+    return Vocabulary(
+        drugs=voc.get("drugs", {}),
+        products=voc.get("products", {}),
+        concepts=voc.get("concepts", {}),
+        forms=voc.get("forms", {}),
+    )
+
+
+def _check_upper_limits(table: Any, label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    if not isinstance(table, list):
+        yield RulesetError("'upper_limits' must be a list", ruleset=label)
+        return
+    bands: dict[str, list[tuple[float, float, str]]] = {}
+    for row in table:
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if not isinstance(row, dict) or not isinstance(row_id, str):
+            yield RulesetError("every upper_limits row needs an 'id'", ruleset=label)
+            continue
+        for key in row:
+            if key not in _UL_KEYS:
+                yield RulesetError(
+                    f"unknown key {key!r}", ruleset=label, rule_id=row_id, suggestion=_suggest(key, _UL_KEYS)
+                )
+        if row.get("jurisdiction") not in ("US", "EU"):
+            yield RulesetError("jurisdiction must be 'US' or 'EU'", ruleset=label, rule_id=row_id)
+            continue
+        low = row.get("age_min_years")
+        high = row.get("age_below_years")
+        if not isinstance(low, int | float) or (high is not None and not isinstance(high, int | float)):
+            yield RulesetError("age_min_years/age_below_years must be numbers", ruleset=label, rule_id=row_id)
+            continue
+        upper = float("inf") if high is None else float(high)
+        if upper <= low:
+            yield RulesetError("age band is empty (age_below_years <= age_min_years)", ruleset=label, rule_id=row_id)
+        for other_low, other_high, other_id in bands.get(row["jurisdiction"], []):
+            if low < other_high and other_low < upper:
+                yield RulesetError(
+                    f"age band overlaps {other_id} in {row['jurisdiction']}", ruleset=label, rule_id=row_id
+                )
+        bands.setdefault(row["jurisdiction"], []).append((float(low), upper, row_id))
+        if not isinstance(row.get("ul_mg"), int | float) or row["ul_mg"] <= 0:
+            yield RulesetError("ul_mg must be a positive number", ruleset=label, rule_id=row_id)
+
+
+def _upper_limit_rules(table: Any) -> list[dict[str, Any]]:
+    """Each upper-limit row becomes two rules: the limit applies, and the dose exceeds it."""
+    if not isinstance(table, list):
+        return []
+    rules: list[dict[str, Any]] = []
+    for row in table:
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            continue
+        band: list[list[Any]] = [
+            ["jurisdiction", "==", row.get("jurisdiction")],
+            ["age_years", ">=", row.get("age_min_years")],
+        ]
+        if row.get("age_below_years") is not None:
+            band.append(["age_years", "<", row["age_below_years"]])
+        common = {k: row[k] for k in ("sources", "confidence", "note") if k in row}
+        ul = row.get("ul_mg")
+        rules.append(
+            {
+                "id": row["id"],
+                "description": f"{row.get('jurisdiction')} upper limit {ul} mg/day applies to this age band",
+                "when": [{"on": "patient", "where": band}],
+                "then": {"ul_mg": ul},
+                **common,
+            }
+        )
+        rules.append(
+            {
+                "id": row["id"] + "_EXCEEDED",
+                "description": f"requested supplemental Mg is above the {row.get('jurisdiction')} upper limit",
+                "when": [{"on": "patient", "where": [*band, ["supplement_dose_elemental_mg", ">", ul]]}],
+                "then": {
+                    "finding": row.get("finding"),
+                    "severity": "moderate",
+                    "message": (
+                        "The requested {supplement_dose_elemental_mg} mg/day of elemental magnesium is above the "
+                        f"{row.get('jurisdiction')} upper limit of {ul} mg/day for supplemental magnesium at "
+                        "this age; the plan caps the dose at the limit."
+                    ),
+                    "cap_mg": ul,
+                },
+                **common,
+            }
+        )
+    return rules
+
+
+def _check_rule(
+    raw: Any,
+    label: str,
+    sources: dict[str, str],
+    voc: Vocabulary,
+    derived_made: set[str],
+    derived_used: set[str],
+    findings_made: set[str],
+) -> Iterator[RulesetError]:
+    if not isinstance(raw, dict):
+        yield RulesetError("every rule is an object", ruleset=label)
+        return
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not _RULE_ID.match(rid):
+        yield RulesetError(f"rule id {rid!r} must be UPPER_SNAKE_CASE", ruleset=label)
+        return
+
+    def err(message: str, suggestion: str | None = None) -> RulesetError:
+        return RulesetError(message, ruleset=label, rule_id=rid, suggestion=suggestion)
+
+    for key in raw:
+        if key not in _RULE_KEYS:
+            yield err(f"unknown key {key!r}", _suggest(key, _RULE_KEYS))
+    tags = raw.get("sources")
+    if not isinstance(tags, list) or not tags:
+        yield err("every rule must cite at least one source tag")
+    else:
+        for tag in tags:
+            if tag not in sources:
+                yield err(f"unknown source tag {tag!r}", _suggest(str(tag), sources))
+    confidence = raw.get("confidence")
+    if confidence not in CONFIDENCE:
+        yield err("confidence must be V, S or U")
+    if confidence == "U" and not raw.get("note"):
+        yield err("an unverified (U) rule must say so in a 'note'")
+    when = raw.get("when")
+    if not isinstance(when, list) or not when:
+        yield err("'when' must be a non-empty list of patterns")
+        return
+    fact_fields: set[str] = set()
+    has_medication = False
+    for i, pattern in enumerate(when):
+        for problem in _check_pattern(pattern, voc, derived_used):
+            yield err(f"when[{i}]: {problem[0]}", problem[1])
+        if isinstance(pattern, dict):
+            on = "derived" if "derived" in pattern else pattern.get("on")
+            fact_fields.update(vocab.FACT_TYPES.get(str(on), {}))
+            has_medication = has_medication or on == "medication"
+    then = raw.get("then")
+    if not isinstance(then, dict) or not then:
+        yield err("'then' must be an object of effects")
+        return
+    for key in then:
+        if key not in vocab.EFFECTS and key != "ul_mg":
+            yield err(f"unknown effect {key!r}", _suggest(key, vocab.EFFECTS))
+    finding = then.get("finding")
+    if finding is not None:
+        if finding not in vocab.FINDING_IDS:
+            yield err(f"unknown finding id {finding!r}", _suggest(str(finding), vocab.FINDING_IDS))
+        findings_made.add(str(finding))
+        if then.get("severity") not in vocab.SEVERITIES:
+            yield err(f"severity must be one of {', '.join(vocab.SEVERITIES)}")
+        message = then.get("message")
+        if not isinstance(message, str) or not message.strip():
+            yield err("a finding needs a plain-language 'message'")
+        else:
+            for placeholder in _placeholders(message):
+                if placeholder not in fact_fields:
+                    yield err(
+                        f"message placeholder {{{placeholder}}} is not a field of the matched facts",
+                        _suggest(placeholder, fact_fields),
+                    )
+    elif "severity" in then or "message" in then:
+        yield err("'severity' and 'message' belong to a finding")
+    if "derive" in then:
+        if not isinstance(then["derive"], str):
+            yield err("'derive' names one fact")
+        else:
+            derived_made.add(then["derive"])
+    if "separation" in then:
+        sep = then["separation"]
+        if not has_medication:
+            yield err("a separation needs a medication pattern to name the drug")
+        if not isinstance(sep, dict) or set(sep) != {"before_h", "after_h"}:
+            yield err("separation must be {before_h, after_h}")
+        else:
+            for k, v in sep.items():
+                if v is not None and (not isinstance(v, int | float) or v < 0):
+                    yield err(f"separation.{k} must be a number of hours >= 0 or null")
+    for key in ("cap_mg", "ul_mg"):
+        if key in then and (not isinstance(then[key], int | float) or then[key] < 0):
+            yield err(f"{key} must be a number >= 0")
+    if "monitoring" in then and not (
+        isinstance(then["monitoring"], list) and all(isinstance(m, str) for m in then["monitoring"])
+    ):
+        yield err("monitoring must be a list of strings")
+    if "suggest_form" in then and then["suggest_form"] not in voc.forms:
+        yield err(f"unknown form {then['suggest_form']!r}", _suggest(str(then["suggest_form"]), voc.forms))
+
+
+def _placeholders(message: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(message) if name]
+
+
+def _check_pattern(pattern: Any, voc: Vocabulary, derived_used: set[str]) -> Iterator[tuple[str, str | None]]:
+    if not isinstance(pattern, dict):
+        yield "a pattern is an object", None
+        return
+    for key in pattern:
+        if key not in _PATTERN_KEYS:
+            yield f"unknown pattern key {key!r}", _suggest(key, _PATTERN_KEYS)
+    if "derived" in pattern:
+        if not isinstance(pattern["derived"], str) or len(pattern) != 1:
+            yield "a derived pattern is just {'derived': name}", None
+        else:
+            derived_used.add(pattern["derived"])
+        return
+    on = pattern.get("on")
+    if on not in vocab.FACT_TYPES or on == "derived":
+        yield f"unknown fact type {on!r}", _suggest(str(on), [t for t in vocab.FACT_TYPES if t != "derived"])
+        return
+    fields = vocab.FACT_TYPES[on]
+    where, where_any = pattern.get("where", []), pattern.get("where_any", [])
+    if not isinstance(where, list) or not isinstance(where_any, list):
+        yield "'where' and 'where_any' are lists of [field, op, value]", None
+        return
+    if where_any and len(where_any) < 2:
+        yield "'where_any' needs at least two conditions (use 'where' for one)", None
+    for triple in where + where_any:
+        yield from _check_condition(triple, on, fields, voc)
+
+
+def _check_condition(
+    triple: Any, on: str, fields: dict[str, vocab.FactField], voc: Vocabulary
+) -> Iterator[tuple[str, str | None]]:
+    if not isinstance(triple, list) or len(triple) != 3:
+        yield f"condition {triple!r} must be [field, op, value]", None
+        return
+    name, op, value = triple
+    if name not in fields:
+        yield f"unknown fact {on}.{name}", _suggest(str(name), fields)
+        return
+    if op not in vocab.OPERATORS:
+        yield f"unknown operator {op!r} on {name}", _suggest(str(op), vocab.OPERATORS)
+        return
+    spec = fields[name]
+    if op in vocab.LIST_OPERATORS and spec.type != "string_list":
+        yield f"operator {op!r} needs a list fact; {name} is a {spec.type}", None
+        return
+    if spec.type == "string_list" and op not in vocab.LIST_OPERATORS:
+        yield f"{name} is a list: use 'contains' or 'contains_any'", None
+        return
+    values = value if op in ("in", "contains_any") else [value]
+    if op in ("in", "contains_any") and (not isinstance(value, list) or not value):
+        yield f"operator {op!r} needs a non-empty list", None
+        return
+    for v in values:
+        yield from _check_value(name, op, v, spec, on, voc)
+
+
+def _check_value(
+    name: str, op: str, v: Any, spec: vocab.FactField, on: str, voc: Vocabulary
+) -> Iterator[tuple[str, str | None]]:
+    if spec.type == "number":
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            yield f"{name} is a number; {v!r} is not", None
+        elif "e" in repr(v).lower():
+            yield f"{name}: write {v!r} without an exponent (durable_rules rejects 1e-05)", None
+        return
+    if op in vocab.NUMERIC_OPERATORS:
+        yield f"operator {op!r} needs a number fact; {name} is a {spec.type}", None
+        return
+    if spec.type == "boolean":
+        if not isinstance(v, bool):
+            yield f"{name} is true or false; {v!r} is not", None
+        return
+    if not isinstance(v, str):
+        yield f"{name} takes text; {v!r} is not", None
+        return
+    known: Iterable[str] = spec.choices
+    if on == "medication" and name == "ingredient":
+        known = voc.drugs
+    elif on == "medication" and name == "classes":
+        known = voc.classes
+    elif on == "medication" and name == "product":
+        known = [*voc.products, "none"]
+    elif on == "concept" and name == "concept":
+        known = voc.concepts
+    elif on == "patient" and name == "supplement_form":
+        known = [*voc.forms, "unknown", "none"]
+    known = list(known)
+    if known and v not in known:
+        yield f"{name}: unknown value {v!r}", _suggest(v, known)
+
+
+def _check_match_bound(rules: list[Any], label: str) -> Iterator[RulesetError]:
+    """Bound the rules that can match one fact at once below durable_rules' limit of 64.
+
+    The bound is conservative: every pattern on a fact type counts, except that patterns on
+    derived facts count per derived name (a derived fact has exactly one name).
+    """
+    counts: Counter[str] = Counter()
+    for rule in rules:
+        if not isinstance(rule, dict) or not isinstance(rule.get("when"), list):
+            continue
+        for pattern in rule["when"]:
+            if isinstance(pattern, dict):
+                key = f"derived:{pattern['derived']}" if "derived" in pattern else str(pattern.get("on"))
+                counts[key] += 1
+    for key, n in sorted(counts.items()):
+        if n > vocab.DURABLE_MAX_MATCHES_PER_FACT:
+            yield RulesetError(
+                f"{n} rule patterns can match one {key} fact; durable_rules allows "
+                f"{vocab.DURABLE_MAX_MATCHES_PER_FACT}: split the fact type or merge rules",
+                ruleset=label,
+            )
+
+
+def _build(data: dict[str, Any], file: Path) -> Ruleset:
+    all_rules = list(data["rules"]) + _upper_limit_rules(data.get("upper_limits", []))
+    rules = tuple(
+        Rule(
+            id=raw["id"],
+            when=tuple(_pattern(p) for p in raw["when"]),
+            then=dict(raw["then"]),
+            sources=tuple(raw["sources"]),
+            confidence=raw["confidence"],
+            index=i,
+            description=raw.get("description", ""),
+            note=raw.get("note", ""),
+        )
+        for i, raw in enumerate(all_rules)
+    )
+    return Ruleset(
+        name=data["ruleset"],
+        version=data["version"],
+        status=data["status"],
+        sha256=sha256_of(file),
+        rules=rules,
+        sources=dict(data["sources"]),
+        vocabulary=_vocabulary(data["vocabulary"]),
+        settings=dict(data.get("settings", {})),
+        path=str(file),
+        supersedes=data.get("supersedes"),
+        change_note=data.get("change_note", ""),
+        raw=data,
+    )
+
+
+def _pattern(raw: dict[str, Any]) -> Pattern:
+    if "derived" in raw:
+        return Pattern(on="derived", where=(Condition("name", "==", raw["derived"]),))
+    return Pattern(
+        on=raw["on"],
+        where=tuple(Condition(*c) for c in raw.get("where", [])),
+        where_any=tuple(Condition(*c) for c in raw.get("where_any", [])),
+    )

@@ -1,0 +1,175 @@
+"""The closed vocabulary a ruleset may use: fact types and fields, operators, effects.
+
+Rules are data; this module is the code that says what the data may name. The checker
+(`engine.ruleset`) and, later, the rule editor build their choices from these declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FieldType = Literal["number", "string", "boolean", "string_list"]
+
+
+@dataclass(frozen=True)
+class FactField:
+    """One field a rule may test: its type, unit and meaning."""
+
+    name: str
+    type: FieldType
+    description: str
+    unit: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _fields(*fields: FactField) -> dict[str, FactField]:
+    return {f.name: f for f in fields}
+
+
+# Fact types asserted per evaluation. A rule pattern names one of these with "on".
+FACT_TYPES: dict[str, dict[str, FactField]] = {
+    "patient": _fields(
+        FactField("age_years", "number", "age in years (fractional for infants)", "years"),
+        FactField("sex", "string", "sex at birth", choices=("female", "male", "unknown")),
+        FactField("pregnant", "boolean", "pregnant now (false when not stated)"),
+        FactField("lactating", "boolean", "breastfeeding now (false when not stated)"),
+        FactField("jurisdiction", "string", "which dose limits apply", choices=("US", "EU")),
+        FactField("renal_data_known", "boolean", "an eGFR is known (lab, or CKD-EPI 2021 from creatinine)"),
+        FactField("egfr_ml_min_1_73m2", "number", "eGFR, unrounded; absent when unknown", "mL/min/1.73m2"),
+        FactField("egfr_source", "string", "where the eGFR came from", choices=("lab", "ckd_epi_2021", "none")),
+        FactField(
+            "kdigo_category",
+            "string",
+            "KDIGO 2012 GFR category",
+            choices=("G1", "G2", "G3a", "G3b", "G4", "G5", "unknown"),
+        ),
+        FactField("serum_mg_known", "boolean", "a usable serum magnesium value is known"),
+        FactField("serum_mg_mmol_l", "number", "serum magnesium normalised to mmol/L", "mmol/L"),
+        FactField("serum_mg_lab_upper_limit_known", "boolean", "the lab supplied its own upper limit"),
+        FactField("serum_mg_above_lab_upper_limit", "boolean", "serum magnesium is above the lab's own upper limit"),
+        FactField("serum_mg_unit_unrecognized", "boolean", "the magnesium lab unit was not recognised"),
+        FactField("creatinine_unit_unrecognized", "boolean", "the creatinine lab unit was not recognised"),
+        FactField("supplement_requested", "boolean", "a supplement (form or dose) was asked for"),
+        FactField("supplement_form", "string", "canonical supplement form, 'unknown' or 'none'"),
+        FactField("dose_basis", "string", "how the dose was stated", choices=("elemental", "salt", "none")),
+        FactField(
+            "supplement_dose_elemental_mg",
+            "number",
+            "requested dose as elemental Mg; absent if unknown",
+            "mg",
+        ),
+        FactField("supplement_form_text", "string", "the supplement form as written"),
+        FactField("supplement_dose_mg_as_entered", "number", "the dose as entered (elemental or salt)", "mg"),
+        FactField("elemental_fraction", "number", "elemental Mg fraction used to convert a salt weight"),
+        FactField("serum_mg_lab_upper_limit_mmol_l", "number", "the lab's own upper limit in mmol/L", "mmol/L"),
+        FactField("creatinine_mg_dl", "number", "serum creatinine normalised to mg/dL", "mg/dL"),
+        FactField("weight_kg", "number", "body weight", "kg"),
+    ),
+    "medication": _fields(
+        FactField("ingredient", "string", "canonical ingredient name from the drug vocabulary"),
+        FactField("classes", "string_list", "drug classes of the ingredient"),
+        FactField("product", "string", "combination product the ingredient came from, or 'none'"),
+        FactField("text", "string", "the medication as written"),
+    ),
+    "concept": _fields(
+        FactField("concept", "string", "condition or symptom concept id from the concept vocabulary"),
+        FactField("kind", "string", "where it was listed", choices=("condition", "symptom")),
+        FactField("text", "string", "the condition or symptom as written"),
+    ),
+    "derived": _fields(
+        FactField("name", "string", "name of a fact derived by another rule"),
+    ),
+}
+
+# Operators of a condition triple [field, op, value].
+OPERATORS: dict[str, str] = {
+    "==": "equals",
+    "!=": "differs from",
+    "<": "is below",
+    "<=": "is at most",
+    ">": "is above",
+    ">=": "is at least",
+    "in": "is one of",
+    "contains": "list contains",
+    "contains_any": "list contains one of",
+}
+NUMERIC_OPERATORS = frozenset({"<", "<=", ">", ">="})
+LIST_OPERATORS = frozenset({"contains", "contains_any"})
+
+SEVERITIES: tuple[str, ...] = ("contraindicated", "major", "moderate", "minor", "info")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}  # 0 is most severe
+
+# Effects a rule's "then" may hold, with the type of their value.
+EFFECTS: dict[str, str] = {
+    "finding": "catalogue finding id to report",
+    "severity": "severity of the finding",
+    "message": "plain-language message; {field} placeholders take matched fact values",
+    "derive": "name of a fact to derive (another rule must consume it)",
+    "cap_mg": "cap on elemental Mg per day for the plan (0 = no supplement without a physician)",
+    "requires_physician": "a physician must decide",
+    "monitoring": "monitoring advice lines for the plan",
+    "separation": "{before_h, after_h}: window between the matched medication and Mg",
+    "doses_per_day_min": "minimum number of divided doses per day",
+    "suggest_form": "form to suggest instead of the requested one",
+    "urgent": "seek urgent care; no self-directed plan",
+}
+
+# The finding catalogue of REFERENCE §8: the product's stable vocabulary.
+FINDING_IDS: tuple[str, ...] = (
+    "DOSE_ABOVE_UL_US",
+    "DOSE_ABOVE_UL_EU",
+    "INFANT_NO_SUPPLEMENT",
+    "EU_NO_UL_UNDER_4",
+    "PEDIATRIC",
+    "DOSE_BASIS_SALT",
+    "FORM_UNKNOWN",
+    "FORM_LOW_SOLUBILITY",
+    "CUMULATIVE_MG_SOURCES",
+    "SPLIT_DOSE",
+    "RENAL_SEVERE",
+    "RENAL_MODERATE",
+    "RENAL_DATA_MISSING",
+    "MG_LAB_MISSING",
+    "HYPOMAGNESEMIA",
+    "HYPOMAGNESEMIA_SEVERE",
+    "MG_ABOVE_RANGE",
+    "HYPERMAGNESEMIA_TOXIC",
+    "UNIT_UNRECOGNIZED",
+    "TETRACYCLINE_SEPARATION",
+    "FLUOROQUINOLONE_SEPARATION",
+    "LEVOTHYROXINE_SEPARATION",
+    "BISPHOSPHONATE_SEPARATION",
+    "INSTI_SEPARATION",
+    "RALTEGRAVIR_AVOID",
+    "RILPIVIRINE_SEPARATION",
+    "GABAPENTIN_SEPARATION",
+    "ELTROMBOPAG_SEPARATION",
+    "PENICILLAMINE_SEPARATION",
+    "MYCOPHENOLATE_SEPARATION",
+    "OTHER_CHELATION_SEPARATION",
+    "DIGOXIN_MG",
+    "PPI_LONG_TERM",
+    "LOOP_THIAZIDE_DIURETIC",
+    "K_SPARING_DIURETIC",
+    "MG_WASTING_DRUG",
+    "ALCOHOL_USE_DISORDER",
+    "CARDIAC_CONDUCTION_DISORDER",
+    "MYASTHENIA_GRAVIS",
+    "GI_OBSTRUCTION",
+    "GLYCEROPHOSPHATE_HYPERPHOSPHATAEMIA",
+    "RED_FLAG_SYMPTOMS",
+    "HYPERMAG_SYMPTOMS",
+    "GI_INTOLERANCE",
+    "PREGNANCY",
+    "LACTATION",
+    "THREONATE_PREG_LACT",
+    "UNRECOGNIZED_MEDICATION",
+    "FOLLOW_UP",
+)
+
+# durable_rules raises error 303 when more than 64 rules match one fact at once.
+DURABLE_MAX_MATCHES_PER_FACT = 64
+
+# Class given to a medication the drug vocabulary cannot resolve, so a rule can report it.
+UNRECOGNIZED_CLASS = "unrecognized"

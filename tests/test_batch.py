@@ -1,0 +1,177 @@
+"""The batch CLI end to end: nothing lost, order kept, parallel equals serial, clear summary."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import batch
+from tests.conftest import record
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "intake.jsonl"
+
+
+def mgreview(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def test_sample_file_records_in_equal_results_plus_rejects(tmp_path):
+    out, rej = tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
+    proc = mgreview("evaluate", str(SAMPLE), "-o", str(out), "--rejects", str(rej))
+    records_in = sum(1 for line in SAMPLE.read_text("utf-8").splitlines() if line.strip())
+    results, rejects = lines(out), lines(rej)
+    assert len(results) + len(rejects) == records_in
+    assert rejects, "the sample holds malformed records on purpose"
+    assert proc.returncode == 1  # any rejected record -> exit status 1
+    assert f"records: {records_in}  ok: {len(results)}  rejected: {len(rejects)}" in proc.stderr
+    assert "findings by severity: contraindicated" in proc.stderr
+    assert all(r["status"] == "ok" for r in results)
+    assert all(r["status"] == "rejected" and r["errors"] and "line" in r for r in rejects)
+
+
+def test_parallel_output_equals_single_process_output(tmp_path):
+    items = [
+        (
+            i + 1,
+            json.dumps(
+                record(
+                    id=f"P{i}",
+                    age_years=1 + i % 90,
+                    egfr_ml_min_1_73m2=5 + i % 100,
+                    medications=[["omeprazole"], ["doxycyclin 100 mg"], ["Zyxorin"], []][i % 4],
+                )
+            ),
+        )
+        for i in range(1200)
+    ]
+    items[17] = (18, "{broken json")
+    serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
+    with serial.open("w") as out:
+        s1 = batch.run(items, out, workers=1, progress=False)
+    with parallel.open("w") as out:
+        s2 = batch.run(items, out, workers=2, progress=False)
+    assert serial.read_bytes() == parallel.read_bytes()
+    assert (s1.records, s1.ok, s1.rejected) == (s2.records, s2.ok, s2.rejected) == (1200, 1199, 1)
+
+
+def test_workers_option_on_the_cli_keeps_order(tmp_path):
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    mgreview("evaluate", str(SAMPLE), "-o", str(one))
+    mgreview("evaluate", str(SAMPLE), "-o", str(two), "--workers", "2")
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_invalid_json_line_is_a_reject_that_names_the_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(record(id="A")) + "\n\nnot json\n" + json.dumps(record(id="B")) + "\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = mgreview("evaluate", str(src), "-o", str(out))
+    got = lines(out)
+    assert [r.get("record_id") for r in got] == ["A", None, "B"]
+    assert got[1]["line"] == 3 and got[1]["errors"][0]["field"] == "line"
+    assert proc.returncode == 1
+
+
+def test_csv_input_matches_jsonl_input(tmp_path):
+    rec = record(
+        id="C1",
+        medications=["omeprazol 20 mg", "Doxycyclin"],
+        conditions=["hartfalen"],
+        serum_magnesium={"value": 0.7, "unit": "mmol/L", "upper_limit": 1.0},
+    )
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text(json.dumps(rec) + "\n", "utf-8")
+    src = tmp_path / "in.csv"
+    with src.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "id",
+                "age_years",
+                "sex",
+                "egfr_ml_min_1_73m2",
+                "serum_magnesium.value",
+                "serum_magnesium.unit",
+                "serum_magnesium.upper_limit",
+                "medications",
+                "conditions",
+                "symptoms",
+                "supplement.form",
+                "supplement.dose_mg",
+                "supplement.dose_basis",
+                "jurisdiction",
+                "pregnant",
+            ]
+        )
+        w.writerow(
+            [
+                "C1",
+                "45",
+                "female",
+                "95",
+                "0,7",
+                "mmol/L",
+                "1.0",
+                "omeprazol 20 mg | Doxycyclin",
+                "hartfalen",
+                "",
+                "citrate",
+                "200",
+                "elemental",
+                "US",
+                "",
+            ]
+        )
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    mgreview("evaluate", str(jsonl), "-o", str(a))
+    mgreview("evaluate", str(src), "-o", str(b))
+    ra, rb = lines(a)[0], lines(b)[0]
+    ra.pop("line"), rb.pop("line")
+    assert ra == rb
+
+
+def test_csv_bad_number_is_rejected_with_field(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,age_years,sex\nX1,forty,female\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    mgreview("evaluate", str(src), "-o", str(out))
+    (result,) = lines(out)
+    assert result["errors"][0] == {"field": "age_years", "reason": "expected a number", "value": "forty"}
+
+
+def test_jurisdiction_option_sets_the_default(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(record(id="J", jurisdiction=None)) + "\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    mgreview("evaluate", str(src), "-o", str(out), "--jurisdiction", "US")
+    assert lines(out)[0]["plan"]["max_elemental_mg_per_day"] == 350
+    mgreview("evaluate", str(src), "-o", str(out), "--jurisdiction", "EU")
+    assert lines(out)[0]["plan"]["max_elemental_mg_per_day"] == 250
+
+
+def test_rulesets_check_command_passes_and_fails(tmp_path):
+    ok = mgreview("rulesets", "check")
+    assert ok.returncode == 0 and ": ok (" in ok.stdout
+    bad = tmp_path / "magnesium" / "v9.json"
+    bad.parent.mkdir()
+    doc = json.loads((ROOT / "rulesets" / "magnesium" / "v1.json").read_text("utf-8"))
+    doc["status"] = "draft"
+    doc["rules"][0]["when"][0]["where"][0][0] = "age_yrs"
+    bad.write_text(json.dumps(doc), "utf-8")
+    proc = mgreview("rulesets", "check", str(bad))
+    assert proc.returncode == 1
+    assert "unknown fact patient.age_yrs (did you mean 'age_years'?)" in proc.stderr
+
+
+@pytest.mark.parametrize("missing", ["nope.jsonl"])
+def test_missing_input_file_is_a_clear_error(missing):
+    proc = mgreview("evaluate", missing)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
