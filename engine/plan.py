@@ -89,7 +89,9 @@ def findings(fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
         fid = then.get("finding")
         if not fid:
             continue
-        message = string.Formatter().vformat(then["message"], (), _Values(_flat(f)))
+        message = then["message"]
+        if "{" in message:
+            message = string.Formatter().vformat(message, (), _Values(_flat(f)))
         entry = merged.setdefault(
             fid,
             {
