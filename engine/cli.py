@@ -23,7 +23,12 @@ def main() -> None:
 )
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write rejected records here.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
-@click.option("--jurisdiction", type=click.Choice(["US", "EU"]), help="For records without one (default: ruleset's).")
+@click.option(
+    "--jurisdiction",
+    type=click.Choice(["US", "EU"]),
+    envvar="MGREVIEW_JURISDICTION",
+    help="For records without one (default: $MGREVIEW_JURISDICTION, else the ruleset's).",
+)
 @click.option("--ruleset", "ruleset_path", type=click.Path(exists=True, dir_okay=False), help="Ruleset file.")
 def evaluate(
     input_path: Path,

@@ -551,6 +551,15 @@ def _check_condition(
     if op in ("in", "contains_any") and (not isinstance(value, list) or not value):
         yield f"operator {op!r} needs a non-empty list", None
         return
+    if op in ("in", "contains_any") and len(value) > vocab.MAX_VALUES_PER_CONDITION:
+        yield (
+            (
+                f"{name}: {len(value)} values in one condition; durable_rules hangs at 512 sibling conditions, "
+                f"so at most {vocab.MAX_VALUES_PER_CONDITION} are allowed: use a drug class instead"
+            ),
+            None,
+        )
+        return
     for v in values:
         yield from _check_value(name, op, v, spec, on, voc)
 

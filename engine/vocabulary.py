@@ -168,6 +168,10 @@ FINDING_IDS: tuple[str, ...] = (
     "FOLLOW_UP",
 )
 
+# durable_rules hangs with 512 or more sibling conditions under one parent: bound the values of one
+# `in` / `contains_any` condition well below that (map names to classes instead of listing them).
+MAX_VALUES_PER_CONDITION = 256
+
 # durable_rules raises error 303 when more than 64 rules match one fact at once.
 DURABLE_MAX_MATCHES_PER_FACT = 64
 

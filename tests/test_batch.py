@@ -157,6 +157,15 @@ def test_jurisdiction_option_sets_the_default(tmp_path):
     assert lines(out)[0]["plan"]["max_elemental_mg_per_day"] == 250
 
 
+def test_jurisdiction_default_from_environment(tmp_path, monkeypatch):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(record(id="J", jurisdiction=None)) + "\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setenv("MGREVIEW_JURISDICTION", "US")
+    mgreview("evaluate", str(src), "-o", str(out))
+    assert lines(out)[0]["plan"]["max_elemental_mg_per_day"] == 350
+
+
 def test_rulesets_check_command_passes_and_fails(tmp_path):
     ok = mgreview("rulesets", "check")
     assert ok.returncode == 0 and ": ok (" in ok.stdout

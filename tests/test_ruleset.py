@@ -158,3 +158,11 @@ def test_load_raises_on_invalid_json(tmp_path):
     bad.write_text("{", "utf-8")
     with pytest.raises(rs.RulesetError, match="not valid JSON"):
         rs.load(bad)
+
+
+def test_huge_value_list_is_refused_before_it_can_hang_durable(published):
+    names = [f"drug{i}" for i in range(300)]
+    doc = edit(
+        published, "FLUOROQUINOLONE_OTHER", lambda r: r["when"][0]["where"].__setitem__(0, ["text", "in", names])
+    )
+    assert any("300 values in one condition" in p for p in problems(doc))
