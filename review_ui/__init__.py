@@ -1,0 +1,74 @@
+"""The review UI: a Flask app where clinicians work the queue of flagged cases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_wtf import CSRFProtect
+
+from review_ui.db import db
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+migrate = Migrate(directory=MIGRATIONS_DIR, render_as_batch=True)
+csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = "strong"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """App factory: config from defaults < instance/config.py < MGREVIEW_* environment < test_config."""
+    app = Flask(__name__, instance_relative_config=True)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(
+        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "mgreview.db"),
+        SECRET_KEY=None,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=30),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MGREVIEW_RULESET=None,
+        MGREVIEW_JURISDICTION=None,
+        PAGE_SIZE=50,
+        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+    )
+    app.config.from_pyfile("config.py", silent=True)
+    env = {
+        "MGREVIEW_DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+        "MGREVIEW_SECRET_KEY": "SECRET_KEY",
+        "MGREVIEW_RULESET": "MGREVIEW_RULESET",
+        "MGREVIEW_JURISDICTION": "MGREVIEW_JURISDICTION",
+    }
+    for var, key in env.items():
+        if os.environ.get(var):
+            app.config[key] = os.environ[var]
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from review_ui import views
+
+    views.init_app(app)
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    """A secret key kept in the instance folder, made once, so sessions survive restarts."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32), "utf-8")
+        path.chmod(0o600)
+    return path.read_text("utf-8").strip()

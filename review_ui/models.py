@@ -1,0 +1,122 @@
+"""Users, import batches, cases, their findings, and signed decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from review_ui.db import db
+
+ROLES = ("clinician", "rule_editor", "admin")
+CASE_STATUSES = ("pending", "approved", "adjusted", "rejected", "referred")
+SEVERITY_RANK = {"contraindicated": 0, "major": 1, "moderate": 2, "minor": 3, "info": 4, "none": 5}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC."""
+    return datetime.now(UTC)
+
+
+class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
+    """A person who logs in: clinician, rule editor or admin."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Batch(db.Model):  # type: ignore[name-defined,misc]
+    """One imported intake file."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    imported_by: Mapped[str] = mapped_column(String(80))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rejects: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class Case(db.Model):  # type: ignore[name-defined,misc]
+    """One evaluated intake record waiting for (or past) a clinician's decision."""
+
+    __tablename__ = "review_case"
+    __table_args__ = (
+        Index("ix_case_worklist", "status", "severity_rank", "created_at"),
+        Index("ix_case_worklist_all", "severity_rank", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_ref: Mapped[str] = mapped_column(String(120), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    input_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    intake: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    highest_severity: Mapped[str] = mapped_column(String(20))
+    severity_rank: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    reviewer: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    ruleset_id: Mapped[str] = mapped_column(String(80))
+    ruleset_version: Mapped[int] = mapped_column(Integer)
+    ruleset_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock for concurrent decisions
+
+    batch: Mapped[Batch] = relationship()
+    findings: Mapped[list[CaseFinding]] = relationship(back_populates="case", order_by="CaseFinding.rank")
+    decisions: Mapped[list[Decision]] = relationship(back_populates="case", order_by="Decision.id")
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The engine's suggested plan."""
+        return dict(self.result.get("plan", {}))
+
+
+class CaseFinding(db.Model):  # type: ignore[name-defined,misc]
+    """A finding of a case, kept as a row so the worklist can filter by finding id."""
+
+    __tablename__ = "case_finding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_case.id"), index=True)
+    finding_id: Mapped[str] = mapped_column(String(60), index=True)
+    severity: Mapped[str] = mapped_column(String(20))
+    rank: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="findings")
+
+
+class Decision(db.Model):  # type: ignore[name-defined,misc]
+    """A signed decision: the suggested plan and the final plan side by side, who, when, why, and what it means."""
+
+    __tablename__ = "decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_case.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(80))
+    suggested_plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    final_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    override_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    signature_meaning: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="decisions")

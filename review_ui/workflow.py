@@ -1,0 +1,324 @@
+"""Every write that matters, each with its audit entry in the same transaction.
+
+Views validate forms and call these functions; nothing else changes cases, users or decisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from audit import log as audit
+from engine.batch import evaluate_one
+from engine.evaluate import Evaluator
+from review_ui.db import db
+from review_ui.models import ROLES, SEVERITY_RANK, Batch, Case, CaseFinding, Decision, User, utcnow
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 10
+
+# Coded override reasons: why a clinician departs from the engine on a case it flagged major or worse.
+OVERRIDE_CODES: dict[str, str] = {
+    "PHYSICIAN_ORDER": "A physician ordered this plan after reviewing the findings",
+    "DIAGNOSED_DEFICIENCY": "Therapeutic dose for a diagnosed deficiency, physician-supervised [S10][S11]",
+    "NEWER_LAB_RESULT": "A newer lab result than the intake changes the assessment",
+    "FINDING_NOT_APPLICABLE": "The finding does not apply to this patient (documented in the reason)",
+    "SPECIALIST_ADVICE": "Following documented specialist advice",
+}
+
+# What a signature means, recorded with every signed decision (21 CFR Part 11 style).
+SIGNATURE_MEANINGS: dict[str, str] = {
+    "approve": "I reviewed the findings and approve the suggested plan as the responsible clinician.",
+    "adjust": "I reviewed the findings and approve the plan as adjusted by me, for the reason given.",
+    "reject": "I reviewed the findings and reject the suggested plan: no supplement is to be given on it.",
+    "refer": "I reviewed the findings and refer this case to a physician, who decides.",
+}
+DECISION_STATUS = {"approve": "approved", "adjust": "adjusted", "reject": "rejected", "refer": "referred"}
+
+
+class WorkflowError(Exception):
+    """A request the workflow refuses, with the message a user reads and the field it concerns."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ConflictError(WorkflowError):
+    """Someone else decided the case first; nothing was overwritten."""
+
+
+def _commit_or_rollback() -> None:
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+# --- users and sign-in ----------------------------------------------------------------------
+
+
+def add_user(username: str, password: str, role: str, *, actor: str, full_name: str = "") -> User:
+    """Create a user with a hashed password; audited."""
+    username = username.strip()
+    if not username:
+        raise WorkflowError("A username is required.", "username")
+    if role not in ROLES:
+        raise WorkflowError(f"Role must be one of {', '.join(ROLES)}.", "role")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WorkflowError(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "password")
+    if db.session.execute(select(User).where(User.username == username)).scalar_one_or_none():
+        raise WorkflowError(f"User {username!r} already exists.", "username")
+    user = User(username=username, full_name=full_name, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.flush()
+    audit.append(
+        db.session,
+        audit.AuditEvent(actor, "user.add", "user", username, after={"username": username, "role": role}),
+    )
+    _commit_or_rollback()
+    return user
+
+
+def authenticate(username: str, password: str, *, now: datetime | None = None) -> User:
+    """Check a sign-in; lock the account after repeated failures. Every attempt is audited."""
+    now = now or datetime.now(UTC)
+    user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        audit.append(
+            db.session,
+            audit.AuditEvent(username or "?", "login.failed", "user", username or "?", reason="unknown user"),
+        )
+        _commit_or_rollback()
+        raise WorkflowError("Unknown username or wrong password.")
+    locked_until = _aware(user.locked_until)
+    if locked_until and locked_until > now:
+        audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason="locked"))
+        _commit_or_rollback()
+        raise WorkflowError("This account is locked after repeated failed sign-ins; try again later.")
+    if not check_password_hash(user.password_hash, password):
+        user.failed_logins += 1
+        reason = f"wrong password ({user.failed_logins} of {MAX_FAILED_LOGINS})"
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            reason += "; account locked"
+        audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason=reason))
+        _commit_or_rollback()
+        raise WorkflowError("Unknown username or wrong password.")
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.append(db.session, audit.AuditEvent(username, "login", "user", username))
+    _commit_or_rollback()
+    return user
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite returns naive datetimes
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for the page and the CLI."""
+
+    batch_id: int
+    records: int = 0
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def record_hash(record: Any) -> str:
+    """Identity of an intake record for idempotent imports: sha256 of its canonical JSON."""
+    return hashlib.sha256(audit.canonical(record).encode("utf-8")).hexdigest()
+
+
+def import_records(
+    items: Iterable[tuple[int, Any]], *, filename: str, actor: str, evaluator: Evaluator
+) -> ImportReport:
+    """Evaluate records and store the accepted ones as cases; re-importing a record changes nothing."""
+    batch = Batch(filename=filename, imported_by=actor)
+    db.session.add(batch)
+    db.session.flush()
+    report = ImportReport(batch_id=batch.id)
+    seen: set[str] = set()
+    for line, raw in items:
+        report.records += 1
+        status, text, _ = evaluate_one(evaluator, (line, raw))
+        result = json.loads(text)
+        if status != "ok":
+            report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
+            continue
+        record = json.loads(raw) if isinstance(raw, str) else raw
+        key = record_hash(record)
+        exists = db.session.execute(select(Case.id).where(Case.input_hash == key)).scalar_one_or_none()
+        if exists is not None or key in seen:
+            report.duplicates.append(result["record_id"])
+            continue
+        seen.add(key)
+        db.session.add(_case(record, result, key, batch.id))
+        report.accepted.append(result["record_id"])
+    batch.records, batch.accepted = report.records, len(report.accepted)
+    batch.duplicates, batch.rejected, batch.rejects = len(report.duplicates), len(report.rejected), report.rejected
+    audit.append(
+        db.session,
+        audit.AuditEvent(
+            actor,
+            "import",
+            "batch",
+            str(batch.id),
+            after={
+                "filename": filename,
+                "records": report.records,
+                "accepted": len(report.accepted),
+                "duplicates": len(report.duplicates),
+                "rejected": len(report.rejected),
+            },
+            ruleset=_ruleset_label(evaluator.ruleset.ref),
+        ),
+    )
+    _commit_or_rollback()
+    return report
+
+
+def _case(record: dict[str, Any], result: dict[str, Any], key: str, batch_id: int) -> Case:
+    findings = result["findings"]
+    highest = findings[0]["severity"] if findings else "none"  # the engine sorts findings most severe first
+    case = Case(
+        patient_ref=result["record_id"],
+        batch_id=batch_id,
+        input_hash=key,
+        intake=record,
+        result=result,
+        highest_severity=highest,
+        severity_rank=SEVERITY_RANK[highest],
+        status="pending",
+        ruleset_id=result["ruleset"]["id"],
+        ruleset_version=result["ruleset"]["version"],
+        ruleset_sha256=result["ruleset"]["sha256"],
+    )
+    case.findings = [
+        CaseFinding(finding_id=f["id"], severity=f["severity"], rank=SEVERITY_RANK[f["severity"]]) for f in findings
+    ]
+    return case
+
+
+def _ruleset_label(ref: dict[str, Any]) -> str:
+    return f"{ref['id']} v{ref['version']} {ref['sha256'][:12]}"
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+def needs_override(case: Case, kind: str, final_plan: dict[str, Any] | None) -> bool:
+    """A dose above the engine's cap, or any change on a case with a major or worse finding."""
+    if kind != "adjust" or final_plan is None:
+        return False
+    cap = case.plan.get("max_elemental_mg_per_day") or 0
+    if (final_plan.get("max_elemental_mg_per_day") or 0) > cap:
+        return True
+    return case.severity_rank <= SEVERITY_RANK["major"]
+
+
+def decide(
+    case_id: int,
+    *,
+    expected_version: int,
+    kind: str,
+    actor: User,
+    password: str,
+    reason: str = "",
+    final_plan: dict[str, Any] | None = None,
+    override_code: str | None = None,
+    override_text: str = "",
+) -> Decision:
+    """Sign a decision on a case: check the signature, refuse a stale version, store it with its audit entry."""
+    if kind not in DECISION_STATUS:
+        raise WorkflowError(f"Unknown decision {kind!r}.")
+    if not check_password_hash(actor.password_hash, password):
+        raise WorkflowError("The password does not match: the decision was not signed.", "password")
+    case = db.session.get(Case, case_id)
+    if case is None:
+        raise WorkflowError("No such case.")
+    reason = reason.strip()
+    if kind in ("adjust", "reject", "refer") and not reason:
+        raise WorkflowError("A reason is required for this decision.", "reason")
+    if kind == "adjust":
+        if final_plan is None:
+            raise WorkflowError("An adjustment needs the adjusted plan.")
+        if needs_override(case, kind, final_plan):
+            if override_code not in OVERRIDE_CODES:
+                raise WorkflowError(
+                    "This change needs a coded override reason: the dose is above the engine's cap or the case "
+                    "has a major or contraindicated finding.",
+                    "override_code",
+                )
+            if not override_text.strip():
+                raise WorkflowError("Explain the override in free text.", "override_text")
+    else:
+        final_plan = case.plan if kind == "approve" else None
+        override_code, override_text = None, ""
+    status = DECISION_STATUS[kind]
+    changed = db.session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.version == expected_version, Case.status == "pending")
+        .values(status=status, version=Case.version + 1, reviewer=actor.username, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        current = db.session.get(Case, case_id)
+        who = f" by {current.reviewer}" if current and current.reviewer else ""
+        raise ConflictError(
+            f"This case was decided{who} while you were working on it (now {current.status if current else '?'}); "
+            "nothing was overwritten. Reload the case to see the decision."
+        )
+    full_reason = reason if not override_text else f"{reason}\n[{override_code}] {override_text.strip()}"
+    entry = audit.append(
+        db.session,
+        audit.AuditEvent(
+            actor.username,
+            f"decision.{kind}",
+            "case",
+            str(case_id),
+            before={"status": "pending", "plan": case.plan},
+            after={"status": status, "plan": final_plan},
+            reason=full_reason,
+            ruleset=_ruleset_label(case.result["ruleset"]),
+            details={
+                "override_code": override_code,
+                "signature_meaning": SIGNATURE_MEANINGS[kind],
+                "patient_ref": case.patient_ref,
+            },
+        ),
+    )
+    decision = Decision(
+        case_id=case_id,
+        kind=kind,
+        actor=actor.username,
+        suggested_plan=case.plan,
+        final_plan=final_plan,
+        reason=full_reason,
+        override_code=override_code,
+        signature_meaning=SIGNATURE_MEANINGS[kind],
+        audit_seq=entry.seq,
+    )
+    db.session.add(decision)
+    _commit_or_rollback()
+    db.session.expire_all()
+    return decision
