@@ -1,4 +1,4 @@
-# mgreview: `make run` sets up and runs the main job; `make test` sets up and runs every check.
+# mgreview: `make run` sets up and serves the review UI with demo cases; `make test` runs every check.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,10 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	@mkdir -p out
-	$(BIN)/mgreview evaluate samples/intake.jsonl -o out/results.jsonl --rejects out/rejects.jsonl; \
-	  status=$$?; test $$status -le 1 || exit $$status
-	@echo "results: out/results.jsonl   rejects: out/rejects.jsonl"
+	$(BIN)/mgreview demo
 
 lint: setup
 	$(BIN)/ruff check .

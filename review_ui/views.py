@@ -1,11 +1,368 @@
-"""Blueprints and error pages (filled in step by step)."""
+"""Blueprints: thin views that validate a form, call the workflow, flash and redirect."""
 
 from __future__ import annotations
 
-from flask import Flask
+import csv
+import io
+import json
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from audit import log as audit
+from engine.batch import csv_record
+from engine.evaluate import Evaluator
+from review_ui import login_manager, workflow
+from review_ui.db import db
+from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, WorklistFilter
+from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+auth = Blueprint("auth", __name__)
+cases = Blueprint("cases", __name__)
+imports = Blueprint("imports", __name__)
+audit_views = Blueprint("audit", __name__)
+_evaluator_lock = threading.Lock()
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Require login and one of `roles`; others get a 403 page."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+CLINICAL = ("clinician", "admin")
+ANY_ROLE = ("clinician", "rule_editor", "admin")
+
+
+def evaluator() -> Evaluator:
+    """The app's evaluator, compiled once per process."""
+    ext = current_app.extensions
+    with _evaluator_lock:
+        if "mgreview_evaluator" not in ext:
+            ext["mgreview_evaluator"] = Evaluator(
+                current_app.config["MGREVIEW_RULESET"], current_app.config["MGREVIEW_JURISDICTION"]
+            )
+    return ext["mgreview_evaluator"]  # type: ignore[no-any-return]
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Flask-Login's user loader."""
+    return db.session.get(User, int(user_id))
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+
+
+@auth.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Sign in; failures and lockouts are audited by the workflow."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user = workflow.authenticate(form.username.data or "", form.password.data or "")
+        except workflow.WorkflowError as e:
+            flash(e.message, "error")
+        else:
+            session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
+            login_user(user)
+            return redirect(url_for("cases.worklist"))
+    return render_template("login.html", form=form)
+
+
+@auth.route("/logout", methods=["POST"])
+@login_required
+def logout() -> Any:
+    """Sign out."""
+    logout_user()
+    flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+# --- worklist and cases -----------------------------------------------------------------------
+
+
+@cases.route("/")
+@login_required
+def index() -> Any:
+    """Home: the worklist."""
+    return redirect(url_for("cases.worklist"))
+
+
+@cases.route("/cases")
+@roles_required(*CLINICAL)
+def worklist() -> Any:
+    """Cases by highest severity, then age of the case; filtered and paginated."""
+    form = WorklistFilter(request.args)
+    query = select(Case)
+    status = request.args.get("status", "pending")
+    if status:
+        query = query.where(Case.status == status)
+    if form.severity.data:
+        query = query.where(Case.severity_rank == SEVERITY_RANK.get(form.severity.data, -1))
+    if form.finding.data:
+        query = query.where(
+            Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.finding_id == form.finding.data.strip().upper()))
+        )
+    if form.batch.data:
+        query = query.where(Case.batch_id == form.batch.data)
+    if form.reviewer.data:
+        query = query.where(Case.reviewer == form.reviewer.data.strip())
+    if form.q.data:
+        query = query.where(Case.patient_ref.contains(form.q.data.strip(), autoescape=True))
+    query = query.order_by(Case.severity_rank, Case.created_at, Case.id)
+    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    return render_template("worklist.html", form=form, page=page, status=status, args=args)
+
+
+@cases.route("/cases/<int:case_id>")
+@roles_required(*CLINICAL)
+def case_page(case_id: int) -> Any:
+    """One case: intake facts, findings with evidence and sources, suggested plan, decision form, history."""
+    case = db.get_or_404(Case, case_id)
+    form = DecisionForm(expected_version=case.version)
+    _prefill(form, case.plan)
+    return _render_case(case, form)
+
+
+def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
+    entries = audit.read(db.session, target_type="case", target_id=str(case.id))
+    return (
+        render_template(
+            "case.html",
+            case=case,
+            form=form,
+            entries=[e.as_dict() for e in entries],
+            sources=evaluator().ruleset.sources,
+            needs_override=case.severity_rank <= SEVERITY_RANK["major"],
+        ),
+        status,
+    )
+
+
+def _prefill(form: DecisionForm, plan: dict[str, Any]) -> None:
+    form.form.data = plan.get("form") or ""
+    cap = plan.get("max_elemental_mg_per_day")
+    form.max_elemental_mg_per_day.data = Decimal(str(cap)) if cap is not None else None
+    form.doses_per_day.data = plan.get("doses_per_day")
+    form.separations.data = "\n".join(
+        f"{s['drug']}: {_hours(s['drug_before_mg_h'])} / {_hours(s['drug_after_mg_h'])}"
+        for s in plan.get("separations", [])
+    )
+    form.monitoring.data = "\n".join(plan.get("monitoring", []))
+
+
+def _hours(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _plan_from(form: DecisionForm, suggested: dict[str, Any]) -> dict[str, Any]:
+    """The adjusted plan from the form; separation lines are `drug: before / after`."""
+    separations = []
+    for number, line in enumerate((form.separations.data or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            drug, hours = line.split(":", 1)
+            before, after = (h.strip() for h in hours.split("/", 1))
+            separations.append(
+                {
+                    "drug": drug.strip(),
+                    "drug_before_mg_h": None if before == "-" else float(before),
+                    "drug_after_mg_h": None if after == "-" else float(after),
+                }
+            )
+        except ValueError:
+            raise workflow.WorkflowError(
+                f"Separation line {number} must read 'drug: hours before / hours after' (use - for none).",
+                "separations",
+            ) from None
+    dose = form.max_elemental_mg_per_day.data
+    plan = dict(suggested)
+    plan.update(
+        {
+            "form": (form.form.data or "").strip() or None,
+            "max_elemental_mg_per_day": float(dose) if dose is not None else suggested.get("max_elemental_mg_per_day"),
+            "doses_per_day": form.doses_per_day.data
+            if form.doses_per_day.data is not None
+            else suggested.get("doses_per_day"),
+            "separations": separations,
+            "monitoring": [m.strip() for m in (form.monitoring.data or "").splitlines() if m.strip()],
+        }
+    )
+    plan["supplement"] = "yes" if (plan["max_elemental_mg_per_day"] or 0) > 0 else "no"
+    return plan
+
+
+@cases.route("/cases/<int:case_id>/decide", methods=["POST"])
+@roles_required(*CLINICAL)
+def decide(case_id: int) -> Any:
+    """Sign a decision on a case."""
+    case = db.get_or_404(Case, case_id)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        return _render_case(case, form, 400)
+    kind = form.kind.data or ""
+    try:
+        final = _plan_from(form, case.plan) if kind == "adjust" else None
+        workflow.decide(
+            case_id,
+            expected_version=int(form.expected_version.data or 0),
+            kind=kind,
+            actor=current_user,
+            password=form.password.data or "",
+            reason=form.reason.data or "",
+            final_plan=final,
+            override_code=form.override_code.data or None,
+            override_text=form.override_text.data or "",
+        )
+    except workflow.ConflictError as e:
+        flash(e.message, "error")
+        return redirect(url_for("cases.case_page", case_id=case_id))
+    except workflow.WorkflowError as e:
+        field = getattr(form, e.field, None) if e.field else None
+        if field is not None:
+            field.errors = [*field.errors, e.message]
+        else:
+            flash(e.message, "error")
+        return _render_case(db.session.get(Case, case_id), form, 400)
+    flash(f"Decision signed: case {case.patient_ref} {workflow.DECISION_STATUS[kind]}.", "success")
+    return redirect(url_for("cases.case_page", case_id=case_id))
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+@imports.route("/import", methods=["GET", "POST"])
+@roles_required(*CLINICAL)
+def upload() -> Any:
+    """Upload an intake file: records are evaluated and become cases; rejects are listed with reasons."""
+    form = ImportForm()
+    if form.validate_on_submit():
+        storage = form.file.data
+        name = storage.filename or "upload"
+        text = storage.read().decode("utf-8-sig", errors="replace")
+        if name.lower().endswith(".csv"):
+            reader = csv.DictReader(io.StringIO(text))
+            items: list[tuple[int, Any]] = [(reader.line_num, csv_record(row)) for row in reader]
+        else:
+            items = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
+        flash(
+            f"Imported {name}: {len(report.accepted)} new cases, {len(report.duplicates)} already imported, "
+            f"{len(report.rejected)} rejected.",
+            "success" if not report.rejected else "warning",
+        )
+        return redirect(url_for("imports.batch_page", batch_id=report.batch_id))
+    batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
+    return render_template("import.html", form=form, batches=batches)
+
+
+@imports.route("/batches/<int:batch_id>")
+@roles_required(*CLINICAL)
+def batch_page(batch_id: int) -> Any:
+    """An import: counts, accepted cases, rejected records with reasons."""
+    batch = db.get_or_404(Batch, batch_id)
+    accepted = db.session.execute(select(Case).where(Case.batch_id == batch_id).order_by(Case.id)).scalars().all()
+    return render_template("batch.html", batch=batch, accepted=accepted)
+
+
+# --- audit log --------------------------------------------------------------------------------
+
+
+def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntry]:
+    return audit.read(
+        db.session,
+        action=form.action.data or None,
+        actor=form.actor.data or None,
+        target_type=form.target_type.data or None,
+        target_id=form.target_id.data or None,
+        limit=limit,
+    )
+
+
+@audit_views.route("/audit")
+@roles_required(*ANY_ROLE)
+def log_page() -> Any:
+    """The overall audit log, filterable, with the chain's verification."""
+    form = AuditFilter(request.args)
+    entries = [e.as_dict() for e in _audit_entries(form, 500)]
+    return render_template(
+        "audit.html", form=form, entries=entries, verification=audit.verify(db.session), args=request.args.to_dict()
+    )
+
+
+@audit_views.route("/audit.csv")
+@roles_required(*ANY_ROLE)
+def export() -> Response:
+    """The filtered audit log as CSV."""
+    form = AuditFilter(request.args)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    columns = [*audit.HASHED_FIELDS, "hash"]
+    writer.writerow(columns)
+    for entry in _audit_entries(form, None):
+        writer.writerow([getattr(entry, c) for c in columns])
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=mgreview-audit.csv"}
+    )
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+ERROR_MESSAGES = {
+    400: "The request could not be understood.",
+    403: "Your role does not give access to this page.",
+    404: "There is nothing at this address.",
+    413: "The file is too large.",
+    500: "Something went wrong on our side. The error was logged; nothing you entered was half-saved.",
+}
+
+
+def _error(e: Any) -> Any:
+    code = getattr(e, "code", 500) or 500
+    if code == 500:
+        db.session.rollback()
+    return render_template("error.html", code=code, message=ERROR_MESSAGES.get(code, "Error.")), code
 
 
 def init_app(app: Flask) -> None:
     """Register blueprints, the user loader and error pages."""
     from audit import log  # noqa: F401  (the audit tables must be known to migrations)
     from review_ui import models  # noqa: F401
+
+    for blueprint in (auth, cases, imports, audit_views):
+        app.register_blueprint(blueprint)
+    for code in ERROR_MESSAGES:
+        app.register_error_handler(code, _error)
+    app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,161 @@
+"""The full `mgreview` command: the engine's commands plus users, import, audit, database and server.
+
+The engine's CLI (`engine.cli`) never imports Flask; this module adds the commands that need the app.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+
+from engine.cli import main
+
+DEMO_USERS = (
+    ("clinician", "clinician", "demo-clinician-2026", "Demo Clinician"),
+    ("editor", "rule_editor", "demo-editor-2026", "Demo Rule Editor"),
+    ("admin", "admin", "demo-admin-2026", "Demo Admin"),
+)
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "intake.jsonl"
+
+
+def _app() -> Flask:
+    from review_ui import create_app
+
+    return create_app()
+
+
+def _upgrade(app: Flask) -> None:
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+
+
+@main.group()
+def db() -> None:
+    """Database schema (migrations)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the schema to the newest migration."""
+    app = _app()
+    _upgrade(app)
+    click.echo(f"database ready: {app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
+
+
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["clinician", "rule_editor", "admin"]), required=True)
+@click.option("--full-name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(username: str, role: str, full_name: str, password_stdin: bool) -> None:
+    """Add a user; the password is prompted for (hidden) unless --password-stdin."""
+    from review_ui import workflow
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
+    app = _app()
+    with app.app_context():
+        try:
+            workflow.add_user(username, password, role, actor="cli", full_name=full_name)
+        except workflow.WorkflowError as e:
+            raise click.ClickException(e.message) from None
+    click.echo(f"added {role} {username}")
+
+
+@main.command("import")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--actor", default="cli", show_default=True, help="Who is importing (recorded in the audit log).")
+def import_command(input_path: Path, actor: str) -> None:
+    """Evaluate an intake file and import its records as cases (re-importing is idempotent)."""
+    report = _import(_app(), input_path, actor)
+    click.echo(
+        f"batch {report.batch_id}: {report.records} records, {len(report.accepted)} new cases, "
+        f"{len(report.duplicates)} already imported, {len(report.rejected)} rejected"
+    )
+    for reject in report.rejected:
+        for error in reject["errors"]:
+            click.echo(
+                f"  line {reject['line']} ({reject['record_id']}): {error['field']}: {error['reason']}", err=True
+            )
+
+
+def _import(app: Flask, path: Path, actor: str) -> Any:
+    from engine.batch import read_records
+    from engine.evaluate import Evaluator
+    from review_ui import workflow
+
+    with app.app_context():
+        evaluator = Evaluator(app.config["MGREVIEW_RULESET"], app.config["MGREVIEW_JURISDICTION"])
+        return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole hash chain; name the first broken entry (exit status 1)."""
+    from audit import log
+    from review_ui.db import db as database
+
+    app = _app()
+    with app.app_context():
+        result = log.verify(database.session)
+    click.echo(result.message())
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the review UI (threaded development server; use a WSGI server with workers in production)."""
+    _app().run(host=host, port=port, threaded=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Set up only; do not start the server.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    """Set up the database, demo users and the sample cases, then serve the review UI."""
+    from sqlalchemy import select
+
+    from review_ui import workflow
+    from review_ui.db import db as database
+    from review_ui.models import User
+
+    app = _app()
+    _upgrade(app)
+    with app.app_context():
+        for username, role, password, name in DEMO_USERS:
+            if database.session.execute(select(User).where(User.username == username)).scalar_one_or_none() is None:
+                workflow.add_user(username, password, role, actor="demo", full_name=name)
+    report = _import(app, SAMPLE, "demo")
+    click.echo(
+        f"sample cases: {len(report.accepted)} new, {len(report.duplicates)} already there, "
+        f"{len(report.rejected)} rejected records listed on the batch page"
+    )
+    click.echo(f"database: {app.config['SQLALCHEMY_DATABASE_URI']}")
+    click.echo(f"review UI: http://{host}:{port}/  sign in as one of:")
+    for username, role, password, _ in DEMO_USERS:
+        click.echo(f"  {username:10} password {password:22} ({role})")
+    if not no_serve:
+        app.run(host=host, port=port, threaded=True)

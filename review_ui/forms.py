@@ -1,0 +1,103 @@
+"""WTForms forms; CSRF comes from Flask-WTF on every POST form."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
+from wtforms import (
+    DecimalField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.fields import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from review_ui.models import CASE_STATUSES, SEVERITY_RANK
+from review_ui.workflow import OVERRIDE_CODES
+
+
+def _choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    """Select options from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class LoginForm(FlaskForm):
+    """Username and password."""
+
+    username = StringField("Username", validators=[DataRequired(), Length(max=80)])
+    password = PasswordField("Password", validators=[DataRequired()])
+    submit = SubmitField("Sign in")
+
+
+class DecisionForm(FlaskForm):
+    """Approve, adjust, reject or refer; signing asks for the password again."""
+
+    kind = SelectField(
+        "Decision",
+        choices=_choices(
+            [
+                ("approve", "Approve the suggested plan"),
+                ("adjust", "Adjust the plan"),
+                ("reject", "Reject the plan"),
+                ("refer", "Refer to a physician"),
+            ]
+        ),
+    )
+    expected_version = HiddenField()
+    form = StringField("Form", validators=[Optional(), Length(max=60)])
+    max_elemental_mg_per_day = DecimalField(
+        "Daily elemental Mg (mg)", places=1, validators=[Optional(), NumberRange(min=0, max=5000)]
+    )
+    doses_per_day = IntegerField("Doses per day", validators=[Optional(), NumberRange(min=0, max=8)])
+    separations = TextAreaField(
+        "Separations (one per line: drug: hours before / hours after)", validators=[Optional(), Length(max=4000)]
+    )
+    monitoring = TextAreaField("Monitoring (one per line)", validators=[Optional(), Length(max=4000)])
+    reason = TextAreaField("Reason", validators=[Optional(), Length(max=4000)])
+    override_code = SelectField(
+        "Override reason (coded)", choices=_choices([("", "—"), *OVERRIDE_CODES.items()]), validators=[Optional()]
+    )
+    override_text = TextAreaField("Override explanation", validators=[Optional(), Length(max=4000)])
+    password = PasswordField("Password (signature)", validators=[InputRequired(message="Sign with your password.")])
+    submit = SubmitField("Sign decision")
+
+
+class ImportForm(FlaskForm):
+    """An intake file to evaluate and import."""
+
+    file = FileField("Intake file (JSONL or CSV)", validators=[FileRequired(), FileAllowed(["jsonl", "json", "csv"])])
+    submit = SubmitField("Import")
+
+
+class WorklistFilter(FlaskForm):
+    """Worklist filters from the query string (GET: no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    status = SelectField("Status", choices=_choices([("", "any"), *[(s, s) for s in CASE_STATUSES]]), default="pending")
+    severity = SelectField("Severity", choices=_choices([("", "any"), *[(s, s) for s in SEVERITY_RANK if s != "none"]]))
+    finding = StringField("Finding id")
+    batch = IntegerField("Batch", validators=[Optional()])
+    reviewer = StringField("Reviewer")
+    q = StringField("Patient reference")
+
+
+class AuditFilter(FlaskForm):
+    """Audit log filters from the query string."""
+
+    class Meta:
+        csrf = False
+
+    action = StringField("Action")
+    actor = StringField("Actor")
+    target_type = SelectField(
+        "Target",
+        choices=_choices([("", "any"), ("case", "case"), ("batch", "batch"), ("user", "user"), ("ruleset", "ruleset")]),
+    )
+    target_id = StringField("Target id")
