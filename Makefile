@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck pytest check-rulesets bench clean
+.PHONY: setup system-deps run test lint typecheck pytest check-rulesets bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here); PostgreSQL 15
+# server binaries are expected on the machine. Installs Chromium when missing and apt-get is usable.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian package chromium (browser tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install the 'chromium' package to run the browser test (it is skipped without it)"; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  echo "note: PostgreSQL server binaries not found: the PostgreSQL half of the tests is skipped (CI fails)"
 
 run: setup
 	$(BIN)/mgreview demo
@@ -25,7 +36,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy engine audit
 
-pytest: setup
+pytest: setup system-deps
 	$(BIN)/pytest
 
 check-rulesets: setup
