@@ -216,3 +216,41 @@ def test_every_action_leaves_an_intact_chain(clinician, evaluator):
     assert actions() == ["user.add", "import", "decision.refer", "decision.reject"]
     assert audit.verify(db.session).checked == 4
     assert {u.username for u in db.session.query(User)} == {"alice"}
+
+
+def test_truly_concurrent_decisions_let_exactly_one_win(app, evaluator):
+    """Two threads with their own sessions sign the same case at the same moment."""
+    import threading
+
+    with app.app_context():
+        workflow.add_user("alice", PASSWORD, "clinician", actor="test")
+        workflow.add_user("bob", PASSWORD, "clinician", actor="test")
+        imported(evaluator, record(id="A1"))
+        case_id = db.session.query(Case).one().id
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def sign(username: str, kind: str) -> None:
+        with app.app_context():
+            user = db.session.query(User).filter_by(username=username).one()
+            barrier.wait()
+            try:
+                workflow.decide(case_id, expected_version=1, kind=kind, actor=user, password=PASSWORD, reason="r")
+                outcomes[username] = "signed"
+            except workflow.ConflictError:
+                outcomes[username] = "conflict"
+            except Exception as e:  # SQLite may report its write lock instead: still nothing overwritten
+                db.session.rollback()
+                outcomes[username] = f"refused: {type(e).__name__}"
+
+    threads = [threading.Thread(target=sign, args=a) for a in (("alice", "approve"), ("bob", "reject"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes.values()).count("signed") == 1, outcomes
+    with app.app_context():
+        assert db.session.query(Decision).count() == 1
+        winner = next(u for u, o in outcomes.items() if o == "signed")
+        assert db.session.get(Case, case_id).reviewer == winner
+        assert audit.verify(db.session).ok
