@@ -81,12 +81,19 @@ def test_case_keeps_findings_and_ruleset(ctx, evaluator):
     assert case.ruleset_sha256 == evaluator.ruleset.sha256
 
 
+def one_case(evaluator, **changes):
+    imported(evaluator, record(id="A1", **changes))
+    return db.session.query(Case).one()
+
+
+def sign(case, actor, kind, **changes):
+    """workflow.decide with the usual arguments: version 1, the right password."""
+    return workflow.decide(case.id, kind=kind, actor=actor, **{"expected_version": 1, "password": PASSWORD, **changes})
+
+
 def test_approve_signs_and_audits(clinician, evaluator):
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
-    decision = workflow.decide(
-        case.id, expected_version=case.version, kind="approve", actor=clinician, password=PASSWORD
-    )
+    case = one_case(evaluator)
+    decision = sign(case, clinician, "approve")
     assert decision.final_plan == decision.suggested_plan
     assert decision.signature_meaning.startswith("I reviewed the findings and approve")
     db.session.refresh(case)
@@ -96,10 +103,9 @@ def test_approve_signs_and_audits(clinician, evaluator):
 
 
 def test_signature_needs_the_password(clinician, evaluator):
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
+    case = one_case(evaluator)
     with pytest.raises(workflow.WorkflowError, match="password does not match") as e:
-        workflow.decide(case.id, expected_version=1, kind="approve", actor=clinician, password="wrong")
+        sign(case, clinician, "approve", password="wrong")
     assert e.value.field == "password"
     assert db.session.get(Case, case.id).status == "pending"
     assert "decision.approve" not in actions()
@@ -107,27 +113,15 @@ def test_signature_needs_the_password(clinician, evaluator):
 
 @pytest.mark.parametrize("kind", ["adjust", "reject", "refer"])
 def test_reason_required(clinician, evaluator, kind):
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
+    case = one_case(evaluator)
     with pytest.raises(workflow.WorkflowError, match="A reason is required"):
-        workflow.decide(
-            case.id, expected_version=1, kind=kind, actor=clinician, password=PASSWORD, final_plan=dict(case.plan)
-        )
+        sign(case, clinician, kind, final_plan=dict(case.plan))
 
 
 def test_adjust_keeps_suggested_and_final_plan(clinician, evaluator):
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
+    case = one_case(evaluator)
     final = dict(case.plan, max_elemental_mg_per_day=200, doses_per_day=3)
-    decision = workflow.decide(
-        case.id,
-        expected_version=1,
-        kind="adjust",
-        actor=clinician,
-        password=PASSWORD,
-        reason="start lower, titrate",
-        final_plan=final,
-    )
+    decision = sign(case, clinician, "adjust", reason="start lower, titrate", final_plan=final)
     assert decision.suggested_plan["max_elemental_mg_per_day"] == 350
     assert decision.final_plan["max_elemental_mg_per_day"] == 200
     entry = audit.read(db.session, action="decision.adjust")[0]
@@ -136,39 +130,18 @@ def test_adjust_keeps_suggested_and_final_plan(clinician, evaluator):
 
 
 def test_dose_above_cap_needs_coded_override(clinician, evaluator):
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
-    final = dict(case.plan, max_elemental_mg_per_day=500)
+    case = one_case(evaluator)
+    adjust = {"reason": "deficiency", "final_plan": dict(case.plan, max_elemental_mg_per_day=500)}
     with pytest.raises(workflow.WorkflowError, match="coded override reason") as e:
-        workflow.decide(
-            case.id,
-            expected_version=1,
-            kind="adjust",
-            actor=clinician,
-            password=PASSWORD,
-            reason="deficiency",
-            final_plan=final,
-        )
+        sign(case, clinician, "adjust", **adjust)
     assert e.value.field == "override_code"
     with pytest.raises(workflow.WorkflowError, match="free text"):
-        workflow.decide(
-            case.id,
-            expected_version=1,
-            kind="adjust",
-            actor=clinician,
-            password=PASSWORD,
-            reason="deficiency",
-            final_plan=final,
-            override_code="DIAGNOSED_DEFICIENCY",
-        )
-    decision = workflow.decide(
-        case.id,
-        expected_version=1,
-        kind="adjust",
-        actor=clinician,
-        password=PASSWORD,
-        reason="deficiency",
-        final_plan=final,
+        sign(case, clinician, "adjust", **adjust, override_code="DIAGNOSED_DEFICIENCY")
+    decision = sign(
+        case,
+        clinician,
+        "adjust",
+        **adjust,
         override_code="DIAGNOSED_DEFICIENCY",
         override_text="Mg 0.55 mmol/L, supervised by Dr X",
     )
@@ -176,28 +149,17 @@ def test_dose_above_cap_needs_coded_override(clinician, evaluator):
 
 
 def test_any_change_on_major_case_needs_override(clinician, evaluator):
-    imported(evaluator, record(id="A1", medications=["Isentress 400 mg"]))  # RALTEGRAVIR_AVOID, major
-    case = db.session.query(Case).one()
+    case = one_case(evaluator, medications=["Isentress 400 mg"])  # RALTEGRAVIR_AVOID, major
     with pytest.raises(workflow.WorkflowError, match="coded override reason"):
-        workflow.decide(
-            case.id,
-            expected_version=1,
-            kind="adjust",
-            actor=clinician,
-            password=PASSWORD,
-            reason="x",
-            final_plan=dict(case.plan, monitoring=["weekly"]),
-        )
+        sign(case, clinician, "adjust", reason="x", final_plan=dict(case.plan, monitoring=["weekly"]))
 
 
 def test_concurrent_decisions_conflict_and_nothing_is_overwritten(clinician, evaluator):
     bob = workflow.add_user("bob", PASSWORD, "clinician", actor="test")
-    imported(evaluator, record(id="A1"))
-    case = db.session.query(Case).one()
-    version = case.version  # both clinicians opened the case at this version
-    workflow.decide(case.id, expected_version=version, kind="approve", actor=clinician, password=PASSWORD)
+    case = one_case(evaluator)  # both clinicians opened the case at version 1
+    sign(case, clinician, "approve")
     with pytest.raises(workflow.ConflictError, match="decided by alice while you were working"):
-        workflow.decide(case.id, expected_version=version, kind="reject", actor=bob, password=PASSWORD, reason="no")
+        sign(case, bob, "reject", reason="no")
     assert db.session.get(Case, case.id).status == "approved"
     assert [d.actor for d in db.session.query(Decision).all()] == ["alice"]
     assert actions().count("decision.reject") == 0
@@ -206,13 +168,9 @@ def test_concurrent_decisions_conflict_and_nothing_is_overwritten(clinician, eva
 
 def test_every_action_leaves_an_intact_chain(clinician, evaluator):
     imported(evaluator, record(id="A1"), record(id="A2", age_years=50))
-    cases = db.session.query(Case).order_by(Case.id).all()
-    workflow.decide(
-        cases[0].id, expected_version=1, kind="refer", actor=clinician, password=PASSWORD, reason="renal question"
-    )
-    workflow.decide(
-        cases[1].id, expected_version=1, kind="reject", actor=clinician, password=PASSWORD, reason="patient declined"
-    )
+    first, second = db.session.query(Case).order_by(Case.id).all()
+    sign(first, clinician, "refer", reason="renal question")
+    sign(second, clinician, "reject", reason="patient declined")
     assert actions() == ["user.add", "import", "decision.refer", "decision.reject"]
     assert audit.verify(db.session).checked == 4
     assert {u.username for u in db.session.query(User)} == {"alice"}
