@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine import ENGINE_VERSION
+from engine import ENGINE_VERSION, interpreter
 from engine import plan as planner
 from engine import ruleset as rulesets
-from engine.compiler import CompiledRuleset, pattern_name
+from engine.compiler import CompiledRuleset, Firing, pattern_name
 from engine.conditions import ConceptResolver
 from engine.errors import EngineError, RecordError
 from engine.facts import parse
@@ -20,13 +20,22 @@ from engine.medications import MedicationResolver
 class Evaluator:
     """A ruleset compiled once, ready to evaluate many records (one process or thread pool)."""
 
-    def __init__(self, ruleset: rulesets.Ruleset | str | Path | None = None, jurisdiction: str | None = None):
+    def __init__(
+        self,
+        ruleset: rulesets.Ruleset | str | Path | None = None,
+        jurisdiction: str | None = None,
+        *,
+        backend: str = "durable",
+    ):
         self.ruleset = ruleset if isinstance(ruleset, rulesets.Ruleset) else rulesets.load(ruleset)
         self.default_jurisdiction = jurisdiction or self.ruleset.settings["default_jurisdiction"]
         voc = self.ruleset.vocabulary
         self.medications = MedicationResolver(voc)
         self.concepts = ConceptResolver(voc)
         self.forms = PhraseIndex((n, key) for key, f in voc.forms.items() for n in [key, *f.get("names", [])])
+        if backend not in ("durable", "python"):
+            raise ValueError(f"backend must be 'durable' or 'python', not {backend!r}")
+        self.backend = backend
         self.compiled = CompiledRuleset(self.ruleset)
 
     def evaluate(self, record: Any) -> dict[str, Any]:
@@ -40,15 +49,20 @@ class Evaluator:
         for reading in intake.readings:
             facts += [c.fact() for c in reading.concepts]
         try:
-            fired = self.compiled.evaluate(_unique(facts), intake.record_id)
+            if self.backend == "python":
+                fired = interpreter.run(self.ruleset, _unique(facts))
+            else:
+                fired = self.compiled.evaluate(_unique(facts), intake.record_id)
         except EngineError as e:
             return self._rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
-        findings = planner.findings(fired, intake)
+        # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
+        ordered = sorted(fired, key=_firing_key)
+        findings = planner.findings(ordered, intake)
         return {
             "record_id": intake.record_id,
             "status": "ok",
             "findings": findings,
-            "plan": planner.plan(fired, findings, intake),
+            "plan": planner.plan(ordered, findings, intake),
             "facts": intake.facts_summary(),
             "trace": [
                 {
@@ -73,6 +87,10 @@ class Evaluator:
     def close(self) -> None:
         """Free the compiled ruleset."""
         self.compiled.close()
+
+
+def _firing_key(firing: Firing) -> tuple[int, str]:
+    return firing.rule.index, json.dumps(firing.matched, sort_keys=True)
 
 
 def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
