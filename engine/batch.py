@@ -181,6 +181,29 @@ def _results(
         yield from pool.imap(_evaluate_item, items, chunksize=CHUNK_SIZE)
 
 
+def completed_lines(*paths: Path) -> set[int]:
+    """Input line numbers already written to result/reject files; a torn last line is cut off first.
+
+    A batch killed mid-write can leave a partial last line. It is truncated away (the record it
+    belonged to is evaluated again), so a resumed batch ends with every record exactly once.
+    """
+    done: set[int] = set()
+    for path in paths:
+        if not path.exists():
+            continue
+        data = path.read_bytes()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            with path.open("r+b") as f:
+                f.truncate(complete)
+        for number, line in enumerate(data[:complete].splitlines(), start=1):
+            try:
+                done.add(int(json.loads(line)["line"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}: line {number} is not a result line of mgreview ({e}); cannot resume") from e
+    return done
+
+
 def count_records(path: Path) -> int:
     """How many records a file holds (for the progress bar's total)."""
     return sum(1 for _ in read_records(path))

@@ -30,6 +30,7 @@ def main() -> None:
     help="For records without one (default: $MGREVIEW_JURISDICTION, else the ruleset's).",
 )
 @click.option("--ruleset", "ruleset_path", type=click.Path(exists=True, dir_okay=False), help="Ruleset file.")
+@click.option("--resume", is_flag=True, help="Continue a killed batch: skip records already in OUT/--rejects.")
 def evaluate(
     input_path: Path,
     output: Path | None,
@@ -37,25 +38,39 @@ def evaluate(
     workers: int,
     jurisdiction: str | None,
     ruleset_path: str | None,
+    resume: bool,
 ) -> None:
     """Evaluate a JSONL or CSV intake file; one JSON result line per record."""
     from engine import batch
     from engine.errors import MgReviewError
 
+    if resume and output is None:
+        raise click.UsageError("--resume needs -o/--output: it continues the files of a killed batch")
     for target in (output, rejects):
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
-    out = output.open("w", encoding="utf-8") if output else sys.stdout
-    rej = rejects.open("w", encoding="utf-8") if rejects else None
+    done: set[int] = set()
+    if resume:
+        try:
+            done = batch.completed_lines(*(p for p in (output, rejects) if p is not None))
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"resuming: {len(done)} records already done", err=True)
+    # Line-buffered: each result line reaches the file in one write, so a kill leaves whole lines;
+    # a torn last line (a kill inside that write) is cut off by --resume.
+    mode = "a" if resume else "w"
+    out = output.open(mode, encoding="utf-8", buffering=1) if output else sys.stdout
+    rej = rejects.open(mode, encoding="utf-8", buffering=1) if rejects else None
+    items = (item for item in batch.read_records(input_path) if item[0] not in done)
     try:
         summary = batch.run(
-            batch.read_records(input_path),
+            items,
             out,
             rej,
             workers=workers,
             ruleset_path=ruleset_path,
             jurisdiction=jurisdiction,
-            total=batch.count_records(input_path) if sys.stderr.isatty() else None,
+            total=batch.count_records(input_path) - len(done) if sys.stderr.isatty() else None,
         )
     except MgReviewError as e:
         raise click.ClickException(str(e)) from None
