@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from engine.evaluate import Evaluator, to_json_line
 
 LIST_FIELDS = ("medications", "conditions", "symptoms")
@@ -122,9 +124,10 @@ def evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str,
     line_number, raw = item
     if isinstance(raw, str):
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as e:
-            result = evaluator._rejected(None, [{"field": "line", "reason": f"not valid JSON: {e.msg}"}])
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            reason = f"not valid JSON: {e.msg}" if e.msg else "not valid JSON"
+            result = evaluator._rejected(None, [{"field": "line", "reason": reason}])
             result["input"] = raw.rstrip("\n")
             result["line"] = line_number
             return "rejected", to_json_line(result), []

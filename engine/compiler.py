@@ -40,10 +40,17 @@ class Firing:
     matched: dict[str, dict[str, Any]]
 
 
+def fact_identity(fact: dict[str, Any]) -> tuple[str, str, str]:
+    """What makes a fact distinct: its type, what it names, and the text it came from."""
+    name = fact.get("ingredient") or fact.get("concept") or fact.get("name") or ""
+    return str(fact.get("t")), str(name), str(fact.get("text", ""))
+
+
 @dataclass
 class _Run:
     sid: str
     fired: list[Firing] = field(default_factory=list)
+    activations: set[tuple[Any, ...]] = field(default_factory=set)
     derived: dict[str, str] = field(default_factory=dict)  # derived name -> rule that derived it
     errors: list[str] = field(default_factory=list)
 
@@ -116,6 +123,11 @@ class CompiledRuleset:
                 raise RuntimeError(f"rule {rule.id} fired outside an evaluation")
             try:
                 matched = {name: dict(fact) for name, fact in c._m.items()}
+                # durable activates a rule once per true branch of an $or (where_any): one firing per facts
+                key = (rule.id, *(fact_identity(matched[n]) for n in sorted(matched)))
+                if key in run.activations:
+                    return
+                run.activations.add(key)
                 run.fired.append(Firing(rule, matched))
                 if derive and derive not in run.derived:
                     run.derived[derive] = rule.id

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine import ENGINE_VERSION, interpreter
 from engine import plan as planner
 from engine import ruleset as rulesets
-from engine.compiler import CompiledRuleset, Firing, pattern_name
+from engine.compiler import CompiledRuleset, Firing, fact_identity, pattern_name
 from engine.conditions import ConceptResolver
 from engine.errors import EngineError, RecordError
 from engine.facts import parse
@@ -89,15 +91,15 @@ class Evaluator:
         self.compiled.close()
 
 
-def _firing_key(firing: Firing) -> tuple[int, str]:
-    return firing.rule.index, json.dumps(firing.matched, sort_keys=True)
+def _firing_key(firing: Firing) -> tuple[int, list[tuple[str, str, str]]]:
+    return firing.rule.index, [fact_identity(fact) for fact in firing.matched.values()]
 
 
 def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
     out = []
     for fact in facts:
-        key = json.dumps(fact, sort_keys=True)
+        key = fact_identity(fact) if fact.get("t") != "patient" else ("patient", "", "")
         if key not in seen:
             seen.add(key)
             out.append(fact)
@@ -116,5 +118,8 @@ def _trace_fact(fact: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_json_line(result: dict[str, Any]) -> str:
-    """The canonical serialisation: same input and ruleset, byte-identical line."""
-    return json.dumps(result, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """The canonical serialisation: same input and ruleset, byte-identical line (sorted keys, UTF-8)."""
+    try:
+        return orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:  # e.g. an integer beyond 64 bits echoed from a rejected record
+        return json.dumps(result, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)

@@ -6,6 +6,7 @@ rejected as a whole with all of them, never half-evaluated.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,11 +210,9 @@ def parse(
         record_id = None
     for key in record:
         if key not in FIELDS:
-            import difflib
-
             close = difflib.get_close_matches(key, FIELDS, n=1)
             r.fail(
-                key,
+                key if key.strip() else repr(key),  # an empty key still gets a readable name
                 "unknown field" + (f" (did you mean {close[0]!r}?)" if close else ""),
                 expected=list(FIELDS),
             )

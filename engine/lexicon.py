@@ -16,6 +16,7 @@ from dataclasses import dataclass
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
 FUZZY_CUTOFF = 0.85  # similarity ratio for a misspelling to count as a match
 FUZZY_MIN_LENGTH = 5  # shorter words are too easily confused (e.g. "iron" / "irin")
+CACHE_LIMIT = 50_000  # texts remembered per index; cleared when full so memory stays flat over millions
 NEGATIONS = frozenset({"no", "not", "denies", "without", "geen", "niet", "zonder", "nooit", "never"})
 
 
@@ -51,10 +52,26 @@ class PhraseIndex:
             if words:
                 self._phrases.setdefault(words, key)
         self._longest = max((len(p) for p in self._phrases), default=1)
-        self._single = sorted(w[0] for w in self._phrases if len(w) == 1 and len(w[0]) >= FUZZY_MIN_LENGTH)
+        # Single words by length: a close spelling differs in length by at most a few letters, so only
+        # those buckets are compared (difflib over the whole vocabulary dominated batch time).
+        self._by_length: dict[int, list[str]] = {}
+        for words in self._phrases:
+            if len(words) == 1 and len(words[0]) >= FUZZY_MIN_LENGTH:
+                self._by_length.setdefault(len(words[0]), []).append(words[0])
+        self._spelling_cache: dict[str, tuple[str, float] | None] = {}
+        self._found: dict[tuple[str, bool], tuple[Match, ...]] = {}
 
     def find(self, text: str, *, fuzzy: bool = True) -> list[Match]:
         """Every entry named in `text`, in the order they appear (an entry at most once)."""
+        key = (text, fuzzy)
+        cached = self._found.get(key)
+        if cached is None:
+            if len(self._found) >= CACHE_LIMIT:
+                self._found.clear()
+            cached = self._found[key] = tuple(self._find(text, fuzzy))
+        return list(cached)
+
+    def _find(self, text: str, fuzzy: bool) -> list[Match]:
         words = tokens(text)
         found: list[Match] = []
         seen: set[str] = set()
@@ -85,8 +102,20 @@ class PhraseIndex:
         word = words[i]
         if len(word) < FUZZY_MIN_LENGTH:
             return None
-        close = difflib.get_close_matches(word, self._single, n=1, cutoff=FUZZY_CUTOFF)
+        if word not in self._spelling_cache:
+            if len(self._spelling_cache) >= CACHE_LIMIT:
+                self._spelling_cache.clear()
+            self._spelling_cache[word] = self._closest(word)
+        hit = self._spelling_cache[word]
+        if hit is None:
+            return None
+        return self._phrases[(hit[0],)], 1, "spelling", hit[1]
+
+    def _closest(self, word: str) -> tuple[str, float] | None:
+        # ratio = 2*M/(a+b) >= 0.85 is impossible when the lengths differ by more than 15 %
+        slack = int(len(word) * (1 - FUZZY_CUTOFF) / FUZZY_CUTOFF) + 1
+        candidates = [w for n in range(len(word) - slack, len(word) + slack + 1) for w in self._by_length.get(n, [])]
+        close = difflib.get_close_matches(word, candidates, n=1, cutoff=FUZZY_CUTOFF)
         if not close:
             return None
-        score = difflib.SequenceMatcher(None, word, close[0]).ratio()
-        return self._phrases[(close[0],)], 1, "spelling", round(score, 3)
+        return close[0], round(difflib.SequenceMatcher(None, word, close[0]).ratio(), 3)

@@ -31,13 +31,25 @@ def _display(value: Any) -> Any:
     return value
 
 
-def _flat(firing: Firing) -> dict[str, Any]:
-    """Every matched field by name, for message placeholders (first pattern wins)."""
-    out: dict[str, Any] = {}
-    for i in range(len(firing.rule.when)):
-        for key, value in firing.matched.get(pattern_name(i), {}).items():
-            out.setdefault(key, _display(value))
-    return out
+_PLACEHOLDERS: dict[str, list[str]] = {}
+
+
+def _message(firing: Firing) -> str:
+    """The rule's message with its {field} placeholders filled from the matched facts (first pattern wins)."""
+    template: str = firing.rule.then["message"]
+    names = _PLACEHOLDERS.get(template)
+    if names is None:
+        names = _PLACEHOLDERS[template] = [n for _, n, _, _ in string.Formatter().parse(template) if n]
+    if not names:
+        return template
+    values = _Values()
+    facts = [firing.matched.get(pattern_name(i), {}) for i in range(len(firing.rule.when))]
+    for name in names:
+        for fact in facts:
+            if name in fact:
+                values[name] = _display(fact[name])
+                break
+    return template.format_map(values)
 
 
 def evidence(firing: Firing, intake: Intake, derived_by: dict[str, Firing]) -> list[dict[str, Any]]:
@@ -89,9 +101,7 @@ def findings(fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
         fid = then.get("finding")
         if not fid:
             continue
-        message = then["message"]
-        if "{" in message:
-            message = string.Formatter().vformat(message, (), _Values(_flat(f)))
+        message = _message(f)
         entry = merged.setdefault(
             fid,
             {

@@ -24,6 +24,7 @@ RULESETS_DIR = Path(__file__).resolve().parent.parent / "rulesets"
 PUBLISHED_MANIFEST = RULESETS_DIR / "published.json"
 CONFIDENCE = ("V", "S", "U")
 _RULE_ID = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_VERSION_FILE = re.compile(r"^v[0-9]+\.json$")
 _TOP_KEYS = {
     "ruleset",
     "version",
@@ -142,7 +143,8 @@ def sha256_of(path: Path) -> str:
 
 def ruleset_files(directory: Path = RULESETS_DIR) -> list[Path]:
     """Every ruleset version file below `directory` (`<name>/v<N>.json`)."""
-    return sorted(directory.glob("*/v*.json"), key=lambda p: (p.parent.name, _version_of(p)))
+    files = [p for p in directory.glob("*/v*.json") if _VERSION_FILE.match(p.name)]
+    return sorted(files, key=lambda p: (p.parent.name, _version_of(p)))
 
 
 def _version_of(path: Path) -> int:

@@ -103,3 +103,15 @@ def test_no_contraindication_is_decided_after_the_rules(evaluator):
     assert healthy["plan"]["supplement"] == "yes"
     assert healthy["plan"]["max_elemental_mg_per_day"] == 350
     assert ids(healthy) == {"SPLIT_DOSE", "FOLLOW_UP"}
+
+
+def test_where_any_with_two_true_branches_fires_once(evaluator):  # found by the differential test
+    result = evaluator.evaluate(
+        record(
+            pregnant=True,
+            lactating=True,
+            jurisdiction="EU",
+            supplement={"form": "threonate", "dose_mg": 100, "dose_basis": "elemental"},
+        )
+    )
+    assert [t["rule"] for t in result["trace"]].count("THREONATE_PREG_LACT") == 1

@@ -78,6 +78,11 @@ def test_every_problem_of_a_record_is_reported_at_once(evaluator):
     assert set(found) == {"age_years", "jurisdiction", "medications"}
 
 
+def test_empty_field_name_is_named_in_the_error(evaluator):  # found by fuzzing
+    result = evaluator.evaluate({**record(), "": 0})
+    assert errors(result)["''"] == "unknown field"
+
+
 def test_not_an_object_is_rejected(evaluator):
     assert errors(evaluator.evaluate(["a"]))["record"] == "expected a JSON object"
 

@@ -129,14 +129,17 @@ def python() -> Evaluator:
     return Evaluator(backend="python")
 
 
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"non-standard JSON constant {constant} in a result line")
+
+
 def _check_outcome(result: dict[str, Any]) -> None:
     assert result["status"] in ("ok", "rejected")
     if result["status"] == "rejected":
         assert result["errors"] and all(e["field"] and e["reason"] for e in result["errors"])
     else:
         assert result["plan"]["max_elemental_mg_per_day"] >= 0
-        json.loads(to_json_line(result))  # serialisable, no NaN
-        assert "NaN" not in to_json_line(result) and "Infinity" not in to_json_line(result)
+        json.loads(to_json_line(result), parse_constant=_refuse)  # standard JSON: no NaN or Infinity
 
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

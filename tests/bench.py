@@ -1,0 +1,166 @@
+"""`make bench`: throughput, latency and memory of the engine, measured in one run on the same records.
+
+(a) the full `mgreview evaluate` pipeline (JSON text in, JSON line out) in one process;
+(b) the compiled ruleset run raw through durable_rules on already-normalised facts;
+(c) the full pipeline with one and with two worker processes.
+Prints medians of REPEATS runs, the ratios a/b and two/one workers, p50/p99 of one in-process
+evaluation, and RSS growth over RSS_RECORDS evaluations. Not a test: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+
+from engine import batch
+from engine.evaluate import Evaluator
+from engine.facts import parse
+
+RECORDS = int(os.environ.get("BENCH_RECORDS", "20000"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+RSS_RECORDS = int(os.environ.get("BENCH_RSS_RECORDS", "200000"))
+MEDS = [
+    "Omeprazol 20 mg 1dd",
+    "Doxycyclin 100 mg",
+    "levotiroxine 0,1 mg",
+    "furosemide 40 mg",
+    "metformine 500 mg",
+    "Lanoxin 0,125 mg",
+    "spironolactone 25 mg",
+    "atorvastatine 20 mg",
+    "Zyxorin 5 mg",
+    "Biktarvy",
+]
+CONDITIONS = ["hartfalen", "chronische nierschade", "diabetes", "alcoholisme", "migraine", "reflux"]
+SYMPTOMS = ["spierkrampen", "diarree", "vermoeidheid", "hoofdpijn"]
+
+
+def make_records(n: int, seed: int = 7) -> list[str]:
+    """Deterministic synthetic intake records as JSON lines."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        rec = {
+            "id": f"B{i}",
+            "age_years": rng.choice([0.5, 2, 6, 12]) if rng.random() < 0.05 else rng.randint(18, 95),
+            "sex": rng.choice(["female", "male"]),
+            "jurisdiction": rng.choice(["US", "EU"]),
+            "medications": rng.sample(MEDS, rng.randint(0, 4)),
+            "conditions": rng.sample(CONDITIONS, rng.randint(0, 2)),
+            "symptoms": rng.sample(SYMPTOMS, rng.randint(0, 1)),
+            "supplement": {
+                "form": rng.choice(["citrate", "oxide", "glycinate"]),
+                "dose_mg": rng.choice([100, 250, 400]),
+                "dose_basis": rng.choice(["elemental", "salt"]),
+            },
+        }
+        if rng.random() < 0.8:
+            rec["egfr_ml_min_1_73m2"] = round(rng.uniform(5, 120), 2)
+        if rng.random() < 0.7:
+            rec["serum_magnesium"] = {"value": round(rng.uniform(0.3, 2.0), 3), "unit": "mmol/L"}
+        out.append(json.dumps(rec))
+    return out
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds
+
+
+def full_pipeline(lines: list[str], workers: int) -> float:
+    items = list(enumerate(lines, start=1))
+    start = time.perf_counter()
+    batch.run(items, io.StringIO(), workers=workers, progress=False)
+    return rate(len(items), time.perf_counter() - start)
+
+
+def raw_durable(evaluator: Evaluator, lines: list[str]) -> float:
+    facts = []
+    for line in lines:
+        intake = parse(
+            json.loads(line),
+            evaluator.ruleset,
+            evaluator.medications,
+            evaluator.concepts,
+            evaluator.forms,
+            evaluator.default_jurisdiction,
+        )
+        one = [intake.patient, *(d.fact() for d in intake.drugs)]
+        one += [c.fact() for r in intake.readings for c in r.concepts]
+        facts.append(one)
+    start = time.perf_counter()
+    for one in facts:
+        evaluator.compiled.evaluate(one)
+    return rate(len(facts), time.perf_counter() - start)
+
+
+def latencies_us(evaluator: Evaluator, lines: list[str]) -> tuple[float, float]:
+    records = [json.loads(line) for line in lines]
+    times = []
+    for rec in records:
+        start = time.perf_counter_ns()
+        evaluator.evaluate(rec)
+        times.append((time.perf_counter_ns() - start) / 1000)
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_growth(evaluator: Evaluator, lines: list[str], total: int) -> tuple[float, float]:
+    for line in lines[:2000]:  # warm up caches and the allocator
+        evaluator.evaluate(json.loads(line))
+    before = rss_mb()
+    done = 0
+    while done < total:
+        for line in lines:
+            evaluator.evaluate(json.loads(line))
+            done += 1
+            if done >= total:
+                break
+    return before, rss_mb()
+
+
+def main() -> None:
+    print(
+        f"mgreview bench: {RECORDS} records, {REPEATS} runs each (medians), python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
+    lines = make_records(RECORDS)
+    evaluator = Evaluator()
+    a, b, one, two = [], [], [], []
+    for _ in range(REPEATS):  # interleaved, so drift on a noisy machine hits every variant alike
+        a.append(full_pipeline(lines, 1))
+        b.append(raw_durable(evaluator, lines))
+        one.append(full_pipeline(lines, 1))
+        two.append(full_pipeline(lines, 2))
+    ma, mb, m1, m2 = (statistics.median(x) for x in (a, b, one, two))
+    p50, p99 = latencies_us(evaluator, lines)
+    print(f"(a) full pipeline, 1 process      {ma:10.0f} records/s")
+    print(f"(b) raw durable_rules, normalised {mb:10.0f} records/s")
+    print(f"(c) full pipeline, 1 worker       {m1:10.0f} records/s")
+    print(f"    full pipeline, 2 workers      {m2:10.0f} records/s")
+    print(f"ratio a/b                         {ma / mb:10.2f}   (target >= 0.6)")
+    print(f"ratio 2 workers / 1 worker        {m2 / m1:10.2f}   (target >= 1.8)")
+    print(f"one evaluation: p50 {p50:.0f} µs, p99 {p99:.0f} µs   (target p99 < 1000 µs)")
+    before, after = rss_growth(evaluator, lines, RSS_RECORDS)
+    print(
+        f"RSS over {RSS_RECORDS} evaluations: {before:.1f} MB -> {after:.1f} MB, growth {after - before:+.1f} MB "
+        f"(target < 20 MB over 1,000,000); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
