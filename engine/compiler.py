@@ -116,6 +116,8 @@ class CompiledRuleset:
 
     def _action(self, rule: Rule) -> Callable[[Any], None]:
         derive = rule.then.get("derive")
+        # durable activates a rule once per true branch of an $or (where_any): only such rules can repeat
+        may_repeat = any(p.where_any for p in rule.when)
 
         def action(c: Any) -> None:
             run = self._run
@@ -123,11 +125,11 @@ class CompiledRuleset:
                 raise RuntimeError(f"rule {rule.id} fired outside an evaluation")
             try:
                 matched = {name: dict(fact) for name, fact in c._m.items()}
-                # durable activates a rule once per true branch of an $or (where_any): one firing per facts
-                key = (rule.id, *(fact_identity(matched[n]) for n in sorted(matched)))
-                if key in run.activations:
-                    return
-                run.activations.add(key)
+                if may_repeat:
+                    key = (rule.id, *(fact_identity(matched[n]) for n in sorted(matched)))
+                    if key in run.activations:
+                        return
+                    run.activations.add(key)
                 run.fired.append(Firing(rule, matched))
                 if derive and derive not in run.derived:
                     run.derived[derive] = rule.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.lexicon import PhraseIndex
+from engine.lexicon import CACHE_LIMIT, PhraseIndex
 from engine.ruleset import Vocabulary
 
 
@@ -40,9 +40,18 @@ class ConceptResolver:
     def __init__(self, voc: Vocabulary):
         entries = [(n, key) for key, c in voc.concepts.items() for n in [key.replace("_", " "), *c.get("names", [])]]
         self._index = PhraseIndex(entries)
+        self._cache: dict[tuple[str, str], ConceptReading] = {}
 
     def read(self, text: str, kind: str) -> ConceptReading:
         """Concepts named in one entry; "no seizures" / "geen diarree" are kept as negated, not matched."""
+        cached = self._cache.get((text, kind))
+        if cached is None:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            cached = self._cache[(text, kind)] = self._read(text, kind)
+        return cached
+
+    def _read(self, text: str, kind: str) -> ConceptReading:
         matches = self._index.find(text)
         concepts = tuple(ResolvedConcept(m.key, kind, text, m.method, m.score) for m in matches if not m.negated)
         negated = tuple(m.key for m in matches if m.negated)

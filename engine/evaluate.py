@@ -58,7 +58,7 @@ class Evaluator:
         except EngineError as e:
             return self._rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
         # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
-        ordered = sorted(fired, key=_firing_key)
+        ordered = _in_ruleset_order(fired)
         findings = planner.findings(ordered, intake)
         return {
             "record_id": intake.record_id,
@@ -91,8 +91,18 @@ class Evaluator:
         self.compiled.close()
 
 
-def _firing_key(firing: Firing) -> tuple[int, list[tuple[str, str, str]]]:
-    return firing.rule.index, [fact_identity(fact) for fact in firing.matched.values()]
+def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:
+    """Firings by rule order; several firings of one rule by the facts they matched."""
+    by_rule: dict[int, list[Firing]] = {}
+    for firing in fired:
+        by_rule.setdefault(firing.rule.index, []).append(firing)
+    ordered: list[Firing] = []
+    for index in sorted(by_rule):
+        group = by_rule[index]
+        if len(group) > 1:
+            group.sort(key=lambda f: [fact_identity(fact) for fact in f.matched.values()])
+        ordered += group
+    return ordered
 
 
 def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import vocabulary as vocab
-from engine.lexicon import PhraseIndex
+from engine.lexicon import CACHE_LIMIT, PhraseIndex
 from engine.ruleset import Vocabulary
 
 
@@ -46,9 +46,20 @@ class MedicationResolver:
         self._index = PhraseIndex(entries)
         self._rxnorm = {code: key for key, d in voc.drugs.items() for code in d.get("rxnorm", [])}
         self._atc = {code.upper(): key for key, d in voc.drugs.items() for code in d.get("atc", [])}
+        self._cache: dict[str, tuple[ResolvedDrug, ...]] = {}
 
     def resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
         """Ingredients named by one medication entry; an unresolved entry yields one unrecognised drug."""
+        if isinstance(entry, str):
+            cached = self._cache.get(entry)
+            if cached is None:
+                if len(self._cache) >= CACHE_LIMIT:
+                    self._cache.clear()
+                cached = self._cache[entry] = tuple(self._resolve(entry))
+            return list(cached)
+        return self._resolve(entry)
+
+    def _resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
         if isinstance(entry, dict):
             text = str(entry.get("name") or entry.get("rxnorm") or entry.get("atc") or "")
             code = str(entry.get("rxnorm") or "")
