@@ -150,6 +150,7 @@ def run(
     jurisdiction: str | None = None,
     progress: bool | None = None,
     total: int | None = None,
+    dask: str | None = None,
 ) -> Summary:
     """Evaluate every item and write result lines to `out` (rejects to `rejects` when given), in input order."""
     from tqdm import tqdm
@@ -158,7 +159,13 @@ def run(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, unit="rec", disable=not show, file=sys.stderr, dynamic_ncols=True)
     try:
-        for status, line, severities in _results(items, workers, ruleset_path, jurisdiction):
+        if dask:
+            from engine import distributed
+
+            stream = distributed.results(items, dask, ruleset_path, jurisdiction)
+        else:
+            stream = _results(items, workers, ruleset_path, jurisdiction)
+        for status, line, severities in stream:
             target = rejects if status != "ok" and rejects is not None else out
             target.write(line + "\n")
             summary.add(status, severities)

@@ -31,6 +31,13 @@ def main() -> None:
 )
 @click.option("--ruleset", "ruleset_path", type=click.Path(exists=True, dir_okay=False), help="Ruleset file.")
 @click.option("--resume", is_flag=True, help="Continue a killed batch: skip records already in OUT/--rejects.")
+@click.option(
+    "--dask",
+    "dask_address",
+    envvar="MGREVIEW_DASK_SCHEDULER",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster (scheduler address, or 'local' for a local cluster).",
+)
 def evaluate(
     input_path: Path,
     output: Path | None,
@@ -39,6 +46,7 @@ def evaluate(
     jurisdiction: str | None,
     ruleset_path: str | None,
     resume: bool,
+    dask_address: str | None,
 ) -> None:
     """Evaluate a JSONL or CSV intake file; one JSON result line per record."""
     from engine import batch
@@ -71,6 +79,7 @@ def evaluate(
             ruleset_path=ruleset_path,
             jurisdiction=jurisdiction,
             total=batch.count_records(input_path) - len(done) if sys.stderr.isatty() else None,
+            dask=dask_address,
         )
     except MgReviewError as e:
         raise click.ClickException(str(e)) from None

@@ -251,3 +251,33 @@ def test_resume_refuses_a_foreign_file(tmp_path):
     out.write_text("hello\n", "utf-8")
     proc = mgreview("evaluate", str(src), "-o", str(out), "--resume")
     assert proc.returncode == 1 and "cannot resume" in proc.stderr
+
+
+def test_dask_local_cluster_gives_the_same_results_in_the_same_order(tmp_path):
+    from distributed import LocalCluster
+
+    from engine import distributed
+
+    items = [
+        (
+            i + 1,
+            json.dumps(
+                record(
+                    id=f"D{i}",
+                    age_years=1 + i % 90,
+                    egfr_ml_min_1_73m2=5 + i % 100,
+                    medications=[["omeprazole"], ["doxycyclin"], ["Zyxorin"], []][i % 4],
+                )
+            ),
+        )
+        for i in range(2500)
+    ]
+    items[99] = (100, "{broken")
+    local = tmp_path / "local.jsonl"
+    with local.open("w") as out:
+        batch.run(items, out, workers=1, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        lines = [
+            line for _, line, _ in distributed.results(items, cluster.scheduler_address, None, None, partition_size=300)
+        ]
+    assert "\n".join(lines) + "\n" == local.read_text()
