@@ -94,6 +94,27 @@ def evaluate(
         sys.exit(1)
 
 
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="HTML report, or a PNG when the name ends in .png.",
+)
+def report(results: tuple[Path, ...], output: Path) -> None:
+    """Summarise result files (and reject files) with plots: severities, findings, caps, reject reasons."""
+    from engine import report as reporting
+
+    try:
+        tally = reporting.render(list(results), output)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{output}: {tally.records} records, {tally.ok} evaluated, {tally.rejected} rejected")
+
+
 @main.group()
 def rulesets() -> None:
     """Inspect and check ruleset files."""

@@ -281,3 +281,38 @@ def test_dask_local_cluster_gives_the_same_results_in_the_same_order(tmp_path):
             line for _, line, _ in distributed.results(items, cluster.scheduler_address, None, None, partition_size=300)
         ]
     assert "\n".join(lines) + "\n" == local.read_text()
+
+
+@pytest.mark.parametrize("suffix", [".html", ".png"])
+def test_report_renders_counts_and_plots(tmp_path, suffix):
+    out, rej = tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
+    mgreview("evaluate", str(SAMPLE), "-o", str(out), "--rejects", str(rej))
+    target = tmp_path / f"report{suffix}"
+    proc = mgreview("report", str(out), str(rej), "-o", str(target))
+    assert proc.returncode == 0 and "64 records, 60 evaluated, 4 rejected" in proc.stdout
+    data = target.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        text = data.decode()
+        assert "data:image/png;base64," in text and "RENAL_SEVERE" in text and "expected a number" in text
+
+
+def test_report_reads_past_blank_lines(tmp_path):
+    out = tmp_path / "out.jsonl"
+    mgreview("evaluate", str(SAMPLE), "-o", str(out))
+    lines = out.read_text().splitlines()
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n", "utf-8")
+    proc = mgreview("report", str(spaced), "-o", str(tmp_path / "r.png"))
+    assert "64 records" in proc.stdout
+
+
+def test_report_names_a_bad_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"status": "rejected", "errors": []}\nnot json\n', "utf-8")
+    proc = mgreview("report", str(bad), "-o", str(tmp_path / "r.html"))
+    assert proc.returncode == 1 and "line 2 is not JSON" in proc.stderr
+    bad.write_text('{"status": "ok"}\n', "utf-8")
+    proc = mgreview("report", str(bad), "-o", str(tmp_path / "r.html"))
+    assert proc.returncode == 1 and "line 1 is not an mgreview result" in proc.stderr
