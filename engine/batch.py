@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import orjson
 
+from engine import fhir
+from engine.errors import RecordError
 from engine.evaluate import Evaluator, to_json_line
 
 LIST_FIELDS = ("medications", "conditions", "symptoms")
@@ -133,6 +135,13 @@ def evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str,
             return "rejected", to_json_line(result), []
     else:
         record = raw
+    if fhir.is_bundle(record):  # a FHIR R4 Bundle per line: map it to an intake record first
+        try:
+            record = fhir.bundle_to_record(record)
+        except RecordError as e:
+            result = evaluator._rejected(e.record_id, [err.to_dict() for err in e.errors])
+            result["line"] = line_number
+            return "rejected", to_json_line(result), []
     result = evaluator.evaluate(record)
     result["line"] = line_number
     if result["status"] != "ok":

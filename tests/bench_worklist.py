@@ -23,8 +23,9 @@ CASES = int(os.environ.get("BENCH_CASES", "100000"))
 def main() -> None:
     """Fill a fresh SQLite database with CASES cases, then time worklist pages as a signed-in clinician."""
     folder = tempfile.mkdtemp(prefix="mgreview-worklist-")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.db", "SECRET_KEY": "bench",
-                      "WTF_CSRF_ENABLED": False})
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.db", "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False}
+    )
     from flask_migrate import upgrade
 
     evaluator = Evaluator()
@@ -42,22 +43,48 @@ def main() -> None:
             for i in range(offset, min(offset + 5000, CASES)):
                 r = results[i % len(results)]
                 top = r["findings"][0]["severity"] if r["findings"] else "none"
-                cases.append({"id": i + 1, "patient_ref": f"B{i:06d}", "batch_id": batch.id, "input_hash": f"{i:064d}",
-                              "intake": {}, "result": r, "highest_severity": top, "severity_rank": SEVERITY_RANK[top],
-                              "status": "pending" if i % 10 else "approved", "ruleset_id": "magnesium",
-                              "ruleset_version": 1, "ruleset_sha256": r["ruleset"]["sha256"],
-                              "created_at": now - timedelta(seconds=i), "updated_at": now, "version": 1})
-                findings += [{"case_id": i + 1, "finding_id": f["id"], "severity": f["severity"],
-                              "rank": SEVERITY_RANK[f["severity"]]} for f in r["findings"]]
+                cases.append(
+                    {
+                        "id": i + 1,
+                        "patient_ref": f"B{i:06d}",
+                        "batch_id": batch.id,
+                        "input_hash": f"{i:064d}",
+                        "intake": {},
+                        "result": r,
+                        "highest_severity": top,
+                        "severity_rank": SEVERITY_RANK[top],
+                        "status": "pending" if i % 10 else "approved",
+                        "ruleset_id": "magnesium",
+                        "ruleset_version": 1,
+                        "ruleset_sha256": r["ruleset"]["sha256"],
+                        "created_at": now - timedelta(seconds=i),
+                        "updated_at": now,
+                        "version": 1,
+                    }
+                )
+                findings += [
+                    {
+                        "case_id": i + 1,
+                        "finding_id": f["id"],
+                        "severity": f["severity"],
+                        "rank": SEVERITY_RANK[f["severity"]],
+                    }
+                    for f in r["findings"]
+                ]
             db.session.execute(insert(Case), cases)
             db.session.execute(insert(CaseFinding), findings)
         db.session.commit()
         print(f"{CASES} cases inserted in {time.perf_counter() - start:.1f} s")
     client = app.test_client()
     client.post("/login", data={"username": "bench", "password": "bench-password-1"})
-    for label, url in [("first page", "/cases"), ("page 500", "/cases?page=500"),
-                       ("finding filter", "/cases?finding=PPI_LONG_TERM"), ("severity filter", "/cases?severity=major"),
-                       ("patient search", "/cases?q=B0999"), ("all statuses", "/cases?status=")]:
+    for label, url in [
+        ("first page", "/cases"),
+        ("page 500", "/cases?page=500"),
+        ("finding filter", "/cases?finding=PPI_LONG_TERM"),
+        ("severity filter", "/cases?severity=major"),
+        ("patient search", "/cases?q=B0999"),
+        ("all statuses", "/cases?status="),
+    ]:
         times = []
         for _ in range(5):
             t = time.perf_counter()
