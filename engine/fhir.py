@@ -45,7 +45,9 @@ def is_bundle(record: Any) -> bool:
     return isinstance(record, dict) and record.get("resourceType") == "Bundle"
 
 
-def bundle_to_record(data: dict[str, Any], *, jurisdiction: str | None = None) -> dict[str, Any]:
+def bundle_to_record(
+    data: dict[str, Any], *, jurisdiction: str | None = None, as_of: date | None = None
+) -> dict[str, Any]:
     """Validate a Bundle and map it to an intake record; raise RecordError naming entry, resource and field."""
     from fhir.resources.R4B.bundle import Bundle
     from pydantic import ValidationError
@@ -65,7 +67,7 @@ def bundle_to_record(data: dict[str, Any], *, jurisdiction: str | None = None) -
             [FieldError("Bundle.entry", f"expected one Patient, found {len(patients)}")],
         )
     patient = patients[0]
-    as_of = _as_of(patient, resources)
+    as_of = as_of or _as_of(patient, resources)
     record: dict[str, Any] = {"id": str(patient.get("id") or data.get("id") or "patient")}
     birth = patient.get("birthDate")
     if birth and as_of:

@@ -359,10 +359,15 @@ def _error(e: Any) -> Any:
 def init_app(app: Flask) -> None:
     """Register blueprints, the user loader and error pages."""
     from audit import log  # noqa: F401  (the audit tables must be known to migrations)
-    from review_ui import models  # noqa: F401
+    from review_ui import (
+        csrf,
+        models,  # noqa: F401
+    )
+    from review_ui.cdshooks import cds
 
-    for blueprint in (auth, cases, imports, audit_views):
+    for blueprint in (auth, cases, imports, audit_views, cds):
         app.register_blueprint(blueprint)
+    csrf.exempt(cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     for code in ERROR_MESSAGES:
         app.register_error_handler(code, _error)
     app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)

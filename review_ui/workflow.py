@@ -322,3 +322,35 @@ def decide(
     _commit_or_rollback()
     db.session.expire_all()
     return decision
+
+
+def record_cds_feedback(service_id: str, feedback: list[dict[str, Any]], *, actor: str) -> int:
+    """Store CDS Hooks feedback (accepted or overridden cards, with the reason) in the audit log."""
+    count = 0
+    for item in feedback:
+        outcome = item.get("outcome")
+        if outcome not in ("accepted", "overridden") or not item.get("card"):
+            raise WorkflowError("Each feedback item needs a card id and an outcome of accepted or overridden.")
+        override = item.get("overrideReason") or {}
+        reason = override.get("reason") or {}
+        audit.append(
+            db.session,
+            audit.AuditEvent(
+                actor,
+                f"cds.feedback.{outcome}",
+                "card",
+                str(item["card"]),
+                after={
+                    "outcome": outcome,
+                    "outcomeTimestamp": item.get("outcomeTimestamp"),
+                    "acceptedSuggestions": item.get("acceptedSuggestions", []),
+                },
+                reason=" ".join(
+                    p for p in (str(reason.get("code") or ""), str(override.get("userComment") or "")) if p
+                ),
+                details={"service": service_id, "overrideReason": override},
+            ),
+        )
+        count += 1
+    _commit_or_rollback()
+    return count
