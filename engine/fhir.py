@@ -31,6 +31,7 @@ EGFR_LOINC = frozenset(
 )
 CREATININE_LOINC = frozenset({"2160-0", "14682-9", "38483-4"})
 MAGNESIUM_LOINC = frozenset({"19123-9", "2601-3"})
+PREGNANCY_STATUS_LOINC = "82810-3"  # Pregnancy status; the answer is read from its text or display
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 LOINC = "http://loinc.org"
@@ -78,6 +79,9 @@ def bundle_to_record(
         record["jurisdiction"] = jurisdiction
     for key, value in _labs(resources).items():
         record[key] = value
+    pregnant = _pregnant(resources)
+    if pregnant is not None and record.get("sex") != "male":
+        record["pregnant"] = pregnant
     record["medications"] = _medications(resources, by_reference)
     record["conditions"] = _conditions(resources)
     supplement = _supplement(resources, by_reference)
@@ -175,6 +179,23 @@ def _labs(resources: list[dict[str, Any]]) -> dict[str, Any]:
             unit = str(quantity.get("code") or quantity.get("unit") or "")
             out[field] = {"value": float(quantity["value"]), "unit": UCUM_UNITS.get(unit, unit)}
     return out
+
+
+def _pregnant(resources: list[dict[str, Any]]) -> bool | None:
+    """The newest final pregnancy-status Observation: pregnant, not pregnant, or unknown (None)."""
+    newest: tuple[str, str] | None = None
+    for r in resources:
+        is_status = r.get("resourceType") == "Observation" and r.get("status") in FINAL_OBSERVATION
+        if is_status and PREGNANCY_STATUS_LOINC in _codes(r.get("code"), LOINC):
+            answer = _text(r.get("valueCodeableConcept")).lower()
+            if newest is None or _when(r) > newest[0]:
+                newest = (_when(r), answer)
+    if newest is None or not newest[1]:
+        return None
+    answer = newest[1]
+    if "not pregnant" in answer or answer.startswith("no"):
+        return False
+    return True if "pregnant" in answer else None
 
 
 def _medication_concept(r: dict[str, Any], refs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
