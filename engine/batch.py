@@ -111,18 +111,36 @@ def _number(text: str) -> float | str:
 _worker: Evaluator | None = None
 
 
-def _init_worker(ruleset_path: str | None, jurisdiction: str | None) -> None:
-    global _worker
+_format = "json"
+
+
+def _init_worker(ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json") -> None:
+    global _worker, _format
     _worker = Evaluator(ruleset_path, jurisdiction)
+    _format = output_format
 
 
 def _evaluate_item(item: tuple[int, Any]) -> tuple[str, str, list[str]]:
     assert _worker is not None, "worker used before its initializer ran"
-    return evaluate_one(_worker, item)
+    return evaluate_one(_worker, item, _format)
 
 
-def evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str, list[str]]:
+def evaluate_one(
+    evaluator: Evaluator, item: tuple[int, Any], output_format: str = "json"
+) -> tuple[str, str, list[str]]:
     """(status, JSON line, finding severities) for one input record."""
+    status, line, severities = _evaluate_one(evaluator, item)
+    if output_format == "fhir":
+        from engine.detected_issue import as_bundle
+
+        result = orjson.loads(line)
+        bundle = as_bundle(result)
+        bundle["id"] = f"line-{result['line']}"  # resume reads the input line back from here
+        line = to_json_line(bundle)
+    return status, line, severities
+
+
+def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str, list[str]]:
     line_number, raw = item
     if isinstance(raw, str):
         try:
@@ -160,6 +178,7 @@ def run(
     progress: bool | None = None,
     total: int | None = None,
     dask: str | None = None,
+    output_format: str = "json",
 ) -> Summary:
     """Evaluate every item and write result lines to `out` (rejects to `rejects` when given), in input order."""
     from tqdm import tqdm
@@ -171,9 +190,9 @@ def run(
         if dask:
             from engine import distributed
 
-            stream = distributed.results(items, dask, ruleset_path, jurisdiction)
+            stream = distributed.results(items, dask, ruleset_path, jurisdiction, output_format=output_format)
         else:
-            stream = _results(items, workers, ruleset_path, jurisdiction)
+            stream = _results(items, workers, ruleset_path, jurisdiction, output_format)
         for status, line, severities in stream:
             target = rejects if status != "ok" and rejects is not None else out
             target.write(line + "\n")
@@ -185,18 +204,22 @@ def run(
 
 
 def _results(
-    items: Iterable[tuple[int, Any]], workers: int, ruleset_path: str | None, jurisdiction: str | None
+    items: Iterable[tuple[int, Any]],
+    workers: int,
+    ruleset_path: str | None,
+    jurisdiction: str | None,
+    output_format: str = "json",
 ) -> Iterator[tuple[str, str, list[str]]]:
     if workers <= 1:
         evaluator = Evaluator(ruleset_path, jurisdiction)
         try:
             for item in items:
-                yield evaluate_one(evaluator, item)
+                yield evaluate_one(evaluator, item, output_format)
         finally:
             evaluator.close()
         return
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(ruleset_path, jurisdiction)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(ruleset_path, jurisdiction, output_format)) as pool:
         yield from pool.imap(_evaluate_item, items, chunksize=CHUNK_SIZE)
 
 
@@ -217,7 +240,8 @@ def completed_lines(*paths: Path) -> set[int]:
                 f.truncate(complete)
         for number, line in enumerate(data[:complete].splitlines(), start=1):
             try:
-                done.add(int(json.loads(line)["line"]))
+                parsed = json.loads(line)
+                done.add(int(parsed["line"] if "line" in parsed else str(parsed["id"]).removeprefix("line-")))
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"{path}: line {number} is not a result line of mgreview ({e}); cannot resume") from e
     return done

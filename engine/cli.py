@@ -30,6 +30,14 @@ def main() -> None:
     help="For records without one (default: $MGREVIEW_JURISDICTION, else the ruleset's).",
 )
 @click.option("--ruleset", "ruleset_path", type=click.Path(exists=True, dir_okay=False), help="Ruleset file.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "fhir"]),
+    default="json",
+    show_default=True,
+    help="json: mgreview results; fhir: a Bundle of DetectedIssue resources per record.",
+)
 @click.option("--resume", is_flag=True, help="Continue a killed batch: skip records already in OUT/--rejects.")
 @click.option(
     "--dask",
@@ -45,6 +53,7 @@ def evaluate(
     workers: int,
     jurisdiction: str | None,
     ruleset_path: str | None,
+    output_format: str,
     resume: bool,
     dask_address: str | None,
 ) -> None:
@@ -80,6 +89,7 @@ def evaluate(
             jurisdiction=jurisdiction,
             total=batch.count_records(input_path) - len(done) if sys.stderr.isatty() else None,
             dask=dask_address,
+            output_format=output_format,
         )
     except MgReviewError as e:
         raise click.ClickException(str(e)) from None

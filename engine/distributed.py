@@ -18,7 +18,7 @@ _evaluators: dict[tuple[str | None, str | None], Evaluator] = {}
 
 
 def evaluate_partition(
-    items: list[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None
+    items: list[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json"
 ) -> list[tuple[str, str, list[str]]]:
     """Evaluate one partition on a worker, with the worker's evaluator (compiled on first use)."""
     from engine.batch import evaluate_one
@@ -27,7 +27,7 @@ def evaluate_partition(
     if key not in _evaluators:
         _evaluators[key] = Evaluator(ruleset_path, jurisdiction)
     evaluator = _evaluators[key]
-    return [evaluate_one(evaluator, item) for item in items]
+    return [evaluate_one(evaluator, item, output_format) for item in items]
 
 
 def results(
@@ -36,6 +36,7 @@ def results(
     ruleset_path: str | None,
     jurisdiction: str | None,
     partition_size: int = PARTITION_SIZE,
+    output_format: str = "json",
 ) -> Iterator[tuple[str, str, list[str]]]:
     """Results in input order; at most two partitions per worker in flight, so memory stays bounded.
 
@@ -54,7 +55,9 @@ def results(
                 chunk = list(islice(source, partition_size))
                 if not chunk:
                     break
-                pending.append(client.submit(evaluate_partition, chunk, ruleset_path, jurisdiction, pure=False))
+                pending.append(
+                    client.submit(evaluate_partition, chunk, ruleset_path, jurisdiction, output_format, pure=False)
+                )
             if not pending:
                 return
             yield from pending.popleft().result()

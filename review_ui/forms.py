@@ -70,7 +70,10 @@ class DecisionForm(FlaskForm):
 class ImportForm(FlaskForm):
     """An intake file to evaluate and import."""
 
-    file = FileField("Intake file (JSONL or CSV)", validators=[FileRequired(), FileAllowed(["jsonl", "json", "csv"])])
+    file = FileField(
+        "Intake file (JSONL, NDJSON of FHIR Bundles, or CSV)",
+        validators=[FileRequired(), FileAllowed(["jsonl", "json", "ndjson", "csv"])],
+    )
     submit = SubmitField("Import")
 
 

@@ -261,3 +261,42 @@ def test_every_catalogue_area_as_a_fhir_bundle(evaluator, case):
         (f["id"], f["severity"]) for f in direct["findings"]
     }
     assert via_fhir["plan"]["max_elemental_mg_per_day"] == direct["plan"]["max_elemental_mg_per_day"]
+
+
+def test_format_fhir_writes_valid_detected_issues(tmp_path):
+    from fhir.resources.R4B.bundle import Bundle
+
+    src = tmp_path / "in.ndjson"
+    src.write_text(json.dumps(bundle("Martina")) + "\n" + '{"id": "X", "age_years": "old"}\n', "utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = mgreview("evaluate", str(src), "-o", str(out), "--format", "fhir")
+    first, second = lines(out)
+    for line in (first, second):
+        Bundle.model_validate(line)  # valid FHIR
+    issues = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in first["entry"]}
+    assert issues["RENAL_SEVERE"]["severity"] == "high" and issues["RENAL_SEVERE"]["patient"]["reference"]
+    assert issues["LOOP_THIAZIDE_DIURETIC"]["severity"] == "moderate"
+    assert second["entry"][0]["resource"]["resourceType"] == "OperationOutcome"
+    assert second["entry"][0]["resource"]["issue"][0]["expression"] == ["age_years"]
+    assert proc.returncode == 1
+
+
+def test_ui_import_takes_ndjson_of_bundles(app):
+    import io
+
+    from review_ui import workflow
+
+    with app.app_context():
+        workflow.add_user("alice", "correct horse battery", "clinician", actor="test")
+    client = app.test_client()
+    client.post("/login", data={"username": "alice", "password": "correct horse battery"})
+    body = (json.dumps(bundle("Trey")) + "\n" + json.dumps(bundle("Martina")) + "\n").encode()
+    page = client.post(
+        "/import",
+        data={"file": (io.BytesIO(body), "bundles.ndjson")},
+        content_type="multipart/form-data",
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "2 new cases" in page and "0 rejected" in page
+    worklist = client.get("/cases").get_data(as_text=True)
+    assert "RENAL_SEVERE" in worklist and "DIGOXIN_MG" in worklist
