@@ -23,6 +23,23 @@ def lines(path):
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
+def generated_items(n, broken_line=None, prefix="G"):
+    """(line, JSON text) items of varied records; one line broken JSON when asked."""
+    meds = [["omeprazole"], ["doxycyclin 100 mg"], ["Zyxorin"], []]
+    items = [
+        (
+            i + 1,
+            json.dumps(
+                record(id=f"{prefix}{i}", age_years=1 + i % 90, egfr_ml_min_1_73m2=5 + i % 100, medications=meds[i % 4])
+            ),
+        )
+        for i in range(n)
+    ]
+    if broken_line:
+        items[broken_line - 1] = (broken_line, "{broken json")
+    return items
+
+
 def test_sample_file_records_in_equal_results_plus_rejects(tmp_path):
     out, rej = tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
     proc = mgreview("evaluate", str(SAMPLE), "-o", str(out), "--rejects", str(rej))
@@ -38,21 +55,7 @@ def test_sample_file_records_in_equal_results_plus_rejects(tmp_path):
 
 
 def test_parallel_output_equals_single_process_output(tmp_path):
-    items = [
-        (
-            i + 1,
-            json.dumps(
-                record(
-                    id=f"P{i}",
-                    age_years=1 + i % 90,
-                    egfr_ml_min_1_73m2=5 + i % 100,
-                    medications=[["omeprazole"], ["doxycyclin 100 mg"], ["Zyxorin"], []][i % 4],
-                )
-            ),
-        )
-        for i in range(1200)
-    ]
-    items[17] = (18, "{broken json")
+    items = generated_items(1200, broken_line=18)
     serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
     with serial.open("w") as out:
         s1 = batch.run(items, out, workers=1, progress=False)
@@ -258,21 +261,7 @@ def test_dask_local_cluster_gives_the_same_results_in_the_same_order(tmp_path):
 
     from engine import distributed
 
-    items = [
-        (
-            i + 1,
-            json.dumps(
-                record(
-                    id=f"D{i}",
-                    age_years=1 + i % 90,
-                    egfr_ml_min_1_73m2=5 + i % 100,
-                    medications=[["omeprazole"], ["doxycyclin"], ["Zyxorin"], []][i % 4],
-                )
-            ),
-        )
-        for i in range(2500)
-    ]
-    items[99] = (100, "{broken")
+    items = generated_items(2500, broken_line=100)
     local = tmp_path / "local.jsonl"
     with local.open("w") as out:
         batch.run(items, out, workers=1, progress=False)

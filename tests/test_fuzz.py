@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from engine import ruleset as rs
 from engine.evaluate import Evaluator, to_json_line
+from engine.facts import FIELDS
 
 VOC = rs.load().vocabulary
 DRUG_NAMES = sorted({n for d in VOC.drugs.values() for n in d["names"]} | set(VOC.drugs) | set(VOC.products))
@@ -95,22 +96,7 @@ def mutated(draw: Any) -> Any:
     rec = draw(records())
     if draw(st.integers(0, 20)) == 0:
         return draw(junk)
-    fields = [
-        "id",
-        "age_years",
-        "sex",
-        "pregnant",
-        "egfr_ml_min_1_73m2",
-        "serum_creatinine",
-        "serum_magnesium",
-        "medications",
-        "conditions",
-        "symptoms",
-        "supplement",
-        "jurisdiction",
-        "weight_kg",
-        "unknown_field",
-    ]
+    fields = [*FIELDS, "unknown_field"]
     for name in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3)):
         if draw(st.booleans()):
             rec[name] = draw(junk)
