@@ -162,7 +162,7 @@ def hook(service_id: str) -> Any:
     """order-select / order-sign: cards for a draft magnesium order, none for other orders."""
     from review_ui.views import evaluator
 
-    _authorize()
+    caller = _authorize()
     if service_id not in SERVICES:
         abort(404)
     body = request.get_json(silent=True)
@@ -181,6 +181,15 @@ def hook(service_id: str) -> Any:
     result = evaluator().evaluate(record)
     if result["status"] != "ok":
         raise HookError(400, "; ".join(f"{e['field']}: {e['reason']}" for e in result["errors"]))
+    if result["plan"]["requires_physician"]:
+        # orders a physician must decide also reach the clinicians' worklist (idempotent: one case per record);
+        # a major finding that timing mitigates (a separation window) stays on the card only
+        workflow.import_records(
+            [(1, record)],
+            filename=f"cds-hooks {service_id} {body.get('hookInstance', '')}",
+            actor=caller,
+            evaluator=evaluator(),
+        )
     made = cardmaker.cards(
         result,
         hook_instance=str(body.get("hookInstance", "")),

@@ -276,3 +276,23 @@ def test_jwt_is_required_when_enabled(app, signing_key):
     assert client.get("/cds-services", headers={"Authorization": f"Bearer {wrong_audience}"}).status_code == 401
     good = token(key, "http://localhost/cds-services")
     assert client.get("/cds-services", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+
+
+def test_flagged_order_reaches_the_worklist_once(app, client):
+    from review_ui.models import Case
+
+    request = hook_request(synthea("Martina"), magnesium_order("x"))
+    client.post("/cds-services/mgreview-order-select", json=request)
+    client.post("/cds-services/mgreview-order-sign", json={**request, "hook": "order-sign"})
+    with app.app_context():
+        (case,) = db.session.query(Case).all()
+        assert case.highest_severity == "contraindicated" and case.batch.filename.startswith("cds-hooks")
+        assert {e.action for e in audit.read(db.session)} == {"import"}
+
+
+def test_unflagged_order_does_not_create_a_case(app, client):
+    from review_ui.models import Case
+
+    client.post("/cds-services/mgreview-order-select", json=hook_request(synthea("Trey"), magnesium_order("x", 50, 2)))
+    with app.app_context():
+        assert db.session.query(Case).count() == 0
