@@ -41,6 +41,7 @@ pytest: setup system-deps
 
 check-rulesets: setup
 	$(BIN)/mgreview rulesets check
+	$(BIN)/mgreview rulesets test
 
 test: lint typecheck check-rulesets pytest
 

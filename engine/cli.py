@@ -155,3 +155,39 @@ def rulesets_check(paths: tuple[Path, ...]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@rulesets.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rulesets_test(paths: tuple[Path, ...]) -> None:
+    """Run the scenarios beside each ruleset file (default: every version); any failure exits 1."""
+    from engine import ruleset, scenarios
+    from engine.errors import MgReviewError
+    from engine.evaluate import Evaluator
+
+    failed = 0
+    for file in list(paths) or ruleset.ruleset_files():
+        try:
+            cases = scenarios.load(scenarios.path_for(file))
+            failures = scenarios.run(Evaluator(file), cases)
+        except (MgReviewError, OSError, ValueError) as e:
+            raise click.ClickException(f"{file}: {e}") from None
+        for failure in failures:
+            click.echo(f"{file}: FAIL {failure}", err=True)
+        failed += bool(failures)
+        click.echo(f"{file}: {len(cases) - len({f.scenario for f in failures})} of {len(cases)} scenarios pass")
+    if failed:
+        raise click.ClickException(f"{failed} ruleset file(s) fail their scenarios")
+
+
+@rulesets.command("diff")
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rulesets_diff(old: Path, new: Path) -> None:
+    """What changed between two ruleset files, rule by rule."""
+    import json
+
+    from engine.rulediff import diff
+
+    lines = diff(json.loads(old.read_text("utf-8")), json.loads(new.read_text("utf-8")))
+    click.echo("\n".join(lines) if lines else "no differences")

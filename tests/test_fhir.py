@@ -244,16 +244,16 @@ def record_to_bundle(record):
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
 
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_cases.json").read_text("utf-8"))
+GOLDEN = json.loads(
+    (Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "scenarios.json").read_text("utf-8")
+)
 # FHIR carries no lactation status here, and a salt with an unknown form cannot be named as "Magnesium <form>".
 AS_FHIR = [c for c in GOLDEN if "lactating" not in c["record"] and c["name"] != "salt weight of unknown form"]
 
 
 @pytest.mark.parametrize("case", AS_FHIR, ids=[c["name"] for c in AS_FHIR])
 def test_every_catalogue_area_as_a_fhir_bundle(evaluator, case):
-    from tests.conftest import record as base
-
-    rec = base(**case["record"])
+    rec = case["record"]
     direct = evaluator.evaluate(rec)
     via_fhir = evaluator.evaluate(bundle_to_record(record_to_bundle(rec), jurisdiction=rec["jurisdiction"]))
     assert via_fhir["status"] == "ok", via_fhir.get("errors")

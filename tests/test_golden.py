@@ -1,35 +1,37 @@
-"""One golden case (or more) per catalogue finding, written from REFERENCE.md; cases are data."""
-
-import json
-from pathlib import Path
+"""The ruleset's scenarios: one golden case (or more) per catalogue finding, written from REFERENCE.md."""
 
 import pytest
 
+from engine import ruleset as rs
+from engine import scenarios
 from engine.vocabulary import FINDING_IDS
-from tests.conftest import finding, ids, record
 
-CASES = json.loads((Path(__file__).parent / "data" / "golden_cases.json").read_text("utf-8"))
+SCENARIOS = scenarios.load(scenarios.path_for(rs.latest_published()))
 
 
 def test_every_catalogue_finding_has_a_golden_case():
-    covered = {fid for case in CASES for fid in case["expect"]["findings"]}
+    covered = {fid for case in SCENARIOS for fid in case["expect"]["findings"]}
     assert set(FINDING_IDS) - covered == set()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", SCENARIOS, ids=[c["name"] for c in SCENARIOS])
 def test_golden_case(evaluator, case):
-    result = evaluator.evaluate(record(**case["record"]))
-    assert result["status"] == "ok", result.get("errors")
-    expect = case["expect"]
-    for fid, severity in expect["findings"].items():
-        got = finding(result, fid)
-        assert got is not None, f"{fid} missing; got {sorted(ids(result))}"
-        assert got["severity"] == severity
-        assert got["sources"] and got["message"] and got["evidence"]
-    for fid in expect.get("absent", []):
-        assert fid not in ids(result)
-    for key, value in expect.get("plan", {}).items():
-        assert result["plan"][key] == value, key
-    windows = {s["drug"]: [s["drug_before_mg_h"], s["drug_after_mg_h"]] for s in result["plan"]["separations"]}
-    for drug, window in expect.get("separations", {}).items():
-        assert windows.get(drug) == window, windows
+    assert scenarios.check(case, evaluator.evaluate(case["record"])) == []
+
+
+def test_a_changed_rule_fails_its_scenario(tmp_path):
+    import json
+
+    from engine.evaluate import Evaluator
+
+    doc = json.loads(rs.latest_published().read_text("utf-8"))
+    doc["status"] = "draft"
+    rule = next(r for r in doc["rules"] if r["id"] == "FLUOROQUINOLONE_CIPROFLOXACIN")
+    rule["then"]["separation"]["after_h"] = 4  # a wrong window for ciprofloxacin
+    draft = tmp_path / "v2.json"
+    draft.write_text(json.dumps(doc), "utf-8")
+    failures = scenarios.run(Evaluator(draft), SCENARIOS)
+    assert [str(f) for f in failures] == [
+        "ciprofloxacin: separation ciprofloxacin: expected [2, 6], got [2, 4]",
+        "drug given by RxNorm code only: separation ciprofloxacin: expected [2, 6], got [2, 4]",
+    ]

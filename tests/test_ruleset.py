@@ -166,3 +166,36 @@ def test_huge_value_list_is_refused_before_it_can_hang_durable(published):
         published, "FLUOROQUINOLONE_OTHER", lambda r: r["when"][0]["where"].__setitem__(0, ["text", "in", names])
     )
     assert any("300 values in one condition" in p for p in problems(doc))
+
+
+def test_rulesets_test_and_diff_commands(tmp_path, published):
+    import subprocess
+    import sys
+
+    from engine import rulediff
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=rs.RULESETS_DIR.parent
+        )
+
+    ok = cli("rulesets", "test")
+    assert ok.returncode == 0 and "72 of 72 scenarios pass" in ok.stdout
+    draft = copy.deepcopy(published)
+    draft.update(status="draft", version=2, supersedes=1, change_note="moxifloxacin window")
+    moxi = next(r for r in draft["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
+    moxi["then"]["separation"]["before_h"] = 2
+    folder = tmp_path / "magnesium"
+    folder.mkdir()
+    (folder / "v2.json").write_text(json.dumps(draft), "utf-8")
+    (folder / "scenarios.json").write_text((rs.RULESETS_DIR / "magnesium" / "scenarios.json").read_text("utf-8"))
+    failing = cli("rulesets", "test", str(folder / "v2.json"))
+    assert (
+        failing.returncode == 1
+        and "moxifloxacin: separation moxifloxacin: expected [4, 8], got [2, 8]" in failing.stderr
+    )
+    lines = rulediff.diff(published, draft)
+    assert "~ version: 1 -> 2" in lines
+    assert any(line.startswith("~ rule FLUOROQUINOLONE_MOXIFLOXACIN: then:") for line in lines)
+    shown = cli("rulesets", "diff", str(rs.latest_published()), str(folder / "v2.json"))
+    assert "~ rule FLUOROQUINOLONE_MOXIFLOXACIN" in shown.stdout
