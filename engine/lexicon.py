@@ -115,7 +115,14 @@ class PhraseIndex:
         # ratio = 2*M/(a+b) >= 0.85 is impossible when the lengths differ by more than 15 %
         slack = int(len(word) * (1 - FUZZY_CUTOFF) / FUZZY_CUTOFF) + 1
         candidates = [w for n in range(len(word) - slack, len(word) + slack + 1) for w in self._by_length.get(n, [])]
-        close = difflib.get_close_matches(word, candidates, n=1, cutoff=FUZZY_CUTOFF)
+        close = difflib.get_close_matches(word, candidates, n=2, cutoff=FUZZY_CUTOFF)
         if not close:
             return None
-        return close[0], round(difflib.SequenceMatcher(None, word, close[0]).ratio(), 3)
+        scores = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
+        if (
+            len(close) == 2
+            and self._phrases[(close[0],)] != self._phrases[(close[1],)]
+            and scores[0] - scores[1] < 0.05
+        ):
+            return None  # as close to two different entries (hypertension / hypotension): no guess
+        return close[0], round(scores[0], 3)

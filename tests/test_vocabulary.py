@@ -137,3 +137,15 @@ def test_vocabulary_names_are_unique_and_lower_case(voc):
             for name in [key, *entry.get("names", [])]:
                 assert name == name.lower()
                 assert seen.setdefault(name, key) == key
+
+
+@pytest.mark.parametrize("text", ["renal insult", "bij toeval ontdekt", "metformin one a day"])
+def test_words_that_would_be_false_alarms_are_not_vocabulary(concepts, meds, text):
+    assert not concepts.read(text, "condition").concepts
+    assert "possible_magnesium_source" not in {c for d in meds.resolve(text) for c in d.classes}
+
+
+def test_a_misspelling_between_two_entries_is_not_guessed():
+    index = PhraseIndex([("hypertension", "hypertension"), ("hypotension", "hypotension")])
+    assert [m.key for m in index.find("hypertenion")] == ["hypertension"]  # clearly closer to one
+    assert index.find("hyptension") == []  # as close to both: no guess
