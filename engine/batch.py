@@ -147,7 +147,7 @@ def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             reason = f"not valid JSON: {e.msg}" if e.msg else "not valid JSON"
-            result = evaluator._rejected(None, [{"field": "line", "reason": reason}])
+            result = evaluator.rejected(None, [{"field": "line", "reason": reason}])
             result["input"] = raw.rstrip("\n")
             result["line"] = line_number
             return "rejected", to_json_line(result), []
@@ -157,7 +157,7 @@ def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str
         try:
             record = fhir.bundle_to_record(record)
         except RecordError as e:
-            result = evaluator._rejected(e.record_id, [err.to_dict() for err in e.errors])
+            result = evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors])
             result["line"] = line_number
             return "rejected", to_json_line(result), []
     result = evaluator.evaluate(record)

@@ -45,7 +45,7 @@ class Evaluator:
         try:
             intake = parse(record, self.ruleset, self.medications, self.concepts, self.forms, self.default_jurisdiction)
         except RecordError as e:
-            return self._rejected(e.record_id, [err.to_dict() for err in e.errors])
+            return self.rejected(e.record_id, [err.to_dict() for err in e.errors])
         facts: list[dict[str, Any]] = [intake.patient]
         facts += [d.fact() for d in intake.drugs]
         for reading in intake.readings:
@@ -56,7 +56,7 @@ class Evaluator:
             else:
                 fired = self.compiled.evaluate(_unique(facts), intake.record_id)
         except EngineError as e:
-            return self._rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
+            return self.rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
         # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
         ordered = _in_ruleset_order(fired)
         findings = planner.findings(ordered, intake)
@@ -77,7 +77,8 @@ class Evaluator:
             "engine_version": ENGINE_VERSION,
         }
 
-    def _rejected(self, record_id: str | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    def rejected(self, record_id: str | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+        """The result line of a record that could not be evaluated."""
         return {
             "record_id": record_id,
             "status": "rejected",

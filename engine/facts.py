@@ -54,7 +54,6 @@ class Intake:
     patient: dict[str, Any]
     drugs: list[ResolvedDrug]
     readings: list[ConceptReading]
-    entered: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
     def facts_summary(self) -> dict[str, Any]:
@@ -316,8 +315,7 @@ def parse(
                 drugs.append(drug)
     readings = [concepts.read(t, "condition") for t in conditions_raw]
     readings += [concepts.read(t, "symptom") for t in symptoms_raw]
-    entered = {k: record[k] for k in FIELDS if k in record}
-    return Intake(record_id, patient, drugs, readings, entered, notes)
+    return Intake(record_id, patient, drugs, readings, notes)
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:

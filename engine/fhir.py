@@ -123,13 +123,13 @@ def _when(resource: dict[str, Any]) -> str:
 def _as_of(patient: dict[str, Any], resources: list[dict[str, Any]]) -> date | None:
     """The date ages are computed at: death, else the newest dated resource (never today, so output is stable)."""
     if patient.get("deceasedDateTime"):
-        return _date(patient["deceasedDateTime"])
+        return parse_date(patient["deceasedDateTime"])
     dates = [_when(r) for r in resources if r.get("resourceType") != "Patient"]
     dates = [d for d in dates if d]
-    return _date(max(dates)) if dates else None
+    return parse_date(max(dates)) if dates else None
 
 
-def _date(text: str) -> date:
+def parse_date(text: str) -> date:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).date() if "T" in text else date.fromisoformat(text[:10])
 
 
@@ -143,7 +143,7 @@ def _codes(concept: dict[str, Any] | None, system: str) -> list[str]:
     ]
 
 
-def _text(concept: dict[str, Any] | None) -> str:
+def concept_text(concept: dict[str, Any] | None) -> str:
     concept = concept or {}
     text = concept.get("text") or next((c.get("display") for c in concept.get("coding") or [] if c.get("display")), "")
     return str(text).replace("\u200b", "").strip()
@@ -187,7 +187,7 @@ def _pregnant(resources: list[dict[str, Any]]) -> bool | None:
     for r in resources:
         is_status = r.get("resourceType") == "Observation" and r.get("status") in FINAL_OBSERVATION
         if is_status and PREGNANCY_STATUS_LOINC in _codes(r.get("code"), LOINC):
-            answer = _text(r.get("valueCodeableConcept")).lower()
+            answer = concept_text(r.get("valueCodeableConcept")).lower()
             if newest is None or _when(r) > newest[0]:
                 newest = (_when(r), answer)
     if newest is None or not newest[1]:
@@ -214,7 +214,7 @@ def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]
         if r.get("status") not in ACTIVE_MEDICATION:
             continue
         concept = _medication_concept(r, refs)
-        entry: dict[str, str] = {"name": _text(concept)}
+        entry: dict[str, str] = {"name": concept_text(concept)}
         for key, system in (("rxnorm", RXNORM), ("atc", ATC)):
             codes = _codes(concept, system)
             if codes:
@@ -241,10 +241,21 @@ def _conditions(resources: list[dict[str, Any]]) -> list[str]:
             or verification & {"refuted", "entered-in-error"}
         ):
             continue
-        text = _text(r.get("code"))
+        text = concept_text(r.get("code"))
         if text and text not in out:
             out.append(text)
     return out
+
+
+def draft_magnesium_order(
+    resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The order being placed for magnesium: a draft MedicationRequest whose medication names magnesium."""
+    for r in resources:
+        draft = r.get("resourceType") == "MedicationRequest" and r.get("status") == "draft"
+        if draft and "magnesium" in concept_text(_medication_concept(r, refs or {})).lower():
+            return r
+    return None
 
 
 def _supplement(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -253,12 +264,9 @@ def _supplement(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]]
     Product strengths name the salt ("Magnesium Oxide 400 MG"), so the dose is salt weight unless the
     text says elemental. The daily dose is the dose quantity times the timing's frequency per day.
     """
-    for r in resources:
-        if r.get("resourceType") != "MedicationRequest" or r.get("status") != "draft":
-            continue
-        text = _text(_medication_concept(r, refs))
-        if "magnesium" not in text.lower():
-            continue
+    r = draft_magnesium_order(resources, refs)
+    if r is not None:
+        text = concept_text(_medication_concept(r, refs))
         supplement: dict[str, Any] = {"form": text}
         dosage = (r.get("dosageInstruction") or [{}])[0]
         rates = dosage.get("doseAndRate") or []

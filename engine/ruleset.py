@@ -128,13 +128,6 @@ class Ruleset:
         """The identity every result carries: id, version, sha256."""
         return {"id": self.name, "version": self.version, "sha256": self.sha256}
 
-    def rule(self, rule_id: str) -> Rule:
-        """The rule with this id."""
-        for r in self.rules:
-            if r.id == rule_id:
-                return r
-        raise KeyError(rule_id)
-
 
 def sha256_of(path: Path) -> str:
     """Content hash of a ruleset file (its exact bytes)."""

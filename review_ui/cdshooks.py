@@ -146,15 +146,15 @@ def _bundle(body: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
 
 
-def _draft_magnesium(draft_orders: dict[str, Any]) -> dict[str, Any] | None:
-    """The draft MedicationRequest for magnesium among the draft orders, if any."""
-    for entry in draft_orders.get("entry") or []:
-        r = entry.get("resource") or {}
-        if r.get("resourceType") == "MedicationRequest" and r.get("status") == "draft":
-            text = fhir._text(r.get("medicationCodeableConcept"))
-            if "magnesium" in text.lower():
-                return dict(r)
-    return None
+def _request_body(service_id: str) -> tuple[str, dict[str, Any]]:
+    """Authorise the caller, check the service exists, and return (caller, JSON body)."""
+    caller = _authorize()
+    if service_id not in SERVICES:
+        abort(404)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise HookError(400, "expected a JSON object")
+    return caller, body
 
 
 @cds.route("/cds-services/<service_id>", methods=["POST"])
@@ -162,18 +162,16 @@ def hook(service_id: str) -> Any:
     """order-select / order-sign: cards for a draft magnesium order, none for other orders."""
     from review_ui.views import evaluator
 
-    caller = _authorize()
-    if service_id not in SERVICES:
-        abort(404)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or body.get("hook") != SERVICES[service_id]["hook"]:
+    caller, body = _request_body(service_id)
+    if body.get("hook") != SERVICES[service_id]["hook"]:
         raise HookError(400, f"expected a CDS Hooks request for hook {SERVICES[service_id]['hook']!r}")
-    draft = _draft_magnesium((body.get("context") or {}).get("draftOrders") or {})
+    drafts = ((body.get("context") or {}).get("draftOrders") or {}).get("entry") or []
+    draft = fhir.draft_magnesium_order([e.get("resource") or {} for e in drafts])
     if draft is None:  # not a magnesium order: nothing to say, nothing fetched
         return jsonify({"cards": []})
     bundle = _bundle(body)
     authored = draft.get("authoredOn")
-    as_of = fhir._date(authored) if authored else datetime.now(UTC).date()
+    as_of = fhir.parse_date(authored) if authored else datetime.now(UTC).date()
     try:
         record = fhir.bundle_to_record(bundle, as_of=as_of)
     except RecordError as e:
@@ -203,11 +201,8 @@ def hook(service_id: str) -> Any:
 @cds.route("/cds-services/<service_id>/feedback", methods=["POST"])
 def feedback(service_id: str) -> Any:
     """Record accepted and overridden cards, with the override reason, in the audit log."""
-    actor = _authorize()
-    if service_id not in SERVICES:
-        abort(404)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("feedback"), list):
+    actor, body = _request_body(service_id)
+    if not isinstance(body.get("feedback"), list):
         raise HookError(400, 'expected {"feedback": [...]}')
     try:
         workflow.record_cds_feedback(service_id, body["feedback"], actor=actor)

@@ -180,7 +180,7 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
         )
 
     ok = cli("rulesets", "test")
-    assert ok.returncode == 0 and "72 of 72 scenarios pass" in ok.stdout
+    assert ok.returncode == 0 and "76 of 76 scenarios pass" in ok.stdout
     draft = copy.deepcopy(published)
     draft.update(status="draft", version=2, supersedes=1, change_note="moxifloxacin window")
     moxi = next(r for r in draft["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
