@@ -153,10 +153,6 @@ def rulesets_check(paths: tuple[Path, ...]) -> None:
         raise click.ClickException(f"{failed} of {len(files)} ruleset files have errors")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @rulesets.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def rulesets_test(paths: tuple[Path, ...]) -> None:
@@ -180,6 +176,27 @@ def rulesets_test(paths: tuple[Path, ...]) -> None:
         raise click.ClickException(f"{failed} ruleset file(s) fail their scenarios")
 
 
+@rulesets.command("impact")
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("records", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--all", "show_all", is_flag=True, help="List every changed record (default: the first 50).")
+def rulesets_impact(old: Path, new: Path, records: Path, show_all: bool) -> None:
+    """Replay an intake file (JSONL, NDJSON of FHIR Bundles, CSV) through two ruleset files; show what changes."""
+    from engine import batch, impact
+    from engine.errors import MgReviewError
+    from engine.evaluate import Evaluator
+
+    try:
+        result = impact.replay(batch.read_records(records), Evaluator(old), Evaluator(new))
+    except MgReviewError as e:
+        raise click.ClickException(str(e)) from None
+    for line in result.summary():
+        click.echo(line)
+    for change in result.changed if show_all else result.changed[:50]:
+        click.echo(f"{change.record_id}: " + "; ".join(change.lines()))
+
+
 @rulesets.command("diff")
 @click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -191,3 +208,7 @@ def rulesets_diff(old: Path, new: Path) -> None:
 
     lines = diff(json.loads(old.read_text("utf-8")), json.loads(new.read_text("utf-8")))
     click.echo("\n".join(lines) if lines else "no differences")
+
+
+if __name__ == "__main__":
+    main()

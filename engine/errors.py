@@ -60,17 +60,24 @@ class RulesetError(MgReviewError):
         rule_id: str | None = None,
         path: str | None = None,
         suggestion: str | None = None,
+        field: str | None = None,
     ):
         self.ruleset = ruleset
+        self.field = field
         self.rule_id = rule_id
         self.path = path
         self.suggestion = suggestion
         self.reason = message
-        parts = [p for p in (ruleset, f"rule {rule_id}" if rule_id else None, path) if p]
+        parts = [p for p in (ruleset, f"rule {rule_id}" if rule_id else None, path, field) if p]
         text = (", ".join(parts) + ": " if parts else "") + message
         if suggestion:
             text += f" (did you mean {suggestion!r}?)"
         super().__init__(text)
+
+    @property
+    def hint(self) -> str:
+        """The reason with its did-you-mean, without the location (for a message beside a form field)."""
+        return self.reason + (f" (did you mean {self.suggestion!r}?)" if self.suggestion else "")
 
 
 class EngineError(MgReviewError):

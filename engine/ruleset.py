@@ -154,6 +154,36 @@ def latest_published(name: str = "magnesium", directory: Path = RULESETS_DIR) ->
     return published[-1]
 
 
+def dump(data: dict[str, Any]) -> str:
+    """The canonical text of a ruleset document (how every version file is written)."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_text(text: str) -> str:
+    """Content hash of a ruleset's text (equal to the hash of the file that holds it)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_text(text: str, origin: str = "<text>") -> dict[str, Any]:
+    """The JSON object in a ruleset text, or a RulesetError naming line and column."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RulesetError(f"not valid JSON: line {e.lineno} column {e.colno}: {e.msg}", path=origin) from None
+    if not isinstance(data, dict):
+        raise RulesetError("a ruleset is a JSON object", path=origin)
+    return data
+
+
+def load_text(text: str, origin: str = "<text>") -> Ruleset:
+    """Load and check a ruleset from its text (a draft, or a version stored in the database)."""
+    data = parse_text(text, origin)
+    errors = list(check_data(data))
+    if errors:
+        raise errors[0]
+    return _build(data, sha256_text(text), origin)
+
+
 def load(path: str | Path | None = None) -> Ruleset:
     """Load and check one ruleset file (default: the newest published magnesium version)."""
     file = Path(path) if path else latest_published()
@@ -166,7 +196,7 @@ def load(path: str | Path | None = None) -> Ruleset:
     errors = list(check_data(data))
     if errors:
         raise errors[0]
-    return _build(data, file)
+    return _build(data, sha256_of(file), str(file))
 
 
 def check_file(path: Path) -> list[RulesetError]:
@@ -324,24 +354,34 @@ def _check_upper_limits(table: Any, label: str, sources: dict[str, str]) -> Iter
                     f"unknown key {key!r}", ruleset=label, rule_id=row_id, suggestion=_suggest(key, _UL_KEYS)
                 )
         if row.get("jurisdiction") not in ("US", "EU"):
-            yield RulesetError("jurisdiction must be 'US' or 'EU'", ruleset=label, rule_id=row_id)
+            yield RulesetError("jurisdiction must be 'US' or 'EU'", ruleset=label, rule_id=row_id, field="jurisdiction")
             continue
         low = row.get("age_min_years")
         high = row.get("age_below_years")
         if not isinstance(low, int | float) or (high is not None and not isinstance(high, int | float)):
-            yield RulesetError("age_min_years/age_below_years must be numbers", ruleset=label, rule_id=row_id)
+            yield RulesetError(
+                "age_min_years/age_below_years must be numbers", ruleset=label, rule_id=row_id, field="age_min_years"
+            )
             continue
         upper = float("inf") if high is None else float(high)
         if upper <= low:
-            yield RulesetError("age band is empty (age_below_years <= age_min_years)", ruleset=label, rule_id=row_id)
+            yield RulesetError(
+                "age band is empty (age_below_years <= age_min_years)",
+                ruleset=label,
+                rule_id=row_id,
+                field="age_below_years",
+            )
         for other_low, other_high, other_id in bands.get(row["jurisdiction"], []):
             if low < other_high and other_low < upper:
                 yield RulesetError(
-                    f"age band overlaps {other_id} in {row['jurisdiction']}", ruleset=label, rule_id=row_id
+                    f"age band overlaps {other_id} in {row['jurisdiction']}",
+                    ruleset=label,
+                    rule_id=row_id,
+                    field="age_min_years",
                 )
         bands.setdefault(row["jurisdiction"], []).append((float(low), upper, row_id))
         if not isinstance(row.get("ul_mg"), int | float) or row["ul_mg"] <= 0:
-            yield RulesetError("ul_mg must be a positive number", ruleset=label, rule_id=row_id)
+            yield RulesetError("ul_mg must be a positive number", ruleset=label, rule_id=row_id, field="ul_mg")
 
 
 def _upper_limit_rules(table: Any) -> list[dict[str, Any]]:
@@ -407,119 +447,124 @@ def _check_rule(
         yield RulesetError(f"rule id {rid!r} must be UPPER_SNAKE_CASE", ruleset=label)
         return
 
-    def err(message: str, suggestion: str | None = None) -> RulesetError:
-        return RulesetError(message, ruleset=label, rule_id=rid, suggestion=suggestion)
+    def err(message: str, suggestion: str | None = None, field: str | None = None) -> RulesetError:
+        return RulesetError(message, ruleset=label, rule_id=rid, suggestion=suggestion, field=field)
 
     for key in raw:
         if key not in _RULE_KEYS:
-            yield err(f"unknown key {key!r}", _suggest(key, _RULE_KEYS))
+            yield err(f"unknown key {key!r}", _suggest(key, _RULE_KEYS), key)
     tags = raw.get("sources")
     if not isinstance(tags, list) or not tags:
-        yield err("every rule must cite at least one source tag")
+        yield err("every rule must cite at least one source tag", field="sources")
     else:
         for tag in tags:
             if tag not in sources:
-                yield err(f"unknown source tag {tag!r}", _suggest(str(tag), sources))
+                yield err(f"unknown source tag {tag!r}", _suggest(str(tag), sources), "sources")
     confidence = raw.get("confidence")
     if confidence not in CONFIDENCE:
-        yield err("confidence must be V, S or U")
+        yield err("confidence must be V, S or U", field="confidence")
     if confidence == "U" and not raw.get("note"):
-        yield err("an unverified (U) rule must say so in a 'note'")
+        yield err("an unverified (U) rule must say so in a 'note'", field="note")
     when = raw.get("when")
     if not isinstance(when, list) or not when:
-        yield err("'when' must be a non-empty list of patterns")
+        yield err("'when' must be a non-empty list of patterns", field="when")
         return
     fact_fields: set[str] = set()
     has_medication = False
     for i, pattern in enumerate(when):
         for problem in _check_pattern(pattern, voc, derived_used):
-            yield err(f"when[{i}]: {problem[0]}", problem[1])
+            yield err(problem[0], problem[1], f"when[{i}]{problem[2]}")
         if isinstance(pattern, dict):
             on = "derived" if "derived" in pattern else pattern.get("on")
             fact_fields.update(vocab.FACT_TYPES.get(str(on), {}))
             has_medication = has_medication or on == "medication"
     then = raw.get("then")
     if not isinstance(then, dict) or not then:
-        yield err("'then' must be an object of effects")
+        yield err("'then' must be an object of effects", field="then")
         return
     for key in then:
         if key not in vocab.EFFECTS and key != "ul_mg":
-            yield err(f"unknown effect {key!r}", _suggest(key, vocab.EFFECTS))
+            yield err(f"unknown effect {key!r}", _suggest(key, vocab.EFFECTS), f"then.{key}")
     finding = then.get("finding")
     if finding is not None:
         if finding not in vocab.FINDING_IDS:
-            yield err(f"unknown finding id {finding!r}", _suggest(str(finding), vocab.FINDING_IDS))
+            yield err(f"unknown finding id {finding!r}", _suggest(str(finding), vocab.FINDING_IDS), "then.finding")
         findings_made.add(str(finding))
         if then.get("severity") not in vocab.SEVERITIES:
-            yield err(f"severity must be one of {', '.join(vocab.SEVERITIES)}")
+            yield err(f"severity must be one of {', '.join(vocab.SEVERITIES)}", field="then.severity")
         message = then.get("message")
         if not isinstance(message, str) or not message.strip():
-            yield err("a finding needs a plain-language 'message'")
+            yield err("a finding needs a plain-language 'message'", field="then.message")
         else:
             for placeholder in _placeholders(message):
                 if placeholder not in fact_fields:
                     yield err(
                         f"message placeholder {{{placeholder}}} is not a field of the matched facts",
                         _suggest(placeholder, fact_fields),
+                        "then.message",
                     )
     elif "severity" in then or "message" in then:
-        yield err("'severity' and 'message' belong to a finding")
+        yield err("'severity' and 'message' belong to a finding", field="then.finding")
     if "derive" in then:
         if not isinstance(then["derive"], str):
-            yield err("'derive' names one fact")
+            yield err("'derive' names one fact", field="then.derive")
         else:
             derived_made.add(then["derive"])
     if "separation" in then:
         sep = then["separation"]
         if not has_medication:
-            yield err("a separation needs a medication pattern to name the drug")
+            yield err("a separation needs a medication pattern to name the drug", field="then.separation")
         if not isinstance(sep, dict) or set(sep) != {"before_h", "after_h"}:
-            yield err("separation must be {before_h, after_h}")
+            yield err("separation must be {before_h, after_h}", field="then.separation")
         else:
             for k, v in sep.items():
                 if v is not None and (not isinstance(v, int | float) or v < 0):
-                    yield err(f"separation.{k} must be a number of hours >= 0 or null")
+                    yield err(f"separation.{k} must be a number of hours >= 0 or null", field="then.separation")
     for key in ("cap_mg", "ul_mg"):
         if key in then and (not isinstance(then[key], int | float) or then[key] < 0):
-            yield err(f"{key} must be a number >= 0")
+            yield err(f"{key} must be a number >= 0", field=f"then.{key}")
     if "monitoring" in then and not (
         isinstance(then["monitoring"], list) and all(isinstance(m, str) for m in then["monitoring"])
     ):
-        yield err("monitoring must be a list of strings")
+        yield err("monitoring must be a list of strings", field="then.monitoring")
     if "suggest_form" in then and then["suggest_form"] not in voc.forms:
-        yield err(f"unknown form {then['suggest_form']!r}", _suggest(str(then["suggest_form"]), voc.forms))
+        form = str(then["suggest_form"])
+        yield err(f"unknown form {form!r}", _suggest(form, voc.forms), "then.suggest_form")
 
 
 def _placeholders(message: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(message) if name]
 
 
-def _check_pattern(pattern: Any, voc: Vocabulary, derived_used: set[str]) -> Iterator[tuple[str, str | None]]:
+def _check_pattern(pattern: Any, voc: Vocabulary, derived_used: set[str]) -> Iterator[tuple[str, str | None, str]]:
+    """Problems of one pattern: (message, did-you-mean, where inside the pattern)."""
     if not isinstance(pattern, dict):
-        yield "a pattern is an object", None
+        yield "a pattern is an object", None, ""
         return
     for key in pattern:
         if key not in _PATTERN_KEYS:
-            yield f"unknown pattern key {key!r}", _suggest(key, _PATTERN_KEYS)
+            yield f"unknown pattern key {key!r}", _suggest(key, _PATTERN_KEYS), ""
     if "derived" in pattern:
         if not isinstance(pattern["derived"], str) or len(pattern) != 1:
-            yield "a derived pattern is just {'derived': name}", None
+            yield "a derived pattern is just {'derived': name}", None, ""
         else:
             derived_used.add(pattern["derived"])
         return
     on = pattern.get("on")
     if on not in vocab.FACT_TYPES or on == "derived":
-        yield f"unknown fact type {on!r}", _suggest(str(on), [t for t in vocab.FACT_TYPES if t != "derived"])
+        yield f"unknown fact type {on!r}", _suggest(str(on), [t for t in vocab.FACT_TYPES if t != "derived"]), ".on"
         return
     fields = vocab.FACT_TYPES[on]
     where, where_any = pattern.get("where", []), pattern.get("where_any", [])
     if not isinstance(where, list) or not isinstance(where_any, list):
-        yield "'where' and 'where_any' are lists of [field, op, value]", None
+        yield "'where' and 'where_any' are lists of [field, op, value]", None, ""
         return
     if where_any and len(where_any) < 2:
-        yield "'where_any' needs at least two conditions (use 'where' for one)", None
-    for triple in where + where_any:
-        yield from _check_condition(triple, on, fields, voc)
+        yield "'where_any' needs at least two conditions (use 'where' for one)", None, ".where_any"
+    for section, triples in (("where", where), ("where_any", where_any)):
+        for j, triple in enumerate(triples):
+            for message, suggestion in _check_condition(triple, on, fields, voc):
+                yield message, suggestion, f".{section}[{j}]"
 
 
 def _check_condition(
@@ -617,7 +662,7 @@ def _check_match_bound(rules: list[Any], label: str) -> Iterator[RulesetError]:
             )
 
 
-def _build(data: dict[str, Any], file: Path) -> Ruleset:
+def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
     all_rules = list(data["rules"]) + _upper_limit_rules(data.get("upper_limits", []))
     rules = tuple(
         Rule(
@@ -636,12 +681,12 @@ def _build(data: dict[str, Any], file: Path) -> Ruleset:
         name=data["ruleset"],
         version=data["version"],
         status=data["status"],
-        sha256=sha256_of(file),
+        sha256=sha256,
         rules=rules,
         sources=dict(data["sources"]),
         vocabulary=_vocabulary(data["vocabulary"]),
         settings=dict(data.get("settings", {})),
-        path=str(file),
+        path=origin,
         supersedes=data.get("supersedes"),
         change_note=data.get("change_note", ""),
         raw=data,

@@ -25,15 +25,23 @@ class Failure:
 
 
 def path_for(ruleset_file: Path) -> Path:
-    """The scenarios of a ruleset file: `scenarios.json` in the same folder."""
-    return ruleset_file.parent / "scenarios.json"
+    """The scenarios of a ruleset version file: `v<N>.scenarios.json` beside `v<N>.json`."""
+    return ruleset_file.with_name(f"{ruleset_file.stem}.scenarios.json")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
     """Scenarios from a file."""
-    data = json.loads(path.read_text("utf-8"))
+    return parse(path.read_text("utf-8"), str(path))
+
+
+def parse(text: str, origin: str = "scenarios") -> list[dict[str, Any]]:
+    """Scenarios from their JSON text: a list of {name, record, expect} objects."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{origin}: not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(data, list) or not all(isinstance(s, dict) and "name" in s and "record" in s for s in data):
-        raise ValueError(f"{path}: expected a list of {{name, record, expect}} objects")
+        raise ValueError(f"{origin}: expected a list of {{name, record, expect}} objects")
     return data
 
 

@@ -12,11 +12,12 @@ from typing import Any
 import click
 from flask import Flask
 
-from engine.cli import main
+from engine.cli import main, rulesets
 
 DEMO_USERS = (
     ("clinician", "clinician", "demo-clinician-2026", "Demo Clinician"),
     ("editor", "rule_editor", "demo-editor-2026", "Demo Rule Editor"),
+    ("approver", "rule_editor", "demo-approver-2026", "Demo Second Rule Editor"),
     ("admin", "admin", "demo-admin-2026", "Demo Admin"),
 )
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "intake.jsonl"
@@ -29,10 +30,15 @@ def _app() -> Flask:
 
 
 def _upgrade(app: Flask) -> None:
+    """Migrate the schema and register the published ruleset versions shipped in rulesets/."""
     from flask_migrate import upgrade
+
+    from review_ui import governance
 
     with app.app_context():
         upgrade()
+        for version in governance.register_files():
+            click.echo(f"registered published ruleset {version.label} (sha256 {version.sha256[:16]}…)")
 
 
 @main.group()
@@ -95,12 +101,36 @@ def import_command(input_path: Path, actor: str) -> None:
 
 def _import(app: Flask, path: Path, actor: str) -> Any:
     from engine.batch import read_records
-    from engine.evaluate import Evaluator
-    from review_ui import workflow
+    from review_ui import governance, workflow
 
     with app.app_context():
-        evaluator = Evaluator(app.config["MGREVIEW_RULESET"], app.config["MGREVIEW_JURISDICTION"])
+        evaluator = governance.active_evaluator()
         return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
+
+
+@rulesets.command("export")
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Rulesets folder (default: the project's rulesets/).",
+)
+def export_rulesets(directory: Path | None) -> None:
+    """Write versions published in the review UI as files (v<N>.json, scenarios, manifest) to commit."""
+    from engine import ruleset
+    from review_ui import governance, workflow
+
+    app = _app()
+    with app.app_context():
+        try:
+            written = governance.export_versions(directory or ruleset.RULESETS_DIR)
+        except workflow.WorkflowError as e:
+            raise click.ClickException(e.message) from None
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not written:
+        click.echo("every published version is already a file")
 
 
 @main.group()

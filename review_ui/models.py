@@ -1,4 +1,4 @@
-"""Users, import batches, cases, their findings, and signed decisions."""
+"""Users, import batches, cases, their findings, signed decisions, and ruleset versions and drafts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from review_ui.db import db
@@ -81,6 +81,7 @@ class Case(db.Model):  # type: ignore[name-defined,misc]
     batch: Mapped[Batch] = relationship()
     findings: Mapped[list[CaseFinding]] = relationship(back_populates="case", order_by="CaseFinding.rank")
     decisions: Mapped[list[Decision]] = relationship(back_populates="case", order_by="Decision.id")
+    reevaluations: Mapped[list[Reevaluation]] = relationship(back_populates="case", order_by="Reevaluation.id")
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -120,3 +121,83 @@ class Decision(db.Model):  # type: ignore[name-defined,misc]
     audit_seq: Mapped[int] = mapped_column(Integer)
 
     case: Mapped[Case] = relationship(back_populates="decisions")
+
+
+class Reevaluation(db.Model):  # type: ignore[name-defined,misc]
+    """A case evaluated again under a newer ruleset version: what changed, and whether the case took it.
+
+    A case still pending takes the new result; a decided case keeps its result and its signed decision,
+    and the re-evaluation is kept beside them.
+    """
+
+    __tablename__ = "reevaluation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_case.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    previous_ruleset: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ruleset: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changes: Mapped[list[str]] = mapped_column(JSON)
+    adopted: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="reevaluations")
+
+
+DRAFT_STATUSES = ("editing", "submitted", "published", "discarded")
+
+
+class RulesetVersion(db.Model):  # type: ignore[name-defined,misc]
+    """A published ruleset version: its exact text and hash. Rows are never updated or deleted (triggers)."""
+
+    __tablename__ = "ruleset_version"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_ruleset_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    content: Mapped[str] = mapped_column(Text)
+    scenarios: Mapped[str] = mapped_column(Text)
+    supersedes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    change_note: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(20))  # "file" (shipped in rulesets/) or "published" (here)
+    authors: Mapped[list[str]] = mapped_column(JSON)
+    approver: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def label(self) -> str:
+        """`magnesium v2`."""
+        return f"{self.name} v{self.version}"
+
+
+class RulesetDraft(db.Model):  # type: ignore[name-defined,misc]
+    """A draft of the next version of a ruleset, edited by rule editors until another one publishes it."""
+
+    __tablename__ = "ruleset_draft"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), index=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    scenarios: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(80))
+    contributors: Mapped[list[str]] = mapped_column(JSON)  # everyone who changed it: none of them may approve
+    status: Mapped[str] = mapped_column(String(20), default="editing", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lock: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock for concurrent edits
+
+    @property
+    def version(self) -> int:
+        """The version number it gets when published."""
+        return self.base_version + 1
+
+    @property
+    def label(self) -> str:
+        """`magnesium v2 (draft 3)`."""
+        return f"{self.name} v{self.version} (draft {self.id})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 from collections.abc import Callable
 from decimal import Decimal
 from functools import wraps
@@ -30,7 +29,7 @@ from sqlalchemy import select
 from audit import log as audit
 from engine.batch import csv_record
 from engine.evaluate import Evaluator
-from review_ui import login_manager, workflow
+from review_ui import governance, login_manager, workflow
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, WorklistFilter
 from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
@@ -40,7 +39,6 @@ auth = Blueprint("auth", __name__)
 cases = Blueprint("cases", __name__)
 imports = Blueprint("imports", __name__)
 audit_views = Blueprint("audit", __name__)
-_evaluator_lock = threading.Lock()
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:
@@ -64,14 +62,8 @@ ANY_ROLE = ("clinician", "rule_editor", "admin")
 
 
 def evaluator() -> Evaluator:
-    """The app's evaluator, compiled once per process."""
-    ext = current_app.extensions
-    with _evaluator_lock:
-        if "mgreview_evaluator" not in ext:
-            ext["mgreview_evaluator"] = Evaluator(
-                current_app.config["MGREVIEW_RULESET"], current_app.config["MGREVIEW_JURISDICTION"]
-            )
-    return ext["mgreview_evaluator"]  # type: ignore[no-any-return]
+    """The app's evaluator: the newest published ruleset version (or the pinned file), compiled once."""
+    return governance.active_evaluator()
 
 
 @login_manager.user_loader

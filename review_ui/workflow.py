@@ -57,7 +57,7 @@ class ConflictError(WorkflowError):
     """Someone else decided the case first; nothing was overwritten."""
 
 
-def _commit_or_rollback() -> None:
+def commit_or_rollback() -> None:
     try:
         db.session.commit()
     except Exception:
@@ -86,7 +86,7 @@ def add_user(username: str, password: str, role: str, *, actor: str, full_name: 
         db.session,
         audit.AuditEvent(actor, "user.add", "user", username, after={"username": username, "role": role}),
     )
-    _commit_or_rollback()
+    commit_or_rollback()
     return user
 
 
@@ -99,12 +99,12 @@ def authenticate(username: str, password: str, *, now: datetime | None = None) -
             db.session,
             audit.AuditEvent(username or "?", "login.failed", "user", username or "?", reason="unknown user"),
         )
-        _commit_or_rollback()
+        commit_or_rollback()
         raise WorkflowError("Unknown username or wrong password.")
     locked_until = _aware(user.locked_until)
     if locked_until and locked_until > now:
         audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason="locked"))
-        _commit_or_rollback()
+        commit_or_rollback()
         raise WorkflowError("This account is locked after repeated failed sign-ins; try again later.")
     if not check_password_hash(user.password_hash, password):
         user.failed_logins += 1
@@ -114,12 +114,12 @@ def authenticate(username: str, password: str, *, now: datetime | None = None) -
             user.failed_logins = 0
             reason += "; account locked"
         audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason=reason))
-        _commit_or_rollback()
+        commit_or_rollback()
         raise WorkflowError("Unknown username or wrong password.")
     user.failed_logins = 0
     user.locked_until = None
     audit.append(db.session, audit.AuditEvent(username, "login", "user", username))
-    _commit_or_rollback()
+    commit_or_rollback()
     return user
 
 
@@ -189,10 +189,10 @@ def import_records(
                 "duplicates": len(report.duplicates),
                 "rejected": len(report.rejected),
             },
-            ruleset=_ruleset_label(evaluator.ruleset.ref),
+            ruleset=ruleset_label(evaluator.ruleset.ref),
         ),
     )
-    _commit_or_rollback()
+    commit_or_rollback()
     return report
 
 
@@ -218,7 +218,7 @@ def _case(record: dict[str, Any], result: dict[str, Any], key: str, batch_id: in
     return case
 
 
-def _ruleset_label(ref: dict[str, Any]) -> str:
+def ruleset_label(ref: dict[str, Any]) -> str:
     return f"{ref['id']} v{ref['version']} {ref['sha256'][:12]}"
 
 
@@ -299,7 +299,7 @@ def decide(
             before={"status": "pending", "plan": case.plan},
             after={"status": status, "plan": final_plan},
             reason=full_reason,
-            ruleset=_ruleset_label(case.result["ruleset"]),
+            ruleset=ruleset_label(case.result["ruleset"]),
             details={
                 "override_code": override_code,
                 "signature_meaning": SIGNATURE_MEANINGS[kind],
@@ -319,7 +319,7 @@ def decide(
         audit_seq=entry.seq,
     )
     db.session.add(decision)
-    _commit_or_rollback()
+    commit_or_rollback()
     db.session.expire_all()
     return decision
 
@@ -352,5 +352,5 @@ def record_cds_feedback(service_id: str, feedback: list[dict[str, Any]], *, acto
             ),
         )
         count += 1
-    _commit_or_rollback()
+    commit_or_rollback()
     return count

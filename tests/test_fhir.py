@@ -240,7 +240,7 @@ def record_to_bundle(record):
 
 
 GOLDEN = json.loads(
-    (Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "scenarios.json").read_text("utf-8")
+    (Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "v1.scenarios.json").read_text("utf-8")
 )
 # FHIR carries no lactation status here, and a salt with an unknown form cannot be named as "Magnesium <form>".
 AS_FHIR = [c for c in GOLDEN if "lactating" not in c["record"] and c["name"] != "salt weight of unknown form"]

@@ -188,7 +188,7 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
     folder = tmp_path / "magnesium"
     folder.mkdir()
     (folder / "v2.json").write_text(json.dumps(draft), "utf-8")
-    (folder / "scenarios.json").write_text((rs.RULESETS_DIR / "magnesium" / "scenarios.json").read_text("utf-8"))
+    (folder / "v2.scenarios.json").write_text((rs.RULESETS_DIR / "magnesium" / "v1.scenarios.json").read_text("utf-8"))
     failing = cli("rulesets", "test", str(folder / "v2.json"))
     assert (
         failing.returncode == 1
