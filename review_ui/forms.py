@@ -21,7 +21,7 @@ from review_ui.models import CASE_STATUSES, SEVERITY_RANK
 from review_ui.workflow import OVERRIDE_CODES
 
 
-def _choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+def select_choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     """Select options from (value, label) pairs."""
     return [SelectChoice(value, label) for value, label in pairs]
 
@@ -39,7 +39,7 @@ class DecisionForm(FlaskForm):
 
     kind = SelectField(
         "Decision",
-        choices=_choices(
+        choices=select_choices(
             [
                 ("approve", "Approve the suggested plan"),
                 ("adjust", "Adjust the plan"),
@@ -60,7 +60,7 @@ class DecisionForm(FlaskForm):
     monitoring = TextAreaField("Monitoring (one per line)", validators=[Optional(), Length(max=4000)])
     reason = TextAreaField("Reason", validators=[Optional(), Length(max=4000)])
     override_code = SelectField(
-        "Override reason (coded)", choices=_choices([("", "—"), *OVERRIDE_CODES.items()]), validators=[Optional()]
+        "Override reason (coded)", choices=select_choices([("", "—"), *OVERRIDE_CODES.items()]), validators=[Optional()]
     )
     override_text = TextAreaField("Override explanation", validators=[Optional(), Length(max=4000)])
     password = PasswordField("Password (signature)", validators=[InputRequired(message="Sign with your password.")])
@@ -83,8 +83,12 @@ class WorklistFilter(FlaskForm):
     class Meta:
         csrf = False
 
-    status = SelectField("Status", choices=_choices([("", "any"), *[(s, s) for s in CASE_STATUSES]]), default="pending")
-    severity = SelectField("Severity", choices=_choices([("", "any"), *[(s, s) for s in SEVERITY_RANK if s != "none"]]))
+    status = SelectField(
+        "Status", choices=select_choices([("", "any"), *[(s, s) for s in CASE_STATUSES]]), default="pending"
+    )
+    severity = SelectField(
+        "Severity", choices=select_choices([("", "any"), *[(s, s) for s in SEVERITY_RANK if s != "none"]])
+    )
     finding = StringField("Finding id")
     batch = IntegerField("Batch", validators=[Optional()])
     reviewer = StringField("Reviewer")
@@ -101,6 +105,22 @@ class AuditFilter(FlaskForm):
     actor = StringField("Actor")
     target_type = SelectField(
         "Target",
-        choices=_choices([("", "any"), ("case", "case"), ("batch", "batch"), ("user", "user"), ("ruleset", "ruleset")]),
+        choices=select_choices(
+            [
+                ("", "any"),
+                ("case", "case"),
+                ("batch", "batch"),
+                ("user", "user"),
+                ("ruleset", "ruleset"),
+                ("ruleset_draft", "ruleset draft"),
+            ]
+        ),
     )
     target_id = StringField("Target id")
+
+
+class ReevaluateForm(FlaskForm):
+    """Re-evaluate a case under the newest published ruleset version."""
+
+    expected_version = HiddenField()
+    submit = SubmitField("Re-evaluate under the newest version")

@@ -27,11 +27,12 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from audit import log as audit
+from engine import ruleset as rulesets
 from engine.batch import csv_record
 from engine.evaluate import Evaluator
 from review_ui import governance, login_manager, workflow
 from review_ui.db import db
-from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, WorklistFilter
+from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, ReevaluateForm, WorklistFilter
 from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,6 +150,7 @@ def case_page(case_id: int) -> Any:
 
 def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
     entries = audit.read(db.session, target_type="case", target_id=str(case.id))
+    newest = governance.latest_version(case.ruleset_id)
     return (
         render_template(
             "case.html",
@@ -157,6 +159,8 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
             entries=[e.as_dict() for e in entries],
             sources=evaluator().ruleset.sources,
             needs_override=case.severity_rank <= SEVERITY_RANK["major"],
+            newest=newest,
+            reevaluate_form=ReevaluateForm(expected_version=case.version),
         ),
         status,
     )
@@ -249,6 +253,25 @@ def decide(case_id: int) -> Any:
             flash(e.message, "error")
         return _render_case(db.session.get(Case, case_id), form, 400)
     flash(f"Decision signed: case {case.patient_ref} {workflow.DECISION_STATUS[kind]}.", "success")
+    return redirect(url_for("cases.case_page", case_id=case_id))
+
+
+@cases.route("/cases/<int:case_id>/reevaluate", methods=["POST"])
+@roles_required(*CLINICAL)
+def reevaluate(case_id: int) -> Any:
+    """Evaluate a case under the newest published ruleset version and show what changed."""
+    db.get_or_404(Case, case_id)
+    form = ReevaluateForm()
+    try:
+        done = governance.reevaluate_case(
+            case_id, actor=current_user, expected_version=int(form.expected_version.data or 0)
+        )
+    except workflow.WorkflowError as e:
+        flash(e.message, "error")
+    else:
+        changes = "; ".join(done.changes) or "no change"
+        kept = "" if done.adopted else " The case keeps its decision and its original result."
+        flash(f"Re-evaluated under v{done.ruleset['version']}: {changes}.{kept}", "success")
     return redirect(url_for("cases.case_page", case_id=case_id))
 
 
@@ -356,10 +379,12 @@ def init_app(app: Flask) -> None:
         models,  # noqa: F401
     )
     from review_ui.cdshooks import cds
+    from review_ui.ruleset_views import bp as ruleset_pages
 
-    for blueprint in (auth, cases, imports, audit_views, cds):
+    for blueprint in (auth, cases, imports, audit_views, cds, ruleset_pages):
         app.register_blueprint(blueprint)
     csrf.exempt(cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     for code in ERROR_MESSAGES:
         app.register_error_handler(code, _error)
+    app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
     app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)

@@ -24,7 +24,8 @@ def mgreview(db, *args, stdin=None):
 
 def test_users_import_and_audit_verify(tmp_path):
     db = tmp_path / "cli.db"
-    assert mgreview(db, "db", "upgrade").returncode == 0
+    upgraded = mgreview(db, "db", "upgrade")
+    assert upgraded.returncode == 0 and "registered published ruleset magnesium v1" in upgraded.stdout
     added = mgreview(
         db, "users", "add", "dana", "--role", "clinician", "--password-stdin", stdin="long enough password\n"
     )
@@ -37,7 +38,11 @@ def test_users_import_and_audit_verify(tmp_path):
     again = mgreview(db, "import", str(SAMPLE), "--actor", "dana")
     assert "0 new cases, 60 already imported" in again.stdout
     verified = mgreview(db, "audit", "verify")
-    assert verified.returncode == 0 and "audit log intact: 3 entries verified" in verified.stdout
+    assert verified.returncode == 0 and "audit log intact: 4 entries verified" in verified.stdout
+    exported = mgreview(db, "rulesets", "export", "--to", str(tmp_path / "rulesets"))
+    assert exported.returncode == 0 and "magnesium/v1.json" in exported.stdout
+    shipped = Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "v1.json"
+    assert (tmp_path / "rulesets" / "magnesium" / "v1.json").read_bytes() == shipped.read_bytes()
 
 
 def test_audit_verify_names_the_tampered_entry(tmp_path):

@@ -1,0 +1,454 @@
+"""Ruleset pages: versions, drafts and their structured editors, checks, impact preview, diff, publishing.
+
+Views stay thin: they fill and read forms (review_ui.ruleset_forms) and call review_ui.governance,
+which checks, writes and audits.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import difflib
+import io
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+
+from engine import rulediff
+from engine import ruleset as rulesets
+from engine.batch import csv_record
+from engine.errors import RulesetError
+from review_ui import governance
+from review_ui import ruleset_forms as forms
+from review_ui.db import db
+from review_ui.forms import select_choices
+from review_ui.models import RulesetDraft, RulesetVersion
+from review_ui.views import ANY_ROLE, roles_required
+from review_ui.workflow import ConflictError, WorkflowError
+
+bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
+EDITORS = ("rule_editor",)
+READERS = ("rule_editor", "admin")
+
+
+@bp.route("/")
+@roles_required(*ANY_ROLE)
+def index() -> Any:
+    """Published versions, open drafts, and a form to compare any two."""
+    versions = db.session.execute(
+        select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
+    ).scalars()
+    versions = list(versions) or [governance.latest_version(governance.DEFAULT_RULESET)]
+    drafts = db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars().all()
+    return render_template("rulesets/index.html", versions=versions, drafts=drafts, refs=_refs(versions, drafts))
+
+
+def _refs(versions: list[RulesetVersion], drafts: list[RulesetDraft]) -> list[tuple[str, str]]:
+    return [(f"v{v.version}", v.label) for v in versions] + [(f"draft-{d.id}", d.label) for d in drafts]
+
+
+@bp.route("/<name>/v<int:version>")
+@roles_required(*ANY_ROLE)
+def version_page(name: str, version: int) -> Any:
+    """One published version: who wrote and approved it, its change note, rules, and exact text."""
+    try:
+        found = governance.get_version(name, version)
+    except WorkflowError:
+        abort(404)
+    data = rulesets.parse_text(found.content)
+    return render_template("rulesets/version.html", version=found, data=data)
+
+
+@bp.route("/<name>/drafts", methods=["POST"])
+@roles_required(*EDITORS)
+def new_draft(name: str) -> Any:
+    """Start a draft of the next version from the newest published one."""
+    try:
+        draft = governance.create_draft(name, actor=current_user)
+    except WorkflowError as e:
+        flash(e.message, "error")
+        return redirect(url_for("rulesets.index"))
+    flash(f"Draft {draft.id} started from {name} v{draft.base_version}.", "success")
+    return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
+
+
+def _draft(draft_id: int) -> RulesetDraft:
+    return db.get_or_404(RulesetDraft, draft_id)
+
+
+def _save(
+    draft: RulesetDraft, lock: str | None, data: dict[str, Any] | None = None, scenarios_text: str | None = None
+) -> list[RulesetError] | str | None:
+    """Save through the workflow: None when saved, the checker's errors, or a message for the user."""
+    try:
+        governance.save_draft(
+            draft.id,
+            actor=current_user,
+            expected_lock=int(lock or 0),
+            data=data,
+            scenarios_text=scenarios_text,
+        )
+    except governance.DraftInvalid as e:
+        return e.errors
+    except WorkflowError as e:
+        return e.message
+    return None
+
+
+def _after_save(problem: list[RulesetError] | str | None, draft: RulesetDraft, what: str) -> Any:
+    """Redirect after a successful save; otherwise None so the view re-renders its form with the errors."""
+    if problem is None:
+        flash(f"{what} saved; the draft passes the checker.", "success")
+        return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
+    if isinstance(problem, str):
+        flash(problem, "error")
+    return None
+
+
+@bp.route("/drafts/<int:draft_id>")
+@roles_required(*READERS)
+def draft_page(draft_id: int) -> Any:
+    """A draft: its change note, rules, checks and scenarios, and what can be done with it next."""
+    draft = _draft(draft_id)
+    data = governance.draft_data(draft)
+    check = governance.check_draft(draft)
+    problems = check.problems(change_note=data.get("change_note", ""))
+    return render_template(
+        "rulesets/draft.html",
+        draft=draft,
+        data=data,
+        check=check,
+        problems=problems,
+        note_form=forms.ChangeNoteForm(expected_lock=draft.lock, change_note=data.get("change_note", "")),
+        submit_form=forms.LockForm(expected_lock=draft.lock),
+        publish_form=forms.PublishForm(expected_lock=draft.lock),
+        discard_form=forms.DiscardForm(expected_lock=draft.lock),
+        may_approve=current_user.role == "rule_editor" and current_user.username not in draft.contributors,
+    )
+
+
+@bp.route("/drafts/<int:draft_id>/note", methods=["POST"])
+@roles_required(*EDITORS)
+def save_note(draft_id: int) -> Any:
+    """Save the change note."""
+    draft = _draft(draft_id)
+    form = forms.ChangeNoteForm()
+    data = governance.draft_data(draft)
+    data["change_note"] = (form.change_note.data or "").strip()
+    problem = _save(draft, form.expected_lock.data, data)
+    if isinstance(problem, list):
+        flash(f"Not saved: {problem[0]}", "error")
+    return _after_save(problem, draft, "Change note") or redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+
+
+@bp.route("/drafts/<int:draft_id>/rules/<rule_id>", methods=["GET", "POST"])
+@roles_required(*READERS)
+def edit_rule(draft_id: int, rule_id: str) -> Any:
+    """The structured editor of one rule (`new` adds a rule)."""
+    draft = _draft(draft_id)
+    data = governance.draft_data(draft)
+    index = next((i for i, r in enumerate(data["rules"]) if r.get("id") == rule_id), None)
+    if index is None and rule_id != "new":
+        abort(404)
+    forms_voc = data["vocabulary"]["forms"]
+    if request.method == "GET":
+        form = forms.RuleForm(expected_lock=draft.lock)
+        rule = data["rules"][index] if index is not None else {"id": "", "when": [], "then": {}, "sources": []}
+        forms.rule_to_form(form, rule, data["sources"], forms_voc)
+        return render_template("rulesets/rule.html", draft=draft, form=form, rule_id=rule_id, errors={}, other=[])
+    if current_user.role not in EDITORS:
+        abort(403)
+    form = forms.RuleForm()
+    forms.set_rule_choices(form, data["sources"], forms_voc)
+    errors: dict[str, list[str]] = {}
+    other: list[str] = []
+    if form.validate_on_submit():
+        rule, where_from = forms.rule_from_form(form)
+        changed = copy.deepcopy(data)
+        if index is None:
+            changed["rules"].append(rule)
+        else:
+            changed["rules"][index] = forms.in_order_of(rule, data["rules"][index])
+        problem = _save(draft, form.expected_lock.data, changed)
+        done = _after_save(problem, draft, f"Rule {rule['id']}")
+        if done is not None:
+            return done
+        if isinstance(problem, list):
+            errors, other = forms.field_errors(problem, rule["id"], where_from, _form_ids(form))
+    return render_template(
+        "rulesets/rule.html", draft=draft, form=form, rule_id=rule_id, errors=errors, other=other
+    ), 400
+
+
+def _form_ids(form: forms.RuleForm) -> dict[str, str]:
+    return {path: getattr(form, name).id for path, name in forms.RULE_FIELDS.items()}
+
+
+@bp.route("/drafts/<int:draft_id>/rules/<rule_id>/delete", methods=["POST"])
+@roles_required(*EDITORS)
+def delete_rule(draft_id: int, rule_id: str) -> Any:
+    """Remove a rule (refused when the checker needs it, e.g. the only rule reporting a catalogue finding)."""
+    draft = _draft(draft_id)
+    form = forms.LockForm()
+    data = governance.draft_data(draft)
+    data["rules"] = [r for r in data["rules"] if r.get("id") != rule_id]
+    problem = _save(draft, form.expected_lock.data, data)
+    if isinstance(problem, list):
+        flash(f"Rule {rule_id} was not removed: " + "; ".join(str(e) for e in problem[:3]), "error")
+        return redirect(url_for("rulesets.edit_rule", draft_id=draft_id, rule_id=rule_id))
+    return _after_save(problem, draft, f"Removal of rule {rule_id}") or redirect(
+        url_for("rulesets.edit_rule", draft_id=draft_id, rule_id=rule_id)
+    )
+
+
+@bp.route("/drafts/<int:draft_id>/limits", methods=["GET", "POST"])
+@roles_required(*READERS)
+def edit_limits(draft_id: int) -> Any:
+    """The upper-limit table by jurisdiction and age band."""
+    draft = _draft(draft_id)
+    data = governance.draft_data(draft)
+    if request.method == "GET":
+        form = forms.LimitsForm(expected_lock=draft.lock)
+        forms.limits_to_form(form, data.get("upper_limits", []))
+        return render_template("rulesets/limits.html", draft=draft, form=form, errors={}, other=[])
+    if current_user.role not in EDITORS:
+        abort(403)
+    form = forms.LimitsForm()
+    errors: dict[str, list[str]] = {}
+    other: list[str] = []
+    if form.validate_on_submit():
+        table, prefixes = forms.limits_from_form(form)
+        changed = copy.deepcopy(data)
+        changed["upper_limits"] = table
+        problem = _save(draft, form.expected_lock.data, changed)
+        done = _after_save(problem, draft, "Upper-limit table")
+        if done is not None:
+            return done
+        for error in problem if isinstance(problem, list) else []:
+            row = prefixes.get(error.rule_id or "")
+            if row and error.field:
+                errors.setdefault(f"{row}-{error.field}", []).append(error.hint)
+            else:
+                other.append(str(error))
+    return render_template("rulesets/limits.html", draft=draft, form=form, errors=errors, other=other), 400
+
+
+@bp.route("/drafts/<int:draft_id>/drugs")
+@roles_required(*READERS)
+def drugs(draft_id: int) -> Any:
+    """The drug vocabulary, searchable by any name."""
+    draft = _draft(draft_id)
+    voc = governance.draft_data(draft)["vocabulary"]["drugs"]
+    q = (request.args.get("q") or "").strip().lower()
+    shown = {k: v for k, v in voc.items() if not q or q in k or any(q in n for n in v.get("names", []))}
+    return render_template("rulesets/drugs.html", draft=draft, drugs=shown, q=q, total=len(voc))
+
+
+@bp.route("/drafts/<int:draft_id>/drugs/<key>", methods=["GET", "POST"])
+@roles_required(*READERS)
+def edit_drug(draft_id: int, key: str) -> Any:
+    """One drug: its names and synonyms, classes, codes and sources (`new` adds a drug)."""
+    draft = _draft(draft_id)
+    data = governance.draft_data(draft)
+    voc = data["vocabulary"]["drugs"]
+    if key not in voc and key != "new":
+        abort(404)
+    before = voc.get(key, {"names": [], "classes": [], "atc": [], "rxnorm": [], "sources": []})
+    if request.method == "GET":
+        form = forms.DrugForm(expected_lock=draft.lock)
+        forms.drug_to_form(form, "" if key == "new" else key, before, data["sources"])
+        return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=[])
+    if current_user.role not in EDITORS:
+        abort(403)
+    form = forms.DrugForm()
+    form.sources.choices = select_choices([(t, t) for t in data["sources"]])
+    problems: list[str] = []
+    if form.validate_on_submit():
+        new_key, drug = forms.drug_from_form(form, before)
+        changed = copy.deepcopy(data)
+        drugs_voc = changed["vocabulary"]["drugs"]
+        if key != "new" and new_key != key:
+            drugs_voc.pop(key, None)
+        if key == "new" and new_key in drugs_voc:
+            form.key.errors = [*form.key.errors, f"{new_key!r} is already in the vocabulary: edit it instead."]
+            return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=[]), 400
+        drugs_voc[new_key] = drug
+        problem = _save(draft, form.expected_lock.data, changed)
+        done = _after_save(problem, draft, f"Drug {new_key}")
+        if done is not None:
+            return done
+        problems = [str(e) for e in problem] if isinstance(problem, list) else []
+    return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=problems), 400
+
+
+@bp.route("/drafts/<int:draft_id>/sources", methods=["GET", "POST"])
+@roles_required(*READERS)
+def edit_sources(draft_id: int) -> Any:
+    """Source tags and their citations."""
+    draft = _draft(draft_id)
+    data = governance.draft_data(draft)
+    if request.method == "GET":
+        form = forms.SourcesForm(expected_lock=draft.lock)
+        forms.sources_to_form(form, data["sources"])
+        return render_template("rulesets/sources.html", draft=draft, form=form, problems=[])
+    if current_user.role not in EDITORS:
+        abort(403)
+    form = forms.SourcesForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        changed = copy.deepcopy(data)
+        changed["sources"] = forms.sources_from_form(form)
+        problem = _save(draft, form.expected_lock.data, changed)
+        done = _after_save(problem, draft, "Sources")
+        if done is not None:
+            return done
+        problems = [str(e) for e in problem] if isinstance(problem, list) else []
+    return render_template("rulesets/sources.html", draft=draft, form=form, problems=problems), 400
+
+
+@bp.route("/drafts/<int:draft_id>/raw", methods=["GET", "POST"])
+@roles_required(*READERS)
+def edit_raw(draft_id: int) -> Any:
+    """The whole draft and its scenarios as JSON text, for power users."""
+    draft = _draft(draft_id)
+    if request.method == "GET":
+        form = forms.RawForm(expected_lock=draft.lock, content=draft.content, scenarios=draft.scenarios)
+        return render_template("rulesets/raw.html", draft=draft, form=form, problems=[])
+    if current_user.role not in EDITORS:
+        abort(403)
+    form = forms.RawForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        try:
+            data = rulesets.parse_text(form.content.data or "", "ruleset")
+        except RulesetError as e:
+            form.content.errors = [*form.content.errors, str(e)]
+        else:
+            problem = _save(draft, form.expected_lock.data, data, form.scenarios.data or "")
+            done = _after_save(problem, draft, "Draft")
+            if done is not None:
+                return done
+            problems = [str(e) for e in problem] if isinstance(problem, list) else []
+    return render_template("rulesets/raw.html", draft=draft, form=form, problems=problems), 400
+
+
+@bp.route("/drafts/<int:draft_id>/impact", methods=["GET", "POST"])
+@roles_required(*READERS)
+def impact(draft_id: int) -> Any:
+    """Replay stored cases or an uploaded intake file through the published version and the draft."""
+    draft = _draft(draft_id)
+    form = forms.ImpactForm()
+    result = None
+    if form.validate_on_submit():
+        if form.source.data == "file":
+            if not form.file.data:
+                form.file.errors = [*form.file.errors, "Choose an intake file to replay."]
+                return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
+            items = _uploaded_items(form.file.data)
+            what = form.file.data.filename or "upload"
+        else:
+            items = governance.stored_case_items(form.limit.data or 2000)
+            what = f"the newest {len(items)} stored cases"
+        try:
+            result = governance.draft_impact(draft, items)
+        except governance.DraftInvalid as e:
+            flash(f"The draft does not pass the checker: {e.errors[0]}", "error")
+        else:
+            flash(f"Replayed {what} through v{draft.base_version} and the draft.", "info")
+    return render_template("rulesets/impact.html", draft=draft, form=form, result=result)
+
+
+def _uploaded_items(storage: Any) -> list[tuple[int, Any]]:
+    text = storage.read().decode("utf-8-sig", errors="replace")
+    if (storage.filename or "").lower().endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        return [(reader.line_num, csv_record(row)) for row in reader]
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+@bp.route("/drafts/<int:draft_id>/submit", methods=["POST"])
+@roles_required(*EDITORS)
+def submit(draft_id: int) -> Any:
+    """Ask another rule editor to approve."""
+    form = forms.LockForm()
+    try:
+        governance.submit_draft(draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0))
+    except WorkflowError as e:
+        flash(e.message, "error")
+    else:
+        flash("Submitted: another rule editor can now review, approve and publish it.", "success")
+    return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+
+
+@bp.route("/drafts/<int:draft_id>/publish", methods=["POST"])
+@roles_required(*EDITORS)
+def publish(draft_id: int) -> Any:
+    """The second rule editor approves and publishes, signing with the password."""
+    form = forms.PublishForm()
+    if not form.validate_on_submit():
+        flash("Sign with your password to approve.", "error")
+        return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+    try:
+        version = governance.publish_draft(
+            draft_id,
+            actor=current_user,
+            password=form.password.data or "",
+            expected_lock=int(form.expected_lock.data or 0),
+        )
+    except governance.PublishBlocked as e:
+        flash("Publishing is blocked: " + "; ".join(e.problems[:5]), "error")
+    except (ConflictError, WorkflowError) as e:
+        flash(e.message, "error")
+    else:
+        flash(f"Published {version.label} (sha256 {version.sha256[:16]}…).", "success")
+        return redirect(url_for("rulesets.version_page", name=version.name, version=version.version))
+    return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+
+
+@bp.route("/drafts/<int:draft_id>/discard", methods=["POST"])
+@roles_required(*EDITORS)
+def discard(draft_id: int) -> Any:
+    """Give a draft up."""
+    form = forms.DiscardForm()
+    try:
+        governance.discard_draft(
+            draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0), reason=form.reason.data or ""
+        )
+    except WorkflowError as e:
+        flash(e.message, "error")
+    else:
+        flash("Draft discarded.", "info")
+    return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+
+
+@bp.route("/diff")
+@roles_required(*ANY_ROLE)
+def diff() -> Any:
+    """Two versions (or drafts) side by side: what changed rule by rule, and the text."""
+    a, b = request.args.get("a", ""), request.args.get("b", "")
+    old, new = _text_of(a), _text_of(b)
+    if old is None or new is None:
+        flash("Choose two versions to compare (e.g. v1 and draft-2).", "error")
+        return redirect(url_for("rulesets.index"))
+    summary = rulediff.diff(rulesets.parse_text(old[1]), rulesets.parse_text(new[1]))
+    table = difflib.HtmlDiff(wrapcolumn=72).make_table(
+        old[1].splitlines(), new[1].splitlines(), old[0], new[0], context=True, numlines=4
+    )
+    return render_template("rulesets/diff.html", old=old[0], new=new[0], summary=summary, table=Markup(table))
+
+
+def _text_of(ref: str) -> tuple[str, str] | None:
+    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>`."""
+    if ref.startswith("draft-") and ref[6:].isdigit():
+        draft = db.session.get(RulesetDraft, int(ref[6:]))
+        return (draft.label, draft.content) if draft else None
+    if ref.startswith("v") and ref[1:].isdigit():
+        try:
+            version = governance.get_version(governance.DEFAULT_RULESET, int(ref[1:]))
+        except WorkflowError:
+            return None
+        return version.label, version.content
+    return None
