@@ -9,6 +9,19 @@ def _keyed(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(item.get("id")): item for item in items}
 
 
+def _changes(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """`field: old -> new` for each changed field, one level into nested objects (then.message, ...)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) == b.get(k):
+            continue
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) and not prefix:
+            out += _changes(a[k], b[k], f"{k}.")
+        else:
+            out.append(f"{prefix}{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return out
+
+
 def _compare(old: dict[str, Any], new: dict[str, Any], section: str) -> list[str]:
     lines = []
     for key in sorted(set(old) | set(new)):
@@ -18,8 +31,7 @@ def _compare(old: dict[str, Any], new: dict[str, Any], section: str) -> list[str
             lines.append(f"+ {section} {key}")
         elif old[key] != new[key]:
             a, b = old[key], new[key]
-            fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) if isinstance(a, dict) else []
-            changed = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in fields)
+            changed = ", ".join(_changes(a, b)) if isinstance(a, dict) and isinstance(b, dict) else f"{a!r} -> {b!r}"
             lines.append(f"~ {section} {key}: {changed}")
     return lines
 

@@ -1,6 +1,7 @@
 """End to end in real Chromium (Debian package, driven by Playwright): sign in, open a flagged case,
 adjust the plan with a reason, sign, and find the entry in the audit log. A screenshot is kept."""
 
+import json
 import os
 import shutil
 import threading
@@ -86,3 +87,67 @@ def test_clinician_adjusts_a_flagged_case_and_finds_it_in_the_audit_log(server, 
         expect(row).to_contain_text("Nephrologist agrees")
         page.screenshot(path=str(ARTIFACTS / f"e2e-audit-{app.config['DB_KIND']}.png"), full_page=True)
         browser.close()
+
+
+def sign_in(page, server, username):
+    page.goto(f"{server}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+
+
+def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, app):
+    """One editor edits a rule in the structured form and submits; the checker's error shows beside the
+    field; a second editor reviews the diff, signs, and finds the publication in the audit log."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with app.app_context():
+        workflow.add_user("rita", PASSWORD, "rule_editor", actor="test")
+        workflow.add_user("peter", PASSWORD, "rule_editor", actor="test")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        sign_in(page, server, "rita")
+        page.click("text=Rulesets")
+        page.click("#new-draft")
+        expect(page.locator(".flash-success")).to_contain_text("started from magnesium v1")
+        page.click("#rules >> text=SPLIT_DOSE")
+        page.select_option("select[name=confidence]", "U")  # an unverified rule must say so in a note
+        page.click("#rule-form input[type=submit]")
+        expect(page.locator('[data-field="note"]')).to_contain_text("must say so in a 'note'")
+        page.screenshot(path=str(ARTIFACTS / f"e2e-rule-form-{app.config['DB_KIND']}.png"), full_page=True)
+        page.select_option("select[name=confidence]", "S")
+        message = "Take supplemental magnesium in two or more doses a day, with meals."
+        page.fill("textarea[name=message]", message)
+        page.click("#rule-form input[type=submit]")
+        expect(page.locator(".flash-success")).to_contain_text("Rule SPLIT_DOSE saved")
+        expect(page.locator("#scenario-result")).to_contain_text("76 of 76 pass")
+        page.fill("textarea[name=change_note]", "SPLIT_DOSE: advise taking the doses with meals")
+        page.click("text=Save change note")
+        page.click("text=Submit for approval")
+        expect(page.locator("#draft-status")).to_have_text("submitted")
+        page.click("text=Sign out")
+
+        sign_in(page, server, "peter")
+        page.goto(f"{server}/rulesets/drafts/1")
+        page.click("text=Diff against v1")
+        expect(page.locator("#diff-summary")).to_contain_text("~ rule SPLIT_DOSE: then.message:")
+        page.screenshot(path=str(ARTIFACTS / f"e2e-ruleset-diff-{app.config['DB_KIND']}.png"), full_page=True)
+        page.go_back()
+        page.fill("#publish-form input[name=password]", PASSWORD)
+        page.click("#publish-form input[type=submit]")
+        expect(page.locator(".flash-success")).to_contain_text("Published magnesium v2")
+        expect(page.locator("h1")).to_have_text("magnesium v2")
+        page.click("text=Audit log")
+        row = page.locator("table.audit tbody tr", has_text="ruleset.publish").first
+        expect(row).to_contain_text("peter")
+        page.screenshot(path=str(ARTIFACTS / f"e2e-ruleset-published-{app.config['DB_KIND']}.png"), full_page=True)
+        browser.close()
+    with app.app_context():
+        from review_ui import governance
+
+        published = governance.latest_version("magnesium")
+        rule = next(r for r in json.loads(published.content)["rules"] if r["id"] == "SPLIT_DOSE")
+        assert (published.version, published.authors, published.approver) == (2, ["rita"], "peter")
+        assert rule["then"]["message"] == message

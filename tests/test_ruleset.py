@@ -196,6 +196,6 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
     )
     lines = rulediff.diff(published, draft)
     assert "~ version: 1 -> 2" in lines
-    assert any(line.startswith("~ rule FLUOROQUINOLONE_MOXIFLOXACIN: then:") for line in lines)
+    assert any(line.startswith("~ rule FLUOROQUINOLONE_MOXIFLOXACIN: then.separation:") for line in lines)
     shown = cli("rulesets", "diff", str(rs.latest_published()), str(folder / "v2.json"))
     assert "~ rule FLUOROQUINOLONE_MOXIFLOXACIN" in shown.stdout
