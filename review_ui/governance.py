@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash
 
 from audit import log as audit
@@ -468,7 +469,10 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
     )
     db.session.add(version)
     _update_draft(draft, expected_lock, status="published")
-    commit_or_rollback()
+    try:
+        commit_or_rollback()
+    except IntegrityError:  # another approval published this version number a moment earlier
+        raise ConflictError(f"{label} was published by someone else a moment ago; make a new draft from it.") from None
     return version
 
 

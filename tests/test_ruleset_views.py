@@ -1,6 +1,7 @@
 """The ruleset editor through the Flask test client: roles, structured forms (round trip and field-level
 errors), raw view, blocked and two-person publishing, diff, impact preview, and case re-evaluation."""
 
+import io
 import json
 import re
 from html.parser import HTMLParser
@@ -253,6 +254,17 @@ def test_impact_preview_and_reevaluation_pages(app, client):
     preview = client.post("/rulesets/drafts/1/impact", data={"source": "cases", "limit": 100})
     text = preview.get_data(as_text=True)
     assert "1 records replayed, 1 would change" in text and "+ DOSE_ABOVE_UL_US (moderate)" in text
+    upload = "\n".join(
+        json.dumps(record(id=f"F{dose}", supplement={"form": "oxide", "dose_mg": dose, "dose_basis": "elemental"}))
+        for dose in (200, 320, 400)
+    )
+    from_file = client.post(
+        "/rulesets/drafts/1/impact",
+        data={"source": "file", "file": (io.BytesIO(upload.encode()), "intake.jsonl")},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
+    assert "3 records replayed, 3 would change" in from_file and "finding DOSE_ABOVE_UL_US added in 1" in from_file
+    assert "plan.max_elemental_mg_per_day changed in 3" in from_file
     with app.app_context():
         submitted = governance.submit_draft(1, actor=draft_user("ed"), expected_lock=governance.get_draft(1).lock)
         governance.publish_draft(1, actor=draft_user("rita"), password=PASSWORD, expected_lock=submitted.lock)
