@@ -561,10 +561,40 @@ def _check_pattern(pattern: Any, voc: Vocabulary, derived_used: set[str]) -> Ite
         return
     if where_any and len(where_any) < 2:
         yield "'where_any' needs at least two conditions (use 'where' for one)", None, ".where_any"
+    problems = 0
     for section, triples in (("where", where), ("where_any", where_any)):
         for j, triple in enumerate(triples):
             for message, suggestion in _check_condition(triple, on, fields, voc):
+                problems += 1
                 yield message, suggestion, f".{section}[{j}]"
+    if not problems:
+        for name, j, why in _contradictions(where):
+            yield f"conditions on {name} contradict each other ({why}): the rule can never fire", None, f".where[{j}]"
+
+
+def _contradictions(where: list[list[Any]]) -> Iterator[tuple[str, int, str]]:
+    """Fields whose `where` conditions (all of which must hold) no value can satisfy: (field, index, why)."""
+    by_field: dict[str, list[tuple[int, str, Any]]] = {}
+    for j, (name, op, value) in enumerate(where):
+        by_field.setdefault(name, []).append((j, op, value))
+    for name, tests in by_field.items():
+        if len(tests) < 2:
+            continue
+        text = " and ".join(f"{op} {value!r}" for _, op, value in tests)
+        last = tests[-1][0]
+        equal = {repr(v) for _, op, v in tests if op == "=="}
+        if len(equal) > 1 or any(op == "!=" and repr(v) in equal for _, op, v in tests):
+            yield name, last, text
+            continue
+        numbers = [(op, v) for _, op, v in tests if isinstance(v, int | float) and not isinstance(v, bool)]
+        # Bounds as (value, strict); on equal values the strict bound is the tighter one.
+        lows = [(v, op == ">") for op, v in numbers if op in (">", ">=", "==")]
+        highs = [(v, op == "<") for op, v in numbers if op in ("<", "<=", "==")]
+        if lows and highs:
+            low = max(lows, key=lambda b: (b[0], b[1]))
+            high = min(highs, key=lambda b: (b[0], not b[1]))
+            if low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1])):
+                yield name, last, text
 
 
 def _check_condition(

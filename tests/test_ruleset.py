@@ -109,6 +109,36 @@ def test_rule_that_can_never_fire_on_missing_derivation(published):
     assert any("can never fire" in p for p in problems(doc))
 
 
+@pytest.mark.parametrize(
+    "conditions, contradicts",
+    [
+        ([[">=", 18], ["<", 10]], True),
+        ([[">=", 18], ["<", 18]], True),
+        ([[">", 18], ["<=", 18]], True),
+        ([[">=", 18], ["<=", 18], ["<", 18]], True),
+        ([["==", 5], [">", 6]], True),
+        ([[">=", 18], ["<=", 18]], False),
+        ([[">=", 18], ["<", 65]], False),
+        ([["==", 7], ["<=", 7]], False),
+    ],
+)
+def test_contradicting_thresholds_are_a_rule_that_can_never_fire(published, conditions, contradicts):
+    where = [["age_years", op, value] for op, value in conditions]
+    doc = edit(published, "SPLIT_DOSE", lambda r: r["when"][0].__setitem__("where", where))
+    errors = list(rs.check_data(doc))
+    hit = [e for e in errors if "contradict each other" in str(e)]
+    assert bool(hit) == contradicts, [str(e) for e in errors]
+    if contradicts:
+        assert hit[0].rule_id == "SPLIT_DOSE" and hit[0].field == f"when[0].where[{len(where) - 1}]"
+        assert "can never fire" in hit[0].reason
+
+
+def test_contradicting_equalities_are_refused(published):
+    where = [["sex", "==", "male"], ["sex", "==", "female"]]
+    doc = edit(published, "SPLIT_DOSE", lambda r: r["when"][0].__setitem__("where", where))
+    assert any("conditions on sex contradict each other" in p for p in problems(doc))
+
+
 def test_exponent_numbers_are_refused(published):
     doc = edit(
         published,
