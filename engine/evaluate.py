@@ -61,17 +61,13 @@ class Evaluator:
         # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
         ordered = _in_ruleset_order(fired)
         findings = self.planner.findings(ordered, intake)
-        outputs = self.planner.outputs
         return {
             "record_id": intake.record_id,
             "status": "ok",
             "findings": findings,
             "plan": self.planner.plan(ordered, findings, intake),
             "facts": intake.facts_summary(),
-            "trace": [
-                {"rule": f.rule.id, "matched": [_trace_fact(f.matched[n]) for n in outputs[f.rule.index].patterns]}
-                for f in fired
-            ],
+            "trace": _trace(fired, self.planner.outputs),
             "ruleset": self.ruleset.ref,
             "engine_version": ENGINE_VERSION,
         }
@@ -123,6 +119,18 @@ def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(fact)
     return out
+
+
+def _trace(fired: list[Firing], outputs: tuple[planner.RuleOutput, ...]) -> list[dict[str, Any]]:
+    """Rules in firing order with the facts each pattern matched."""
+    trace = []
+    for f in fired:
+        matched = f.matched
+        facts = []
+        for name in outputs[f.rule.index].patterns:
+            facts.append(_trace_fact(matched[name]))
+        trace.append({"rule": f.rule.id, "matched": facts})
+    return trace
 
 
 def _trace_fact(fact: dict[str, Any]) -> dict[str, Any]:

@@ -219,51 +219,51 @@ class _Findings:
             name = f.rule.then.get("derive")
             if name and name not in derived_by:
                 derived_by[name] = f
-        merged: dict[str, dict[str, Any]] = {}
+        # finding id -> [severity rank, severity, confidence rank, confidence, messages, sources, evidence, rules]
+        merged: dict[str, list[Any]] = {}
         for f in self.fired:
             out = outputs[f.rule.index]
             fid = out.finding
             if not fid:
                 continue
-            message = _message(f, out)
             entry = merged.get(fid)
             if entry is None:
-                entry = merged[fid] = {
-                    "id": fid,
-                    "severity": out.severity,
-                    "messages": [],
-                    "sources": [],
-                    "evidence": [],
-                    "rules": [],
-                    "confidence": out.confidence,
-                    "rank": out.severity_rank,
-                    "confidence_rank": out.confidence_rank,
-                }
-            if out.severity_rank < entry["rank"]:
-                entry["severity"], entry["rank"] = out.severity, out.severity_rank
-            if out.confidence_rank > entry["confidence_rank"]:
-                entry["confidence"], entry["confidence_rank"] = out.confidence, out.confidence_rank
-            entry["messages"].append((out.severity_rank, message))
-            sources = entry["sources"]
-            sources += [s for s in out.sources if s not in sources]
-            entry["evidence"].append({"rule": out.rule_id, "facts": self.evidence(f, out)})
-            entry["rules"].append(out.rule_id)
+                entry = merged[fid] = [
+                    out.severity_rank,
+                    out.severity,
+                    out.confidence_rank,
+                    out.confidence,
+                    [],
+                    list(out.sources),
+                    [],
+                    [],
+                ]
+            else:
+                if out.severity_rank < entry[0]:
+                    entry[0], entry[1] = out.severity_rank, out.severity
+                if out.confidence_rank > entry[2]:
+                    entry[2], entry[3] = out.confidence_rank, out.confidence
+                sources = entry[5]
+                sources += [s for s in out.sources if s not in sources]
+            entry[4].append((out.severity_rank, out.template if not out.placeholders else _message(f, out)))
+            entry[6].append({"rule": out.rule_id, "facts": self.evidence(f, out)})
+            entry[7].append(out.rule_id)
         result = []
-        for entry in sorted(merged.values(), key=lambda e: (e["rank"], e["id"])):
-            top = entry["rank"]  # the most severe rule's message wins
+        for fid in sorted(merged, key=lambda fid: (merged[fid][0], fid)):
+            top, severity, _, confidence, messages, sources, evidence, rules = merged[fid]
             texts: list[str] = []
-            for rank, text in entry["messages"]:
+            for rank, text in messages:  # the most severe rule's message wins
                 if rank == top and text not in texts:
                     texts.append(text)
             result.append(
                 {
-                    "id": entry["id"],
-                    "severity": entry["severity"],
-                    "message": " ".join(texts),
-                    "sources": entry["sources"],
-                    "evidence": entry["evidence"],
-                    "confidence": entry["confidence"],
-                    "rules": entry["rules"],
+                    "id": fid,
+                    "severity": severity,
+                    "message": texts[0] if len(texts) == 1 else " ".join(texts),
+                    "sources": sources,
+                    "evidence": evidence,
+                    "confidence": confidence,
+                    "rules": rules,
                 }
             )
         return result
