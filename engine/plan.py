@@ -141,8 +141,12 @@ class Planner:
 
     def plan(self, fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-        caps: list[tuple[float, str]] = []
-        requires_physician = any(f["severity"] == "contraindicated" for f in merged)
+        best: tuple[float, str] | None = None  # the strictest cap; equal caps: the smallest rule id
+        requires_physician = False
+        for finding in merged:
+            if finding["severity"] == "contraindicated":
+                requires_physician = True
+                break
         urgent = False
         doses_min = 0
         suggested_form: str | None = None
@@ -153,13 +157,19 @@ class Planner:
             out = outputs[f.rule.index]
             if not out.shapes_plan:
                 continue
-            caps += [(cap, out.rule_id) for cap in out.caps]
-            requires_physician = requires_physician or out.requires_physician
-            urgent = urgent or out.urgent
-            doses_min = max(doses_min, out.doses_per_day_min)
+            for cap in out.caps:
+                if best is None or (cap, out.rule_id) < best:
+                    best = (cap, out.rule_id)
+            if out.requires_physician:
+                requires_physician = True
+            if out.urgent:
+                urgent = True
+            if out.doses_per_day_min > doses_min:
+                doses_min = out.doses_per_day_min
             if suggested_form is None and out.suggest_form:
                 suggested_form = out.suggest_form
-            monitoring += [m for m in out.monitoring if m not in monitoring]
+            if out.monitoring:
+                monitoring += [m for m in out.monitoring if m not in monitoring]
             if out.separation is not None:
                 drug = _medication_of(f, out)
                 window = separations.setdefault(
@@ -170,10 +180,10 @@ class Planner:
                 for hours, out_key in zip(out.separation, ("drug_before_mg_h", "drug_after_mg_h"), strict=True):
                     if hours is not None and (window[out_key] is None or hours > window[out_key]):
                         window[out_key] = hours
-        if not caps:  # no upper limit covers this patient: fail safe, a physician decides
-            caps.append((0.0, "NO_UPPER_LIMIT"))
+        if best is None:  # no upper limit covers this patient: fail safe, a physician decides
+            best = (0.0, "NO_UPPER_LIMIT")
             requires_physician = True
-        cap, cap_rule = min(caps)
+        cap, cap_rule = best
         if urgent:
             cap, cap_rule = 0.0, "URGENT"
         supplement = cap > 0
