@@ -11,7 +11,7 @@ import orjson
 from engine import ENGINE_VERSION, interpreter
 from engine import plan as planner
 from engine import ruleset as rulesets
-from engine.compiler import CompiledRuleset, Firing, fact_identity, pattern_name
+from engine.compiler import CompiledRuleset, Firing, fact_identity
 from engine.conditions import ConceptResolver
 from engine.errors import EngineError, RecordError
 from engine.facts import parse
@@ -39,6 +39,7 @@ class Evaluator:
             raise ValueError(f"backend must be 'durable' or 'python', not {backend!r}")
         self.backend = backend
         self.compiled = CompiledRuleset(self.ruleset)
+        self.planner = planner.Planner(self.ruleset)
 
     def evaluate(self, record: Any) -> dict[str, Any]:
         """One record in, one result out: status ok with findings and plan, or rejected with errors."""
@@ -59,20 +60,14 @@ class Evaluator:
             return self.rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
         # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
         ordered = _in_ruleset_order(fired)
-        findings = planner.findings(ordered, intake)
+        findings = self.planner.findings(ordered, intake)
         return {
             "record_id": intake.record_id,
             "status": "ok",
             "findings": findings,
-            "plan": planner.plan(ordered, findings, intake),
+            "plan": self.planner.plan(ordered, findings, intake),
             "facts": intake.facts_summary(),
-            "trace": [
-                {
-                    "rule": f.rule.id,
-                    "matched": [_trace_fact(f.matched[pattern_name(i)]) for i in range(len(f.rule.when))],
-                }
-                for f in fired
-            ],
+            "trace": _trace(fired, self.planner.outputs),
             "ruleset": self.ruleset.ref,
             "engine_version": ENGINE_VERSION,
         }
@@ -94,16 +89,25 @@ class Evaluator:
 
 def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:
     """Firings by rule order; several firings of one rule by the facts they matched."""
-    by_rule: dict[int, list[Firing]] = {}
-    for firing in fired:
-        by_rule.setdefault(firing.rule.index, []).append(firing)
-    ordered: list[Firing] = []
-    for index in sorted(by_rule):
-        group = by_rule[index]
-        if len(group) > 1:
-            group.sort(key=lambda f: [fact_identity(fact) for fact in f.matched.values()])
-        ordered += group
+    ordered = sorted(fired, key=_rule_index)  # stable: one rule's firings stay in firing order
+    start = 0
+    while start < len(ordered):
+        index = ordered[start].rule.index
+        end = start + 1
+        while end < len(ordered) and ordered[end].rule.index == index:
+            end += 1
+        if end - start > 1:
+            ordered[start:end] = sorted(ordered[start:end], key=_matched_identity)
+        start = end
     return ordered
+
+
+def _rule_index(firing: Firing) -> int:
+    return firing.rule.index
+
+
+def _matched_identity(firing: Firing) -> list[tuple[str, str, str]]:
+    return [fact_identity(fact) for fact in firing.matched.values()]
 
 
 def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,6 +119,18 @@ def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(fact)
     return out
+
+
+def _trace(fired: list[Firing], outputs: tuple[planner.RuleOutput, ...]) -> list[dict[str, Any]]:
+    """Rules in firing order with the facts each pattern matched."""
+    trace = []
+    for f in fired:
+        matched = f.matched
+        facts = []
+        for name in outputs[f.rule.index].patterns:
+            facts.append(_trace_fact(matched[name]))
+        trace.append({"rule": f.rule.id, "matched": facts})
+    return trace
 
 
 def _trace_fact(fact: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ FIELDS = (
     "supplement",
     "jurisdiction",
 )
+_FIELD_SET = frozenset(FIELDS)
 # Plausible ranges: values outside are typing errors, not patients.
 AGE_RANGE = (0.0, 130.0)
 WEIGHT_RANGE_KG = (0.3, 400.0)
@@ -208,7 +209,7 @@ def parse(
         r.fail("id", "missing: every record needs an id", record_id)
         record_id = None
     for key in record:
-        if key not in FIELDS:
+        if key not in _FIELD_SET:
             close = difflib.get_close_matches(key, FIELDS, n=1)
             r.fail(
                 key if key.strip() else repr(key),  # an empty key still gets a readable name

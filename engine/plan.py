@@ -2,18 +2,26 @@
 
 Decisions that need the absence of something ("nothing caps the dose") are made here in
 Python, after the rules ran, because durable_rules' negation is not truth-maintained.
+What a rule contributes that does not depend on the patient (finding id, severity, sources,
+message template, which fields its evidence shows, plan effects) is worked out once per
+ruleset, so evaluating a record only looks values up.
 """
 
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Any
 
 from engine.compiler import Firing, pattern_name
 from engine.facts import Intake
+from engine.ruleset import Rule, Ruleset
 from engine.vocabulary import SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
+_AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
+# Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source.
+_DERIVED, _PLAIN, _AS_WRITTEN, _EGFR = range(4)
 
 
 class _Values(dict[str, Any]):
@@ -31,178 +39,303 @@ def _display(value: Any) -> Any:
     return value
 
 
-_PLACEHOLDERS: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class RuleOutput:
+    """What one rule adds to findings, plan and trace, computed once from the checked rule."""
+
+    rule_id: str
+    patterns: tuple[str, ...]  # pattern names in rule order
+    finding: str | None
+    severity: str
+    severity_rank: int
+    confidence: str
+    confidence_rank: int
+    sources: tuple[str, ...]
+    template: str
+    placeholders: tuple[str, ...]
+    # (kind, pattern name, field or derived name, fact label, op, threshold), in rule order
+    evidence: tuple[tuple[int, str, str, str, str, Any], ...]
+    unverified: str | None
+    caps: tuple[float, ...]
+    requires_physician: bool
+    urgent: bool
+    doses_per_day_min: int
+    suggest_form: str | None
+    monitoring: tuple[str, ...]
+    separation: tuple[float | None, float | None] | None
+    medication_pattern: str | None
+    shapes_plan: bool
+
+    @classmethod
+    def of(cls, rule: Rule) -> RuleOutput:
+        """The static output data of one rule."""
+        then = rule.then
+        patterns = tuple(pattern_name(i) for i in range(len(rule.when)))
+        evidence: list[tuple[int, str, str, str, str, Any]] = []
+        for name, pattern in zip(patterns, rule.when, strict=True):
+            if pattern.on == "derived":
+                derived = pattern.where[0].value
+                evidence.append((_DERIVED, name, derived, f"derived.{derived}", "", None))
+                continue
+            for c in pattern.conditions():
+                if pattern.on != "patient" and c.field in _AS_WRITTEN_FIELDS:
+                    kind = _AS_WRITTEN
+                elif pattern.on == "patient" and c.field == "egfr_ml_min_1_73m2":
+                    kind = _EGFR
+                else:
+                    kind = _PLAIN
+                evidence.append((kind, name, c.field, f"{pattern.on}.{c.field}", c.op, c.value))
+        template = str(then.get("message", ""))
+        finding = then.get("finding") or None
+        severity = then.get("severity", "info") if finding else "info"
+        separation = then.get("separation")
+        medication = next((n for n, p in zip(patterns, rule.when, strict=True) if p.on == "medication"), None)
+        caps = tuple(float(then[key]) for key in ("ul_mg", "cap_mg") if key in then)
+        monitoring = tuple(then.get("monitoring", []))
+        return cls(
+            rule_id=rule.id,
+            patterns=patterns,
+            finding=finding,
+            severity=severity,
+            severity_rank=SEVERITY_RANK[severity],
+            confidence=rule.confidence,
+            confidence_rank=CONFIDENCE_RANK[rule.confidence],
+            sources=rule.sources,
+            template=template,
+            placeholders=tuple(n for _, n, _, _ in string.Formatter().parse(template) if n),
+            evidence=tuple(evidence),
+            unverified=rule.note if rule.confidence == "U" else None,
+            caps=caps,
+            requires_physician=bool(then.get("requires_physician")),
+            urgent=bool(then.get("urgent")),
+            doses_per_day_min=int(then.get("doses_per_day_min", 0)),
+            suggest_form=then.get("suggest_form") or None,
+            monitoring=monitoring,
+            separation=(separation["before_h"], separation["after_h"]) if separation else None,
+            medication_pattern=medication,
+            shapes_plan=bool(
+                caps
+                or then.get("requires_physician")
+                or then.get("urgent")
+                or then.get("doses_per_day_min")
+                or then.get("suggest_form")
+                or monitoring
+                or separation
+            ),
+        )
 
 
-def _message(firing: Firing) -> str:
+class Planner:
+    """Findings and plan for the firings of one ruleset."""
+
+    def __init__(self, ruleset: Ruleset):
+        self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
+
+    def output(self, firing: Firing) -> RuleOutput:
+        """The static output data of the rule that fired."""
+        return self.outputs[firing.rule.index]
+
+    def findings(self, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
+        """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
+        return _Findings(self, fired, intake).build()
+
+    def plan(self, fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
+        """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
+        best: tuple[float, str] | None = None  # the strictest cap; equal caps: the smallest rule id
+        requires_physician = False
+        for finding in merged:
+            if finding["severity"] == "contraindicated":
+                requires_physician = True
+                break
+        urgent = False
+        doses_min = 0
+        suggested_form: str | None = None
+        monitoring: list[str] = []
+        separations: dict[str, dict[str, Any]] = {}
+        outputs = self.outputs
+        for f in fired:
+            out = outputs[f.rule.index]
+            if not out.shapes_plan:
+                continue
+            for cap in out.caps:
+                if best is None or (cap, out.rule_id) < best:
+                    best = (cap, out.rule_id)
+            if out.requires_physician:
+                requires_physician = True
+            if out.urgent:
+                urgent = True
+            if out.doses_per_day_min > doses_min:
+                doses_min = out.doses_per_day_min
+            if suggested_form is None and out.suggest_form:
+                suggested_form = out.suggest_form
+            if out.monitoring:
+                monitoring += [m for m in out.monitoring if m not in monitoring]
+            if out.separation is not None:
+                drug = _medication_of(f, out)
+                window = separations.setdefault(
+                    drug, {"drug": drug, "findings": [], "drug_before_mg_h": None, "drug_after_mg_h": None}
+                )
+                if out.finding and out.finding not in window["findings"]:
+                    window["findings"].append(out.finding)
+                for hours, out_key in zip(out.separation, ("drug_before_mg_h", "drug_after_mg_h"), strict=True):
+                    if hours is not None and (window[out_key] is None or hours > window[out_key]):
+                        window[out_key] = hours
+        if best is None:  # no upper limit covers this patient: fail safe, a physician decides
+            best = (0.0, "NO_UPPER_LIMIT")
+            requires_physician = True
+        cap, cap_rule = best
+        if urgent:
+            cap, cap_rule = 0.0, "URGENT"
+        supplement = cap > 0
+        requested_form = intake.patient.get("supplement_form")
+        form = suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
+        return {
+            "supplement": "yes" if supplement else "no",
+            "form": form if supplement else None,
+            "requested_form": requested_form if requested_form != "none" else None,
+            "max_elemental_mg_per_day": _number(cap),
+            "cap_set_by": cap_rule,
+            "requested_elemental_mg_per_day": intake.patient.get("supplement_dose_elemental_mg"),
+            "doses_per_day": max(doses_min, 1) if supplement else 0,
+            "separations": [
+                {
+                    "drug": w["drug"],
+                    "finding": ", ".join(w["findings"]),
+                    "drug_before_mg_h": w["drug_before_mg_h"],
+                    "drug_after_mg_h": w["drug_after_mg_h"],
+                }
+                for w in sorted(separations.values(), key=lambda w: w["drug"])
+            ],
+            "monitoring": monitoring,
+            "requires_physician": requires_physician or not supplement,
+            "urgent": urgent,
+        }
+
+
+class _Findings:
+    """The findings of one evaluation; the evidence of a derived fact's cause is built once."""
+
+    def __init__(self, planner: Planner, fired: list[Firing], intake: Intake):
+        self.outputs = planner.outputs
+        self.fired = fired
+        self.patient = intake.patient
+        self.derived_by: dict[str, Firing] = {}
+        self.because: dict[int, list[dict[str, Any]]] = {}  # id(firing) -> its evidence
+
+    def build(self) -> list[dict[str, Any]]:
+        outputs = self.outputs
+        derived_by = self.derived_by
+        for f in self.fired:
+            name = f.rule.then.get("derive")
+            if name and name not in derived_by:
+                derived_by[name] = f
+        # finding id -> [severity rank, severity, confidence rank, confidence, messages, sources, evidence, rules]
+        merged: dict[str, list[Any]] = {}
+        for f in self.fired:
+            out = outputs[f.rule.index]
+            fid = out.finding
+            if not fid:
+                continue
+            entry = merged.get(fid)
+            if entry is None:
+                entry = merged[fid] = [
+                    out.severity_rank,
+                    out.severity,
+                    out.confidence_rank,
+                    out.confidence,
+                    [],
+                    list(out.sources),
+                    [],
+                    [],
+                ]
+            else:
+                if out.severity_rank < entry[0]:
+                    entry[0], entry[1] = out.severity_rank, out.severity
+                if out.confidence_rank > entry[2]:
+                    entry[2], entry[3] = out.confidence_rank, out.confidence
+                sources = entry[5]
+                sources += [s for s in out.sources if s not in sources]
+            entry[4].append((out.severity_rank, out.template if not out.placeholders else _message(f, out)))
+            entry[6].append({"rule": out.rule_id, "facts": self.evidence(f, out)})
+            entry[7].append(out.rule_id)
+        result = []
+        for fid in sorted(merged, key=lambda fid: (merged[fid][0], fid)):
+            top, severity, _, confidence, messages, sources, evidence, rules = merged[fid]
+            texts: list[str] = []
+            for rank, text in messages:  # the most severe rule's message wins
+                if rank == top and text not in texts:
+                    texts.append(text)
+            result.append(
+                {
+                    "id": fid,
+                    "severity": severity,
+                    "message": texts[0] if len(texts) == 1 else " ".join(texts),
+                    "sources": sources,
+                    "evidence": evidence,
+                    "confidence": confidence,
+                    "rules": rules,
+                }
+            )
+        return result
+
+    def evidence(self, firing: Firing, out: RuleOutput) -> list[dict[str, Any]]:
+        """The facts and thresholds that made one rule fire, with derived facts traced to their cause."""
+        items: list[dict[str, Any]] = []
+        matched = firing.matched
+        for kind, name, field, label, op, threshold in out.evidence:
+            if kind == _DERIVED:
+                item: dict[str, Any] = {"fact": label, "value": True}
+                cause = self.derived_by.get(field)
+                if cause is not None:
+                    item["derived_by"] = cause.rule.id
+                    item["because"] = self._because(cause)
+                items.append(item)
+                continue
+            fact = matched.get(name, _EMPTY)
+            if kind == _AS_WRITTEN:
+                item = {"fact": label, "value": fact.get(field), "as_written": fact.get("text")}
+            else:
+                item = {"fact": label, "value": fact.get(field)}
+            item["op"] = op
+            item["threshold"] = threshold
+            if kind == _EGFR:
+                item["egfr_source"] = self.patient.get("egfr_source")
+                if "creatinine_mg_dl" in self.patient:
+                    item["creatinine_mg_dl"] = self.patient["creatinine_mg_dl"]
+            items.append(item)
+        if out.unverified is not None:
+            items.append({"unverified": out.unverified})
+        return items
+
+    def _because(self, cause: Firing) -> list[dict[str, Any]]:
+        key = id(cause)
+        found = self.because.get(key)
+        if found is None:
+            found = self.because[key] = self.evidence(cause, self.outputs[cause.rule.index])
+        return found
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _message(firing: Firing, out: RuleOutput) -> str:
     """The rule's message with its {field} placeholders filled from the matched facts (first pattern wins)."""
-    template: str = firing.rule.then["message"]
-    names = _PLACEHOLDERS.get(template)
-    if names is None:
-        names = _PLACEHOLDERS[template] = [n for _, n, _, _ in string.Formatter().parse(template) if n]
-    if not names:
-        return template
+    if not out.placeholders:
+        return out.template
     values = _Values()
-    facts = [firing.matched.get(pattern_name(i), {}) for i in range(len(firing.rule.when))]
-    for name in names:
+    facts = [firing.matched.get(name, _EMPTY) for name in out.patterns]
+    for name in out.placeholders:
         for fact in facts:
             if name in fact:
                 values[name] = _display(fact[name])
                 break
-    return template.format_map(values)
+    return out.template.format_map(values)
 
 
-def evidence(firing: Firing, intake: Intake, derived_by: dict[str, Firing]) -> list[dict[str, Any]]:
-    """The facts and thresholds that made one rule fire, with derived facts traced to their cause."""
-    out: list[dict[str, Any]] = []
-    for i, pattern in enumerate(firing.rule.when):
-        fact = firing.matched.get(pattern_name(i), {})
-        if pattern.on == "derived":
-            name = pattern.where[0].value
-            cause = derived_by.get(name)
-            item: dict[str, Any] = {"fact": f"derived.{name}", "value": True}
-            if cause is not None:
-                item["derived_by"] = cause.rule.id
-                item["because"] = evidence(cause, intake, derived_by)
-            out.append(item)
-            continue
-        for c in pattern.conditions():
-            value = fact.get(c.field)
-            if pattern.on != "patient" and c.field in ("ingredient", "classes", "concept"):
-                value = {"value": value, "as_written": fact.get("text")}
-                item = {
-                    "fact": f"{pattern.on}.{c.field}",
-                    "value": value["value"],
-                    "as_written": value["as_written"],
-                }
-            else:
-                item = {"fact": f"{pattern.on}.{c.field}", "value": value}
-            item.update({"op": c.op, "threshold": c.value})
-            if pattern.on == "patient" and c.field == "egfr_ml_min_1_73m2":
-                item["egfr_source"] = intake.patient.get("egfr_source")
-                if "creatinine_mg_dl" in intake.patient:
-                    item["creatinine_mg_dl"] = intake.patient["creatinine_mg_dl"]
-            out.append(item)
-    if firing.rule.confidence == "U":
-        out.append({"unverified": firing.rule.note})
-    return out
-
-
-def findings(fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
-    """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
-    derived_by: dict[str, Firing] = {}
-    for f in fired:
-        name = f.rule.then.get("derive")
-        if name and name not in derived_by:
-            derived_by[name] = f
-    merged: dict[str, dict[str, Any]] = {}
-    for f in fired:
-        then = f.rule.then
-        fid = then.get("finding")
-        if not fid:
-            continue
-        message = _message(f)
-        entry = merged.setdefault(
-            fid,
-            {
-                "id": fid,
-                "severity": then["severity"],
-                "messages": [],
-                "sources": [],
-                "evidence": [],
-                "rules": [],
-                "confidence": f.rule.confidence,
-            },
-        )
-        if SEVERITY_RANK[then["severity"]] < SEVERITY_RANK[entry["severity"]]:
-            entry["severity"] = then["severity"]
-        if CONFIDENCE_RANK[f.rule.confidence] > CONFIDENCE_RANK[entry["confidence"]]:
-            entry["confidence"] = f.rule.confidence
-        entry["messages"].append((SEVERITY_RANK[then["severity"]], message))
-        entry["sources"] += [s for s in f.rule.sources if s not in entry["sources"]]
-        entry["evidence"].append({"rule": f.rule.id, "facts": evidence(f, intake, derived_by)})
-        entry["rules"].append(f.rule.id)
-    out = []
-    for entry in merged.values():
-        top = min(rank for rank, _ in entry["messages"])
-        texts: list[str] = []
-        for rank, text in entry.pop("messages"):
-            if rank == top and text not in texts:
-                texts.append(text)
-        entry["message"] = " ".join(texts)
-        out.append(entry)
-    out.sort(key=lambda e: (SEVERITY_RANK[e["severity"]], e["id"]))
-    return [{k: e[k] for k in ("id", "severity", "message", "sources", "evidence", "confidence", "rules")} for e in out]
-
-
-def plan(fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
-    """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-    caps: list[tuple[float, str]] = []
-    requires_physician = any(f["severity"] == "contraindicated" for f in merged)
-    urgent = False
-    doses_min = 0
-    suggested_form: str | None = None
-    monitoring: list[str] = []
-    separations: dict[str, dict[str, Any]] = {}
-    for f in fired:
-        then = f.rule.then
-        for key in ("ul_mg", "cap_mg"):
-            if key in then:
-                caps.append((float(then[key]), f.rule.id))
-        requires_physician = requires_physician or bool(then.get("requires_physician"))
-        urgent = urgent or bool(then.get("urgent"))
-        doses_min = max(doses_min, int(then.get("doses_per_day_min", 0)))
-        if suggested_form is None and then.get("suggest_form"):
-            suggested_form = then["suggest_form"]
-        monitoring += [m for m in then.get("monitoring", []) if m not in monitoring]
-        if "separation" in then:
-            drug = _medication_of(f)
-            window = separations.setdefault(
-                drug, {"drug": drug, "findings": [], "drug_before_mg_h": None, "drug_after_mg_h": None}
-            )
-            if then.get("finding") and then["finding"] not in window["findings"]:
-                window["findings"].append(then["finding"])
-            for key, out_key in (("before_h", "drug_before_mg_h"), ("after_h", "drug_after_mg_h")):
-                hours = then["separation"][key]
-                if hours is not None and (window[out_key] is None or hours > window[out_key]):
-                    window[out_key] = hours
-    if not caps:  # no upper limit covers this patient: fail safe, a physician decides
-        caps.append((0.0, "NO_UPPER_LIMIT"))
-        requires_physician = True
-    cap, cap_rule = min(caps)
-    if urgent:
-        cap, cap_rule = 0.0, "URGENT"
-    supplement = cap > 0
-    requested_form = intake.patient.get("supplement_form")
-    form = suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
-    return {
-        "supplement": "yes" if supplement else "no",
-        "form": form if supplement else None,
-        "requested_form": requested_form if requested_form != "none" else None,
-        "max_elemental_mg_per_day": _number(cap),
-        "cap_set_by": cap_rule,
-        "requested_elemental_mg_per_day": intake.patient.get("supplement_dose_elemental_mg"),
-        "doses_per_day": max(doses_min, 1) if supplement else 0,
-        "separations": [
-            {
-                "drug": w["drug"],
-                "finding": ", ".join(w["findings"]),
-                "drug_before_mg_h": w["drug_before_mg_h"],
-                "drug_after_mg_h": w["drug_after_mg_h"],
-            }
-            for w in sorted(separations.values(), key=lambda w: w["drug"])
-        ],
-        "monitoring": monitoring,
-        "requires_physician": requires_physician or not supplement,
-        "urgent": urgent,
-    }
-
-
-def _medication_of(firing: Firing) -> str:
-    for i, pattern in enumerate(firing.rule.when):
-        if pattern.on == "medication":
-            return str(firing.matched[pattern_name(i)]["ingredient"])
-    return "unknown"  # unreachable: the checker requires a medication pattern for a separation
+def _medication_of(firing: Firing, out: RuleOutput) -> str:
+    if out.medication_pattern is None:
+        return "unknown"  # unreachable: the checker requires a medication pattern for a separation
+    return str(firing.matched[out.medication_pattern]["ingredient"])
 
 
 def _number(value: float) -> int | float:
