@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -121,6 +124,22 @@ def _init_worker(ruleset_path: str | None, jurisdiction: str | None, output_form
     global _worker, _format
     _worker = Evaluator(ruleset_path, jurisdiction)
     _format = output_format
+    _exit_with_parent(os.getppid())
+
+
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """End this worker when its parent is gone (a killed batch must not leave workers waiting forever).
+
+    An executor's workers wait on a queue whose write end they hold themselves, so a parent killed with
+    SIGKILL would leave them blocked for good; a daemon thread notices the new parent and exits.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _evaluate_chunk(items: list[tuple[int, Any]]) -> list[tuple[str, str, list[str]]]:

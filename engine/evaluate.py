@@ -38,7 +38,8 @@ class Evaluator:
         if backend not in ("durable", "python"):
             raise ValueError(f"backend must be 'durable' or 'python', not {backend!r}")
         self.backend = backend
-        self.compiled = CompiledRuleset(self.ruleset)
+        # The plain-Python backend compiles nothing into durable_rules (whose rulesets are never freed).
+        self.compiled = CompiledRuleset(self.ruleset) if backend == "durable" else None
         self.planner = planner.Planner(self.ruleset)
 
     def evaluate(self, record: Any) -> dict[str, Any]:
@@ -55,6 +56,7 @@ class Evaluator:
             if self.backend == "python":
                 fired = interpreter.run(self.ruleset, _unique(facts))
             else:
+                assert self.compiled is not None
                 fired = self.compiled.evaluate(_unique(facts), intake.record_id)
         except EngineError as e:
             return self.rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
@@ -84,7 +86,8 @@ class Evaluator:
 
     def close(self) -> None:
         """Free the compiled ruleset."""
-        self.compiled.close()
+        if self.compiled is not None:
+            self.compiled.close()
 
 
 def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:

@@ -37,7 +37,7 @@ PUBLISH_MEANING = (
     "published version of the ruleset. I did not author any part of it."
 )
 _CACHE_SIZE = 8
-_cache: OrderedDict[tuple[str, str | None], Evaluator] = OrderedDict()
+_cache: OrderedDict[tuple[str, str | None, str], Evaluator] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -60,14 +60,19 @@ class PublishBlocked(WorkflowError):
 # --- evaluators for stored versions ------------------------------------------------------------
 
 
-def evaluator_for(text: str, origin: str, jurisdiction: str | None = None) -> Evaluator:
-    """An evaluator for a ruleset text, compiled once per process and kept for the last few texts."""
-    key = (rulesets.sha256_text(text), jurisdiction)
+def evaluator_for(text: str, origin: str, jurisdiction: str | None = None, backend: str = "durable") -> Evaluator:
+    """An evaluator for a ruleset text, compiled once per process and kept for the last few texts.
+
+    Drafts are checked and previewed with the plain-Python backend (engine/interpreter.py, held to
+    durable_rules by the differential tests): durable_rules rulesets cannot be freed safely, and a
+    draft changes with every save. Approval runs the scenarios on durable_rules.
+    """
+    key = (rulesets.sha256_text(text), jurisdiction, backend)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    made = Evaluator(rulesets.load_text(text, origin), jurisdiction)
+    made = Evaluator(rulesets.load_text(text, origin), jurisdiction, backend=backend)
     with _cache_lock:
         _cache[key] = made
         while len(_cache) > _CACHE_SIZE:
@@ -75,9 +80,9 @@ def evaluator_for(text: str, origin: str, jurisdiction: str | None = None) -> Ev
     return made
 
 
-def version_evaluator(version: RulesetVersion) -> Evaluator:
+def version_evaluator(version: RulesetVersion, backend: str = "durable") -> Evaluator:
     """The evaluator of a published version, with the app's jurisdiction setting."""
-    return evaluator_for(version.content, version.label, current_app.config["MGREVIEW_JURISDICTION"])
+    return evaluator_for(version.content, version.label, current_app.config["MGREVIEW_JURISDICTION"], backend)
 
 
 def active_evaluator() -> Evaluator:
@@ -339,14 +344,14 @@ class DraftCheck:
         return out
 
 
-def check_draft(draft: RulesetDraft) -> DraftCheck:
+def check_draft(draft: RulesetDraft, backend: str = "python") -> DraftCheck:
     """Run the checker and the scenarios on a draft (with the draft's own scenarios)."""
     data = draft_data(draft)
     errors = validate_draft(draft, data)
     if errors:
         return DraftCheck(errors=errors)
     cases = scenarios.parse(draft.scenarios, f"{draft.label} scenarios")
-    evaluator = evaluator_for(draft.content, draft.label)
+    evaluator = evaluator_for(draft.content, draft.label, backend=backend)
     return DraftCheck(failures=scenarios.run(evaluator, cases), scenario_count=len(cases))
 
 
@@ -426,7 +431,7 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
             "make a new draft from the newest version."
         )
     data = draft_data(draft)
-    problems = check_draft(draft).problems(change_note=data.get("change_note", ""))
+    problems = check_draft(draft, backend="durable").problems(change_note=data.get("change_note", ""))
     if problems:
         _refusal(actor, draft, "ruleset.publish.blocked", problems)
         raise PublishBlocked(problems)
@@ -503,12 +508,16 @@ def stored_case_items(limit: int) -> list[tuple[int, Any]]:
 
 
 def draft_impact(draft: RulesetDraft, items: list[tuple[int, Any]]) -> impact.Impact:
-    """Replay records through the published base version and the draft."""
+    """Replay records through the published base version and the draft (both on the plain-Python backend)."""
     base = get_version(draft.name, draft.base_version)
     errors = validate_draft(draft, draft_data(draft))
     if errors:
         raise DraftInvalid(errors)
-    return impact.replay(items, version_evaluator(base), evaluator_for(draft.content, draft.label))
+    return impact.replay(
+        items,
+        version_evaluator(base, "python"),
+        evaluator_for(draft.content, draft.label, current_app.config["MGREVIEW_JURISDICTION"], "python"),
+    )
 
 
 def reevaluate_case(case_id: int, *, actor: User, expected_version: int) -> Reevaluation:

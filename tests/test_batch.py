@@ -204,6 +204,18 @@ def _big_input(path, n):
                 f.write(json.dumps(rec) + "\n")
 
 
+def _processes_with(argument):
+    """Pids of live processes whose command line holds `argument`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and argument.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_killed_batch_resumes_with_every_record_exactly_once(tmp_path, workers):
     import signal
@@ -233,6 +245,10 @@ def test_killed_batch_resumes_with_every_record_exactly_once(tmp_path, workers):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    gone = time.monotonic() + 10
+    while time.monotonic() < gone and _processes_with(str(src)):
+        time.sleep(0.1)
+    assert not _processes_with(str(src)), "workers of the killed batch must exit with it"
     written = out.read_bytes()
     assert 0 < written.count(b"\n") < n, "the kill must land mid-batch"
     with out.open("ab") as f:
