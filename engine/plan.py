@@ -131,10 +131,6 @@ class Planner:
     def __init__(self, ruleset: Ruleset):
         self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
 
-    def output(self, firing: Firing) -> RuleOutput:
-        """The static output data of the rule that fired."""
-        return self.outputs[firing.rule.index]
-
     def findings(self, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
         return _Findings(self, fired, intake).build()
@@ -142,11 +138,7 @@ class Planner:
     def plan(self, fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
         best: tuple[float, str] | None = None  # the strictest cap; equal caps: the smallest rule id
-        requires_physician = False
-        for finding in merged:
-            if finding["severity"] == "contraindicated":
-                requires_physician = True
-                break
+        requires_physician = any(finding["severity"] == "contraindicated" for finding in merged)
         urgent = False
         doses_min = 0
         suggested_form: str | None = None
@@ -212,6 +204,50 @@ class Planner:
         }
 
 
+@dataclass(slots=True)
+class _Merged:
+    """The rules that report one finding id, merged: the most severe severity, the least sure confidence."""
+
+    severity_rank: int
+    severity: str
+    confidence_rank: int
+    confidence: str
+    sources: list[str]
+    messages: list[tuple[int, str]]
+    evidence: list[dict[str, Any]]
+    rules: list[str]
+
+    def __init__(self, out: RuleOutput):
+        self.severity_rank, self.severity = out.severity_rank, out.severity
+        self.confidence_rank, self.confidence = out.confidence_rank, out.confidence
+        self.sources = list(out.sources)
+        self.messages, self.evidence, self.rules = [], [], []
+
+    def add(self, out: RuleOutput) -> None:
+        """Another rule reporting the same finding."""
+        if out.severity_rank < self.severity_rank:
+            self.severity_rank, self.severity = out.severity_rank, out.severity
+        if out.confidence_rank > self.confidence_rank:
+            self.confidence_rank, self.confidence = out.confidence_rank, out.confidence
+        self.sources += [s for s in out.sources if s not in self.sources]
+
+    def finding(self, fid: str) -> dict[str, Any]:
+        """The merged finding; the most severe rules' messages make its message."""
+        texts: list[str] = []
+        for rank, text in self.messages:
+            if rank == self.severity_rank and text not in texts:
+                texts.append(text)
+        return {
+            "id": fid,
+            "severity": self.severity,
+            "message": " ".join(texts),
+            "sources": self.sources,
+            "evidence": self.evidence,
+            "confidence": self.confidence,
+            "rules": self.rules,
+        }
+
+
 class _Findings:
     """The findings of one evaluation; the evidence of a derived fact's cause is built once."""
 
@@ -229,54 +265,20 @@ class _Findings:
             name = f.rule.then.get("derive")
             if name and name not in derived_by:
                 derived_by[name] = f
-        # finding id -> [severity rank, severity, confidence rank, confidence, messages, sources, evidence, rules]
-        merged: dict[str, list[Any]] = {}
+        merged: dict[str, _Merged] = {}
         for f in self.fired:
             out = outputs[f.rule.index]
-            fid = out.finding
-            if not fid:
+            if not out.finding:
                 continue
-            entry = merged.get(fid)
+            entry = merged.get(out.finding)
             if entry is None:
-                entry = merged[fid] = [
-                    out.severity_rank,
-                    out.severity,
-                    out.confidence_rank,
-                    out.confidence,
-                    [],
-                    list(out.sources),
-                    [],
-                    [],
-                ]
+                entry = merged[out.finding] = _Merged(out)
             else:
-                if out.severity_rank < entry[0]:
-                    entry[0], entry[1] = out.severity_rank, out.severity
-                if out.confidence_rank > entry[2]:
-                    entry[2], entry[3] = out.confidence_rank, out.confidence
-                sources = entry[5]
-                sources += [s for s in out.sources if s not in sources]
-            entry[4].append((out.severity_rank, out.template if not out.placeholders else _message(f, out)))
-            entry[6].append({"rule": out.rule_id, "facts": self.evidence(f, out)})
-            entry[7].append(out.rule_id)
-        result = []
-        for fid in sorted(merged, key=lambda fid: (merged[fid][0], fid)):
-            top, severity, _, confidence, messages, sources, evidence, rules = merged[fid]
-            texts: list[str] = []
-            for rank, text in messages:  # the most severe rule's message wins
-                if rank == top and text not in texts:
-                    texts.append(text)
-            result.append(
-                {
-                    "id": fid,
-                    "severity": severity,
-                    "message": texts[0] if len(texts) == 1 else " ".join(texts),
-                    "sources": sources,
-                    "evidence": evidence,
-                    "confidence": confidence,
-                    "rules": rules,
-                }
-            )
-        return result
+                entry.add(out)
+            entry.messages.append((out.severity_rank, _message(f, out)))
+            entry.evidence.append({"rule": out.rule_id, "facts": self.evidence(f, out)})
+            entry.rules.append(out.rule_id)
+        return [merged[fid].finding(fid) for fid in sorted(merged, key=lambda fid: (merged[fid].severity_rank, fid))]
 
     def evidence(self, firing: Firing, out: RuleOutput) -> list[dict[str, Any]]:
         """The facts and thresholds that made one rule fire, with derived facts traced to their cause."""

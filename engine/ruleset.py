@@ -188,15 +188,15 @@ def load(path: str | Path | None = None) -> Ruleset:
     """Load and check one ruleset file (default: the newest published magnesium version)."""
     file = Path(path) if path else latest_published()
     try:
-        data = json.loads(file.read_text("utf-8"))
+        text = exact_text(file)
     except FileNotFoundError:
         raise RulesetError(f"no such ruleset file: {file}") from None
-    except json.JSONDecodeError as e:
-        raise RulesetError(f"{file}: not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
-    errors = list(check_data(data))
-    if errors:
-        raise errors[0]
-    return _build(data, sha256_of(file), str(file))
+    return load_text(text, str(file))
+
+
+def exact_text(path: Path) -> str:
+    """A file's text exactly as stored (no newline translation), so its sha256 is the file's."""
+    return path.read_bytes().decode("utf-8")
 
 
 def check_file(path: Path) -> list[RulesetError]:

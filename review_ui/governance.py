@@ -89,7 +89,7 @@ def active_evaluator() -> Evaluator:
     """What the app evaluates with: a pinned file (MGREVIEW_RULESET), else the newest published version."""
     pinned = current_app.config["MGREVIEW_RULESET"]
     if pinned:
-        text = Path(pinned).read_text("utf-8")
+        text = rulesets.exact_text(Path(pinned))
         return evaluator_for(text, str(pinned), current_app.config["MGREVIEW_JURISDICTION"])
     return version_evaluator(latest_version(DEFAULT_RULESET))
 
@@ -120,7 +120,7 @@ def register_files(directory: Path = rulesets.RULESETS_DIR, *, actor: str = "sys
     """Record every published version file shipped in `directory`; idempotent. A changed file is refused."""
     added = []
     for path in rulesets.ruleset_files(directory):
-        text = path.read_text("utf-8")
+        text = rulesets.exact_text(path)
         data = rulesets.parse_text(text, str(path))
         if data.get("status") != "published":
             continue
@@ -158,7 +158,7 @@ def register_files(directory: Path = rulesets.RULESETS_DIR, *, actor: str = "sys
             version=data["version"],
             sha256=sha,
             content=text,
-            scenarios=scenario_file.read_text("utf-8") if scenario_file.exists() else "[]",
+            scenarios=rulesets.exact_text(scenario_file) if scenario_file.exists() else "[]",
             supersedes=data.get("supersedes"),
             change_note=data.get("change_note", ""),
             origin="file",
@@ -431,7 +431,8 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
             "make a new draft from the newest version."
         )
     data = draft_data(draft)
-    problems = check_draft(draft, backend="durable").problems(change_note=data.get("change_note", ""))
+    check = check_draft(draft, backend="durable")
+    problems = check.problems(change_note=data.get("change_note", ""))
     if problems:
         _refusal(actor, draft, "ruleset.publish.blocked", problems)
         raise PublishBlocked(problems)
@@ -454,7 +455,7 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
                 "authors": draft.contributors,
                 "approver": actor.username,
                 "signature_meaning": PUBLISH_MEANING,
-                "scenarios_passed": len(scenarios.parse(draft.scenarios)),
+                "scenarios_passed": check.scenario_count,
                 "changes": rulediff.diff(rulesets.parse_text(base.content), data)[:200],
             },
         ),

@@ -267,9 +267,14 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
     set_rule_choices(form, sources, forms)
 
 
+def source_choices(sources: dict[str, str]) -> list[Any]:
+    """Source tags as options, each with the start of its citation."""
+    return select_choices([(tag, f"{tag}: {text[:90]}") for tag, text in sources.items()])
+
+
 def set_rule_choices(form: RuleForm, sources: dict[str, str], forms: dict[str, Any]) -> None:
     """Choices that come from the draft itself: its sources and its supplement forms."""
-    form.sources.choices = select_choices([(tag, f"{tag}: {text[:90]}") for tag, text in sources.items()])
+    form.sources.choices = source_choices(sources)
     form.suggest_form.choices = select_choices([("", "—"), *[(key, key) for key in forms]])
 
 
@@ -439,7 +444,7 @@ def drug_to_form(form: DrugForm, key: str, drug: dict[str, Any], sources: dict[s
     form.rxnorm.data = ", ".join(drug.get("rxnorm", []))
     form.sources.data = list(drug.get("sources", []))
     form.note.data = drug.get("note", "")
-    form.sources.choices = select_choices([(tag, f"{tag}: {text[:90]}") for tag, text in sources.items()])
+    form.sources.choices = source_choices(sources)
 
 
 def drug_from_form(form: DrugForm, before: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -7,9 +7,7 @@ which checks, writes and audits.
 from __future__ import annotations
 
 import copy
-import csv
 import difflib
-import io
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -19,14 +17,12 @@ from sqlalchemy import select
 
 from engine import rulediff
 from engine import ruleset as rulesets
-from engine.batch import csv_record
 from engine.errors import RulesetError
 from review_ui import governance
 from review_ui import ruleset_forms as forms
 from review_ui.db import db
-from review_ui.forms import select_choices
 from review_ui.models import RulesetDraft, RulesetVersion
-from review_ui.views import ANY_ROLE, roles_required
+from review_ui.views import ANY_ROLE, roles_required, uploaded_items
 from review_ui.workflow import ConflictError, WorkflowError
 
 bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
@@ -264,7 +260,7 @@ def edit_drug(draft_id: int, key: str) -> Any:
     if current_user.role not in EDITORS:
         abort(403)
     form = forms.DrugForm()
-    form.sources.choices = select_choices([(t, t) for t in data["sources"]])
+    form.sources.choices = forms.source_choices(data["sources"])
     problems: list[str] = []
     if form.validate_on_submit():
         new_key, drug = forms.drug_from_form(form, before)
@@ -347,7 +343,7 @@ def impact(draft_id: int) -> Any:
             if not form.file.data:
                 form.file.errors = [*form.file.errors, "Choose an intake file to replay."]
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
-            items = _uploaded_items(form.file.data)
+            items = uploaded_items(form.file.data)
             what = form.file.data.filename or "upload"
         else:
             items = governance.stored_case_items(form.limit.data or 2000)
@@ -359,14 +355,6 @@ def impact(draft_id: int) -> Any:
         else:
             flash(f"Replayed {what} through v{draft.base_version} and the draft.", "info")
     return render_template("rulesets/impact.html", draft=draft, form=form, result=result)
-
-
-def _uploaded_items(storage: Any) -> list[tuple[int, Any]]:
-    text = storage.read().decode("utf-8-sig", errors="replace")
-    if (storage.filename or "").lower().endswith(".csv"):
-        reader = csv.DictReader(io.StringIO(text))
-        return [(reader.line_num, csv_record(row)) for row in reader]
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 @bp.route("/drafts/<int:draft_id>/submit", methods=["POST"])

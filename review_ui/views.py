@@ -284,14 +284,8 @@ def upload() -> Any:
     """Upload an intake file: records are evaluated and become cases; rejects are listed with reasons."""
     form = ImportForm()
     if form.validate_on_submit():
-        storage = form.file.data
-        name = storage.filename or "upload"
-        text = storage.read().decode("utf-8-sig", errors="replace")
-        if name.lower().endswith(".csv"):
-            reader = csv.DictReader(io.StringIO(text))
-            items: list[tuple[int, Any]] = [(reader.line_num, csv_record(row)) for row in reader]
-        else:
-            items = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        name = form.file.data.filename or "upload"
+        items = uploaded_items(form.file.data)
         report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
         flash(
             f"Imported {name}: {len(report.accepted)} new cases, {len(report.duplicates)} already imported, "
@@ -301,6 +295,15 @@ def upload() -> Any:
         return redirect(url_for("imports.batch_page", batch_id=report.batch_id))
     batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
     return render_template("import.html", form=form, batches=batches)
+
+
+def uploaded_items(storage: Any) -> list[tuple[int, Any]]:
+    """(line, record) items of an uploaded intake file: CSV rows, or JSON lines (records or FHIR Bundles)."""
+    text = storage.read().decode("utf-8-sig", errors="replace")
+    if (storage.filename or "").lower().endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        return [(reader.line_num, csv_record(row)) for row in reader]
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 @imports.route("/batches/<int:batch_id>")
