@@ -321,7 +321,13 @@ def parse(
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:
     """Supplement facts: canonical form, dose basis, elemental dose where it can be computed."""
-    out: dict[str, Any] = {"supplement_requested": False, "supplement_form": "none", "dose_basis": "none"}
+    out: dict[str, Any] = {
+        "supplement_requested": False,
+        "supplement_form": "none",
+        "dose_basis": "none",
+        "supplement_route": "none",
+        "supplement_dose_unreadable": False,
+    }
     if value is None:
         return out
     if not isinstance(value, dict):
@@ -331,6 +337,7 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
     if unknown:
         r.fail("supplement", f"unknown keys {unknown}", value, ["form", "dose_mg", "dose_basis"])
     out["supplement_requested"] = True
+    out["supplement_route"] = "oral"  # until the record says otherwise (read below)
     form_text = value.get("form")
     if form_text is not None and not isinstance(form_text, str):
         r.fail("supplement.form", "expected text", form_text)

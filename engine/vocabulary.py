@@ -60,6 +60,19 @@ FACT_TYPES: dict[str, dict[str, FactField]] = {
             "mg",
         ),
         FactField("supplement_form_text", "string", "the supplement form as written"),
+        FactField(
+            "supplement_route",
+            "string",
+            "route of the requested magnesium: oral, another route (IV, IM, rectal, topical), none",
+            choices=("oral", "not_oral", "none"),
+        ),
+        FactField("supplement_route_text", "string", "the route as written or coded"),
+        FactField(
+            "supplement_dose_unreadable",
+            "boolean",
+            "an amount was given but cannot be read as mg of magnesium (tablets without strength, unknown unit)",
+        ),
+        FactField("supplement_dose_text", "string", "the requested amount as written, when it could not be read"),
         FactField("supplement_dose_mg_as_entered", "number", "the dose as entered (elemental or salt)", "mg"),
         FactField("elemental_fraction", "number", "elemental Mg fraction used to convert a salt weight"),
         FactField("serum_mg_lab_upper_limit_mmol_l", "number", "the lab's own upper limit in mmol/L", "mmol/L"),
@@ -166,7 +179,12 @@ FINDING_IDS: tuple[str, ...] = (
     "THREONATE_PREG_LACT",
     "UNRECOGNIZED_MEDICATION",
     "FOLLOW_UP",
+    "DOSE_UNREADABLE",
+    "ROUTE_NOT_ORAL",
 )
+# Catalogue ids added after the first ruleset version: a ruleset must report them from this version on
+# (a published version never changes, so an older one cannot be required to know a later id).
+FINDING_SINCE_VERSION: dict[str, int] = {"DOSE_UNREADABLE": 2, "ROUTE_NOT_ORAL": 2}
 
 # durable_rules hangs with 512 or more sibling conditions under one parent: bound the values of one
 # `in` / `contains_any` condition well below that (map names to classes instead of listing them).
