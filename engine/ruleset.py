@@ -287,7 +287,7 @@ def check_data(data: Any) -> Iterator[RulesetError]:
             ruleset=label,
             suggestion=_suggest(missing, derived_made),
         )
-    version = data.get("version") if isinstance(data.get("version"), int) else 0
+    version: int = data["version"] if isinstance(data.get("version"), int) else 0
     for finding in vocab.FINDING_IDS:
         if finding not in findings_made and version >= vocab.FINDING_SINCE_VERSION.get(finding, 0):
             yield RulesetError(f"catalogue finding {finding} has no rule that reports it", ruleset=label)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine import ruleset as rs
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "intake.jsonl"
 
@@ -25,7 +27,11 @@ def mgreview(db, *args, stdin=None):
 def test_users_import_and_audit_verify(tmp_path):
     db = tmp_path / "cli.db"
     upgraded = mgreview(db, "db", "upgrade")
-    assert upgraded.returncode == 0 and "registered published ruleset magnesium v1" in upgraded.stdout
+    shipped_files = rs.ruleset_files()
+    assert upgraded.returncode == 0
+    assert all(
+        f"registered published ruleset magnesium v{rs.load(f).version}" in upgraded.stdout for f in shipped_files
+    )
     added = mgreview(
         db, "users", "add", "dana", "--role", "clinician", "--password-stdin", stdin="long enough password\n"
     )
@@ -38,11 +44,13 @@ def test_users_import_and_audit_verify(tmp_path):
     again = mgreview(db, "import", str(SAMPLE), "--actor", "dana")
     assert "0 new cases, 60 already imported" in again.stdout
     verified = mgreview(db, "audit", "verify")
-    assert verified.returncode == 0 and "audit log intact: 4 entries verified" in verified.stdout
+    assert (
+        verified.returncode == 0 and f"audit log intact: {3 + len(shipped_files)} entries verified" in verified.stdout
+    )
     exported = mgreview(db, "rulesets", "export", "--to", str(tmp_path / "rulesets"))
-    assert exported.returncode == 0 and "magnesium/v1.json" in exported.stdout
-    shipped = Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "v1.json"
-    assert (tmp_path / "rulesets" / "magnesium" / "v1.json").read_bytes() == shipped.read_bytes()
+    for shipped in shipped_files:
+        assert exported.returncode == 0 and f"magnesium/{shipped.name}" in exported.stdout
+        assert (tmp_path / "rulesets" / "magnesium" / shipped.name).read_bytes() == shipped.read_bytes()
 
 
 def test_audit_verify_names_the_tampered_entry(tmp_path):

@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from engine import ruleset as rs
+from engine import scenarios
 from engine.batch import read_records
 from review_ui import workflow
 
 ROOT = Path(__file__).resolve().parent.parent
+NEWEST = rs.load().version  # the newest shipped version; the published draft becomes NEWEST + 1
+SCENARIOS = len(scenarios.load(scenarios.path_for(rs.latest_published())))
 ARTIFACTS = Path(os.environ.get("MGREVIEW_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
 PASSWORD = "browser-test-password"
 # Chromium as root on this closed network: no sandbox, no background connections (see env notes).
@@ -111,7 +115,7 @@ def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, 
         sign_in(page, server, "rita")
         page.click("text=Rulesets")
         page.click("#new-draft")
-        expect(page.locator(".flash-success")).to_contain_text("started from magnesium v1")
+        expect(page.locator(".flash-success")).to_contain_text(f"started from magnesium v{NEWEST}")
         page.click("#rules >> text=SPLIT_DOSE")
         page.select_option("select[name=confidence]", "U")  # an unverified rule must say so in a note
         page.click("#rule-form input[type=submit]")
@@ -122,7 +126,7 @@ def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, 
         page.fill("textarea[name=message]", message)
         page.click("#rule-form input[type=submit]")
         expect(page.locator(".flash-success")).to_contain_text("Rule SPLIT_DOSE saved")
-        expect(page.locator("#scenario-result")).to_contain_text("76 of 76 pass")
+        expect(page.locator("#scenario-result")).to_contain_text(f"{SCENARIOS} of {SCENARIOS} pass")
         page.fill("textarea[name=change_note]", "SPLIT_DOSE: advise taking the doses with meals")
         page.click("text=Save change note")
         page.click("text=Submit for approval")
@@ -131,14 +135,14 @@ def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, 
 
         sign_in(page, server, "peter")
         page.goto(f"{server}/rulesets/drafts/1")
-        page.click("text=Diff against v1")
+        page.click(f"text=Diff against v{NEWEST}")
         expect(page.locator("#diff-summary")).to_contain_text("~ rule SPLIT_DOSE: then.message:")
         page.screenshot(path=str(ARTIFACTS / f"e2e-ruleset-diff-{app.config['DB_KIND']}.png"), full_page=True)
         page.go_back()
         page.fill("#publish-form input[name=password]", PASSWORD)
         page.click("#publish-form input[type=submit]")
-        expect(page.locator(".flash-success")).to_contain_text("Published magnesium v2")
-        expect(page.locator("h1")).to_have_text("magnesium v2")
+        expect(page.locator(".flash-success")).to_contain_text(f"Published magnesium v{NEWEST + 1}")
+        expect(page.locator("h1")).to_have_text(f"magnesium v{NEWEST + 1}")
         page.click("text=Audit log")
         row = page.locator("table.audit tbody tr", has_text="ruleset.publish").first
         expect(row).to_contain_text("peter")
@@ -149,5 +153,5 @@ def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, 
 
         published = governance.latest_version("magnesium")
         rule = next(r for r in json.loads(published.content)["rules"] if r["id"] == "SPLIT_DOSE")
-        assert (published.version, published.authors, published.approver) == (2, ["rita"], "peter")
+        assert (published.version, published.authors, published.approver) == (NEWEST + 1, ["rita"], "peter")
         assert rule["then"]["message"] == message

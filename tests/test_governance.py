@@ -15,6 +15,9 @@ from review_ui.models import Case, Decision, RulesetVersion
 from tests.conftest import record
 
 PASSWORD = "correct horse battery"
+NEWEST = rs.load().version  # the newest version shipped in rulesets/; a draft becomes NEWEST + 1
+NEXT = NEWEST + 1
+SHIPPED = len(rs.ruleset_files())
 
 
 @pytest.fixture
@@ -69,10 +72,10 @@ def publish(draft, people, who="approver"):
 def test_shipped_versions_are_registered_once_and_cannot_change(people, app):
     first = governance.latest_version("magnesium")
     path = rs.latest_published()
-    assert (first.version, first.sha256, first.origin) == (1, rs.sha256_of(path), "file")
+    assert (first.version, first.sha256, first.origin) == (NEWEST, rs.sha256_of(path), "file")
     assert first.content == path.read_text("utf-8")
     assert governance.register_files() == []
-    assert actions().count("ruleset.register") == 1
+    assert actions().count("ruleset.register") == SHIPPED
     with pytest.raises(sqlalchemy.exc.DatabaseError, match="immutable"):
         db.session.execute(sqlalchemy.text("UPDATE ruleset_version SET change_note = 'quietly changed'"))
         db.session.commit()
@@ -89,7 +92,7 @@ def test_only_rule_editors_make_drafts(people):
         governance.create_draft("magnesium", actor=people["clinician"])
     draft = governance.create_draft("magnesium", actor=people["author"])
     data = governance.draft_data(draft)
-    assert (draft.version, data["version"], data["supersedes"], data["status"]) == (2, 2, 1, "draft")
+    assert (draft.version, data["version"], data["supersedes"], data["status"]) == (NEXT, NEXT, NEWEST, "draft")
     assert actions()[-1] == "ruleset.draft.create"
 
 
@@ -152,7 +155,7 @@ def test_failing_scenarios_block_publishing_and_the_block_is_audited(people):
     with pytest.raises(governance.PublishBlocked) as e:
         publish(draft, people)
     assert any("expected [4, 8], got [2, 8]" in p for p in e.value.problems)
-    assert governance.latest_version("magnesium").version == 1
+    assert governance.latest_version("magnesium").version == NEWEST
     assert governance.get_draft(draft.id).status == "submitted"
     assert actions()[-1] == "ruleset.publish.blocked"
     assert "moxifloxacin" in audit.read(db.session, limit=1)[0].reason
@@ -176,7 +179,7 @@ def test_the_author_and_every_contributor_cannot_approve(people):
     assert draft.status == "editing" and draft.contributors == ["peter", "rita"]
     with pytest.raises(workflow.WorkflowError, match="cannot approve"):
         publish(draft, people, who="approver")
-    assert governance.latest_version("magnesium").version == 1
+    assert governance.latest_version("magnesium").version == NEWEST
 
 
 def test_a_wrong_password_publishes_nothing(people):
@@ -185,29 +188,34 @@ def test_a_wrong_password_publishes_nothing(people):
     with pytest.raises(workflow.WorkflowError, match="password") as e:
         governance.publish_draft(draft.id, actor=people["approver"], password="wrong", expected_lock=submitted.lock)
     assert e.value.field == "password"
-    assert governance.latest_version("magnesium").version == 1
+    assert governance.latest_version("magnesium").version == NEWEST
 
 
 def test_two_person_publish_makes_the_next_immutable_version(people):
     draft = lowered_draft(people)
-    late = lowered_draft(people, mg=320, note="made from v1 too")
+    late = lowered_draft(people, mg=320, note="made from the same version too")
     version = publish(draft, people)
     data = json.loads(version.content)
-    assert (version.version, version.supersedes, data["status"], data["supersedes"]) == (2, 1, "published", 1)
+    assert (version.version, version.supersedes, data["status"], data["supersedes"]) == (
+        NEXT,
+        NEWEST,
+        "published",
+        NEWEST,
+    )
     assert version.sha256 == rs.sha256_text(version.content)
     assert (version.authors, version.approver) == (["rita"], "peter")
     assert next(r for r in data["upper_limits"] if r["id"] == "UL_US_9_PLUS")["ul_mg"] == 300
     assert governance.get_draft(draft.id).status == "published"
     entry = audit.read(db.session, limit=1)[0].as_dict()
-    assert (entry["action"], entry["actor"], entry["target_id"]) == ("ruleset.publish", "peter", "magnesium v2")
+    assert (entry["action"], entry["actor"], entry["target_id"]) == ("ruleset.publish", "peter", f"magnesium v{NEXT}")
     assert entry["after"]["sha256"] == version.sha256 and entry["details"]["authors"] == ["rita"]
     assert entry["details"]["signature_meaning"] == governance.PUBLISH_MEANING
     assert any("UL_US_9_PLUS" in line and "300" in line for line in entry["details"]["changes"])
     assert audit.verify(db.session).ok
     evaluator = governance.active_evaluator()
-    assert evaluator.ruleset.ref == {"id": "magnesium", "version": 2, "sha256": version.sha256}
-    # a draft made from v1 can no longer be published over v2
-    with pytest.raises(workflow.ConflictError, match="v2 was published"):
+    assert evaluator.ruleset.ref == {"id": "magnesium", "version": NEXT, "sha256": version.sha256}
+    # a draft made from the same version can no longer be published over the new one
+    with pytest.raises(workflow.ConflictError, match=f"v{NEXT} was published"):
         publish(late, people)
 
 
@@ -250,7 +258,7 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
 
     again = governance.reevaluate_case(pending.id, actor=people["clinician"], expected_version=pending.version)
     case = db.session.get(Case, pending.id)
-    assert again.adopted and case.ruleset_version == 2 and case.status == "pending"
+    assert again.adopted and case.ruleset_version == NEXT and case.status == "pending"
     assert case.plan["max_elemental_mg_per_day"] == 300
     assert {f.finding_id for f in case.findings} >= {"DOSE_ABOVE_UL_US"}
     assert "+ DOSE_ABOVE_UL_US (moderate)" in again.changes
@@ -258,7 +266,7 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
     decided = db.session.get(Case, decided.id)
     kept = governance.reevaluate_case(decided.id, actor=people["clinician"], expected_version=decided.version)
     decided = db.session.get(Case, decided.id)
-    assert not kept.adopted and decided.ruleset_version == 1 and decided.status == "approved"
+    assert not kept.adopted and decided.ruleset_version == NEWEST and decided.status == "approved"
     assert decided.plan["max_elemental_mg_per_day"] == 350 and kept.result["plan"]["max_elemental_mg_per_day"] == 300
     signed = db.session.execute(select(Decision).where(Decision.case_id == decided.id)).scalar_one()
     assert (signed.suggested_plan, signed.final_plan, signed.signed_at, signed.audit_seq) == signed_before
@@ -269,17 +277,20 @@ def test_export_writes_published_versions_as_files_with_their_hash(people, tmp_p
     version = publish(lowered_draft(people), people)
     folder = tmp_path / "rulesets"
     (folder / "magnesium").mkdir(parents=True)
-    shipped = rs.latest_published()
-    (folder / "magnesium" / "v1.json").write_bytes(shipped.read_bytes())
+    for shipped in rs.ruleset_files():
+        (folder / "magnesium" / shipped.name).write_bytes(shipped.read_bytes())
     written = governance.export_versions(folder)
-    assert written == [folder / "magnesium" / "v2.json"]
+    assert written == [folder / "magnesium" / f"v{NEXT}.json"]
     assert rs.sha256_of(written[0]) == version.sha256
     loaded = rs.load(written[0])
-    assert (loaded.version, loaded.sha256, loaded.supersedes) == (2, version.sha256, 1)
+    assert (loaded.version, loaded.sha256, loaded.supersedes) == (NEXT, version.sha256, NEWEST)
     manifest = json.loads((folder / "published.json").read_text("utf-8"))
-    assert manifest["magnesium/v2.json"] == version.sha256
-    assert json.loads((folder / "magnesium" / "v2.scenarios.json").read_text("utf-8")) == json.loads(version.scenarios)
+    assert manifest[f"magnesium/v{NEXT}.json"] == version.sha256
+    assert json.loads((folder / "magnesium" / f"v{NEXT}.scenarios.json").read_text("utf-8")) == json.loads(
+        version.scenarios
+    )
     assert governance.export_versions(folder) == []
     assert (
-        db.session.execute(select(RulesetVersion).where(RulesetVersion.version == 2)).scalar_one().origin == "published"
+        db.session.execute(select(RulesetVersion).where(RulesetVersion.version == NEXT)).scalar_one().origin
+        == "published"
     )

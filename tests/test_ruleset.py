@@ -6,6 +6,7 @@ import json
 import pytest
 
 from engine import ruleset as rs
+from engine import scenarios
 from engine import vocabulary as vocab
 
 
@@ -212,20 +213,21 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
     ok = cli("rulesets", "test")
     assert ok.returncode == 0 and "76 of 76 scenarios pass" in ok.stdout
     draft = copy.deepcopy(published)
-    draft.update(status="draft", version=2, supersedes=1, change_note="moxifloxacin window")
+    newest = published["version"]
+    draft.update(status="draft", version=newest + 1, supersedes=newest, change_note="moxifloxacin window")
     moxi = next(r for r in draft["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
     moxi["then"]["separation"]["before_h"] = 2
     folder = tmp_path / "magnesium"
     folder.mkdir()
     (folder / "v2.json").write_text(json.dumps(draft), "utf-8")
-    (folder / "v2.scenarios.json").write_text((rs.RULESETS_DIR / "magnesium" / "v1.scenarios.json").read_text("utf-8"))
+    (folder / "v2.scenarios.json").write_text(scenarios.path_for(rs.latest_published()).read_text("utf-8"))
     failing = cli("rulesets", "test", str(folder / "v2.json"))
     assert (
         failing.returncode == 1
         and "moxifloxacin: separation moxifloxacin: expected [4, 8], got [2, 8]" in failing.stderr
     )
     lines = rulediff.diff(published, draft)
-    assert "~ version: 1 -> 2" in lines
+    assert f"~ version: {newest} -> {newest + 1}" in lines
     assert any(line.startswith("~ rule FLUOROQUINOLONE_MOXIFLOXACIN: then.separation:") for line in lines)
     shown = cli("rulesets", "diff", str(rs.latest_published()), str(folder / "v2.json"))
     assert "~ rule FLUOROQUINOLONE_MOXIFLOXACIN" in shown.stdout

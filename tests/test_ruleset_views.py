@@ -15,6 +15,8 @@ from review_ui.models import Case
 from tests.conftest import record
 
 PASSWORD = "correct horse battery"
+NEWEST = rs.load().version  # the newest version shipped in rulesets/; a draft becomes NEWEST + 1
+NEXT = NEWEST + 1
 
 
 class FormFields(HTMLParser):
@@ -93,7 +95,7 @@ def login(client, username):
 
 def new_draft(client):
     response = client.post("/rulesets/magnesium/drafts", follow_redirects=True)
-    assert response.status_code == 200 and b"Draft 1 started from magnesium v1" in response.data
+    assert response.status_code == 200 and f"Draft 1 started from magnesium v{NEWEST}".encode() in response.data
     return 1
 
 
@@ -105,7 +107,7 @@ def draft_data(app, draft_id=1):
 def test_roles(client):
     login(client, "alice")
     assert client.get("/rulesets/").status_code == 200
-    assert client.get("/rulesets/magnesium/v1").status_code == 200
+    assert client.get(f"/rulesets/magnesium/v{NEWEST}").status_code == 200
     assert client.post("/rulesets/magnesium/drafts").status_code == 403
     login(client, "ed")
     new_draft(client)
@@ -177,9 +179,12 @@ def test_raw_view_refuses_bad_json_and_fixed_fields(app, client):
     pairs = form_of(client.get("/rulesets/drafts/1/raw"), "raw-form")
     bad = post(client, "/rulesets/drafts/1/raw", replace(pairs, "content", '{"ruleset": '))
     assert bad.status_code == 400 and b"not valid JSON: line 1 column 13" in bad.data
-    content = dict(pairs)["content"].replace('"version": 2', '"version": 9')
+    content = dict(pairs)["content"].replace(f'"version": {NEXT}', '"version": 99')
     fixed = post(client, "/rulesets/drafts/1/raw", replace(pairs, "content", content))
-    assert fixed.status_code == 400 and b"a draft&#39;s &#39;version&#39; is 2; it cannot be changed" in fixed.data
+    assert (
+        fixed.status_code == 400
+        and f"a draft&#39;s &#39;version&#39; is {NEXT}; it cannot be changed".encode() in fixed.data
+    )
 
 
 def lower_us_limit(app, client):
@@ -222,13 +227,13 @@ def test_two_person_publish_through_the_pages(app, client):
     wrong = post(client, "/rulesets/drafts/1/publish", replace(pairs, "password", "nope"), follow_redirects=True)
     assert b"the approval was not signed" in wrong.data
     done = post(client, "/rulesets/drafts/1/publish", replace(pairs, "password", PASSWORD), follow_redirects=True)
-    assert b"Published magnesium v2" in done.data
+    assert f"Published magnesium v{NEXT}".encode() in done.data
     with app.app_context():
         sha = governance.latest_version("magnesium").sha256
     assert sha.encode() in done.data
     index = client.get("/rulesets/").get_data(as_text=True)
-    assert "magnesium v2" in index and "rita" in index and "US adult limit 300 (test)" in index
-    diff = client.get("/rulesets/diff?a=v1&b=v2").get_data(as_text=True)
+    assert f"magnesium v{NEXT}" in index and "rita" in index and "US adult limit 300 (test)" in index
+    diff = client.get(f"/rulesets/diff?a=v{NEWEST}&b=v{NEXT}").get_data(as_text=True)
     assert "~ upper limit UL_US_9_PLUS: ul_mg: 350 -&gt; 300" in diff and 'class="diff_chg"' in diff
 
 
@@ -270,7 +275,7 @@ def test_impact_preview_and_reevaluation_pages(app, client):
     case = case_id(app, "US320")
     pairs = form_of(client.get(f"/cases/{case}"), "reevaluate-form")
     done = post(client, f"/cases/{case}/reevaluate", pairs, follow_redirects=True).get_data(as_text=True)
-    assert "Re-evaluated under v2: + DOSE_ABOVE_UL_US (moderate)" in done and 'id="reevaluate-form"' not in done
+    assert f"Re-evaluated under v{NEXT}: + DOSE_ABOVE_UL_US (moderate)" in done and 'id="reevaluate-form"' not in done
 
 
 def draft_user(name):

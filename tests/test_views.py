@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from engine import ruleset as rs
 from review_ui import create_app, workflow
 from review_ui.db import db
 from review_ui.models import Case
@@ -104,7 +105,7 @@ def test_case_page_escapes_patient_text_and_explains(app, client):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "RENAL_SEVERE" in page and "egfr_ml_min_1_73m2" in page and "S10" in page
-    assert "ruleset magnesium v1" in page
+    assert f"ruleset magnesium v{rs.load().version}" in page
 
 
 def test_adjust_with_reason_and_signature(app, client):
