@@ -79,6 +79,7 @@ class Intake:
                     "concepts": [c.concept for c in r.concepts],
                     "matched_by": [c.method for c in r.concepts],
                     "negated": list(r.negated),
+                    **({"snomed": r.snomed} if r.snomed else {}),
                 }
                 for r in self.readings
             ],
@@ -357,6 +358,8 @@ def _patient_facts_from_concepts(
                 if fact == "pregnant" and patient.get("sex") == "male":
                     note += " (the record says sex male: check the record)"
                 notes.append(note)
+                if fact == "pregnant" and patient.get("egfr_source") == "ckd_epi_2021":
+                    notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:

@@ -280,6 +280,8 @@ def test_misspelt_interacting_drug_is_still_guessed(meds):
         ({"rxnorm": "310818"}, {"K_SPARING_DIURETIC", "LOOP_THIAZIDE_DIURETIC"}, set()),
         ({"rxnorm": "1652673"}, {"TETRACYCLINE_SEPARATION"}, set()),
         ({"rxnorm": "897718"}, set(), {"UNRECOGNIZED_MEDICATION"}),  # verapamil: recognised, no interaction
+        ({"rxnorm": "1656354"}, set(), {"UNRECOGNIZED_MEDICATION"}),  # sacubitril/valsartan (Synthea CHF module)
+        ({"rxnorm": "313096"}, {"K_SPARING_DIURETIC"}, {"UNRECOGNIZED_MEDICATION"}),  # spironolactone 25 mg
         ({"rxnorm": "123456789"}, {"UNRECOGNIZED_MEDICATION"}, set()),
         ({"atc": "A02BC99"}, {"PPI_LONG_TERM"}, {"UNRECOGNIZED_MEDICATION"}),  # under a class prefix
         ({"atc": "C03DA99"}, {"K_SPARING_DIURETIC"}, set()),
@@ -426,3 +428,19 @@ def test_share_of_synthea_medication_lines_still_unrecognised(meds, coded_only, 
         names = sorted(set(unknown))
         print(f"\nSynthea medication lines unrecognised ({label}): {len(unknown)} of {len(lines)}: {names}")
     assert len(unknown) / len(lines) <= 0.02
+
+
+def test_pregnancy_from_text_keeps_the_ckd_epi_caveat(evaluator):
+    creatinine = {"egfr_ml_min_1_73m2": None, "serum_creatinine": {"value": 0.8, "unit": "mg/dL"}}
+    notes = evaluator.evaluate(record(conditions=["zwangerschap"], **creatinine))["facts"]["notes"]
+    assert any("not validated in pregnancy" in n for n in notes)
+    assert not any("pregnan" in n for n in evaluator.evaluate(record(**creatinine))["facts"]["notes"])
+
+
+def test_a_coded_condition_shows_its_code(evaluator):
+    (concept,) = evaluator.evaluate(record(conditions=[{"snomed": "72892002", "name": "Normal pregnancy"}]))["facts"][
+        "concepts"
+    ]
+    assert concept["snomed"] == "72892002" and concept["text"] == "Normal pregnancy"
+    (plain,) = evaluator.evaluate(record(conditions=["Normal pregnancy"]))["facts"]["concepts"]
+    assert "snomed" not in plain
