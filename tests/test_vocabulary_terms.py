@@ -444,3 +444,29 @@ def test_a_coded_condition_shows_its_code(evaluator):
     assert concept["snomed"] == "72892002" and concept["text"] == "Normal pregnancy"
     (plain,) = evaluator.evaluate(record(conditions=["Normal pregnancy"]))["facts"]["concepts"]
     assert "snomed" not in plain
+
+
+def test_every_drug_entry_round_trips_through_the_rule_editors_drug_form():
+    """The structured drug form shows and saves every v2 drug entry unchanged (names, classes, codes, note)."""
+    from werkzeug.datastructures import MultiDict
+
+    from review_ui import create_app
+    from review_ui.ruleset_forms import DrugForm, drug_from_form, drug_to_form
+
+    data = _v2()
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    changed = []
+    with app.test_request_context():
+        for key, drug in data["vocabulary"]["drugs"].items():
+            shown = DrugForm(formdata=None)
+            drug_to_form(shown, key, drug, data["sources"])
+            fields = ("key", "names", "classes", "atc", "rxnorm", "note")
+            posted = MultiDict(
+                [(f, getattr(shown, f).data) for f in fields] + [("sources", s) for s in drug["sources"]]
+            )
+            form = DrugForm(formdata=posted)
+            form.sources.choices = shown.sources.choices
+            if not form.validate() or drug_from_form(form, drug) != (key, drug):
+                changed.append((key, form.errors))
+    assert len(data["vocabulary"]["drugs"]) > 450
+    assert changed == []
