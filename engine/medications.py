@@ -92,7 +92,7 @@ class MedicationResolver:
         return found or [self._unrecognized(text)]
 
     def _classes_of_atc(self, atc: str) -> tuple[str, ...]:
-        """Drug classes of the longest listed ATC class prefix of a code ('' when none)."""
+        """Drug classes of the longest listed ATC class prefix of a code (empty when none)."""
         for length in range(len(atc), 0, -1):
             classes = self._atc_classes.get(atc[:length])
             if classes:
