@@ -79,6 +79,7 @@ class Intake:
                     "concepts": [c.concept for c in r.concepts],
                     "matched_by": [c.method for c in r.concepts],
                     "negated": list(r.negated),
+                    **({"snomed": r.snomed} if r.snomed else {}),
                 }
                 for r in self.readings
             ],
@@ -147,6 +148,27 @@ class _Reader:
             else:
                 kind = "text or {name, rxnorm, atc}" if objects else "non-empty text"
                 self.fail(f"{name}[{i}]", f"expected {kind}", item)
+        return out
+
+    def coded_text_list(self, name: str, value: Any) -> list[str | dict[str, str]]:
+        """Conditions or symptoms: text, or {name?, snomed?} (at least one, as text) as FHIR Conditions carry."""
+        if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+            return self.text_list(name, value)
+        out: list[str | dict[str, str]] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item.strip():
+                out.append(item.strip())
+            elif isinstance(item, dict) and item and not set(item) - {"name", "snomed"}:
+                entry = {k: v.strip() for k, v in item.items() if isinstance(v, str) and v.strip()}
+                if len(entry) == len(item):
+                    out.append(entry)
+                else:
+                    self.fail(f"{name}[{i}]", "name and snomed must be non-empty text", item)
+            elif isinstance(item, dict) and item:
+                unknown = sorted(set(item) - {"name", "snomed"})
+                self.fail(f"{name}[{i}]", f"unknown keys {unknown}", item, ["name", "snomed"])
+            else:
+                self.fail(f"{name}[{i}]", "expected non-empty text or {name, snomed}", item)
         return out
 
     def lab(
@@ -244,8 +266,8 @@ def parse(
         "serum_magnesium", record.get("serum_magnesium"), units.MAGNESIUM_UNITS, ("upper_limit",)
     )
     meds_raw = r.text_list("medications", record.get("medications"), objects=True)
-    conditions_raw = r.text_list("conditions", record.get("conditions"))
-    symptoms_raw = r.text_list("symptoms", record.get("symptoms"))
+    conditions_raw = r.coded_text_list("conditions", record.get("conditions"))
+    symptoms_raw = r.coded_text_list("symptoms", record.get("symptoms"))
     supplement = _supplement(r, record.get("supplement"), ruleset, forms)
 
     notes: list[str] = []
@@ -316,7 +338,28 @@ def parse(
                 drugs.append(drug)
     readings = [concepts.read(t, "condition") for t in conditions_raw]
     readings += [concepts.read(t, "symptom") for t in symptoms_raw]
+    _patient_facts_from_concepts(patient, readings, ruleset, notes)
     return Intake(record_id, patient, drugs, readings, notes)
+
+
+def _patient_facts_from_concepts(
+    patient: dict[str, Any], readings: list[ConceptReading], ruleset: Ruleset, notes: list[str]
+) -> None:
+    """A concept with a `patient_fact` ("zwanger", "Normal pregnancy", "geeft borstvoeding") makes that
+    boolean patient fact true for the rules, so PREGNANCY / LACTATION fire from text or a SNOMED CT code too.
+    Safe reading: a stated condition wins over a missing or false field (false means "not stated")."""
+    known = ruleset.vocabulary.concepts
+    for reading in readings:
+        for concept in reading.concepts:
+            fact = known.get(concept.concept, {}).get("patient_fact")
+            if fact and not patient.get(fact):
+                patient[fact] = True
+                note = f"{fact}: true, read from {reading.kind} '{reading.text}'"
+                if fact == "pregnant" and patient.get("sex") == "male":
+                    note += " (the record says sex male: check the record)"
+                notes.append(note)
+                if fact == "pregnant" and patient.get("egfr_source") == "ckd_epi_2021":
+                    notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:

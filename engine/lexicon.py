@@ -2,7 +2,9 @@
 
 Shared by medication and condition/symptom resolution. Matching works on lower-case word
 tokens, takes the longest phrase first (so "esomeprazole magnesium" wins over "magnesium"),
-and falls back to a spelling-similarity match for single words of five letters or more.
+and falls back to a spelling-similarity match for single words of five letters or more. Ambiguous
+phrases count only in context ("insult" beside "epileptisch", "toeval" beside "epilepsie"), and
+are never matched by spelling; entries may be marked exact-only (no spelling match at all).
 """
 
 from __future__ import annotations
@@ -42,20 +44,55 @@ class Match:
     negated: bool = False
 
 
+@dataclass(frozen=True)
+class Context:
+    """When an ambiguous phrase counts: another word of the same text is in `requires` (when given) and none
+    is in `excludes` ("insult" counts beside "epileptisch", never alone or beside "renal")."""
+
+    requires: frozenset[str] = frozenset()
+    excludes: frozenset[str] = frozenset()
+
+    def allows(self, others: set[str]) -> bool:
+        """True when the other words of the text satisfy this context."""
+        if self.requires and not self.requires & others:
+            return False
+        return not self.excludes & others
+
+
 class PhraseIndex:
     """Index of vocabulary phrases (one or more words) pointing at entry keys."""
 
-    def __init__(self, entries: Iterable[tuple[str, str]]):
+    def __init__(
+        self,
+        entries: Iterable[tuple[str, str]],
+        *,
+        contexts: Iterable[tuple[str, str, Context]] = (),
+        exact_only: Iterable[str] = (),
+    ):
+        """`contexts`: (phrase, key, context) for phrases that count only in context (never spelling-matched);
+        `exact_only`: keys whose names are never the target of a spelling match."""
         self._phrases: dict[tuple[str, ...], str] = {}
         for phrase, key in entries:
             words = tuple(tokens(phrase))
             if words:
                 self._phrases.setdefault(words, key)
+        self._contexts: dict[tuple[str, ...], Context] = {}
+        for phrase, key, context in contexts:
+            words = tuple(tokens(phrase))
+            if words and words not in self._phrases:
+                self._phrases[words] = key
+                self._contexts[words] = Context(
+                    frozenset(w for p in context.requires for w in tokens(p)),
+                    frozenset(w for p in context.excludes for w in tokens(p)),
+                )
+        no_spelling = frozenset(exact_only)
         self._longest = max((len(p) for p in self._phrases), default=1)
         # Single words by length: a close spelling differs in length by at most a few letters, so only
         # those buckets are compared (difflib over the whole vocabulary dominated batch time).
         self._by_length: dict[int, list[str]] = {}
-        for words in self._phrases:
+        for words, key in self._phrases.items():
+            if words in self._contexts or key in no_spelling:
+                continue
             if len(words) == 1 and len(words[0]) >= FUZZY_MIN_LENGTH:
                 self._by_length.setdefault(len(words[0]), []).append(words[0])
         self._spelling_cache: dict[str, tuple[str, float] | None] = {}
@@ -93,9 +130,15 @@ class PhraseIndex:
 
     def _exact_at(self, words: list[str], i: int) -> tuple[str, int, str, float] | None:
         for length in range(min(self._longest, len(words) - i), 0, -1):
-            key = self._phrases.get(tuple(words[i : i + length]))
-            if key is not None:
+            phrase = tuple(words[i : i + length])
+            key = self._phrases.get(phrase)
+            if key is None:
+                continue
+            context = self._contexts.get(phrase)
+            if context is None:
                 return key, length, "exact", 1.0
+            if context.allows(set(words[:i]) | set(words[i + length :])):
+                return key, length, "context", 1.0
         return None
 
     def _spelling_at(self, words: list[str], i: int) -> tuple[str, int, str, float] | None:

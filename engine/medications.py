@@ -1,4 +1,10 @@
-"""Resolve medications as written (names, brands, misspellings, RxNorm/ATC codes) to ingredients."""
+"""Resolve medications as written (names, brands, misspellings, RxNorm/ATC codes) to ingredients.
+
+RxNorm codes (ingredient, clinical and branded product codes) of drugs and of combination products
+come from the ruleset; an ATC code not listed under a drug still gives the drug classes of its class
+prefix (`atc_classes`, e.g. A02BC -> ppi). A drug without an interaction class is matched by its listed
+names only (no spelling guess: a near-miss spelling may as well be another, unknown drug).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ class ResolvedDrug:
     classes: tuple[str, ...]
     product: str
     text: str
-    method: str  # exact, spelling, rxnorm, atc, or unrecognized
+    method: str  # exact, spelling, rxnorm, atc, atc_class, or unrecognized
     score: float = 1.0
 
     def fact(self) -> dict[str, Any]:
@@ -43,9 +49,17 @@ class MedicationResolver:
             entries += [(name, "drug:" + key) for name in [key, *drug.get("names", [])]]
         for key, product in voc.products.items():
             entries += [(name, "product:" + key) for name in [key, *product.get("names", [])]]
-        self._index = PhraseIndex(entries)
-        self._rxnorm = {code: key for key, d in voc.drugs.items() for code in d.get("rxnorm", [])}
+        exact_only = ["drug:" + key for key, drug in voc.drugs.items() if not drug.get("classes")]
+        self._index = PhraseIndex(entries, exact_only=exact_only)
+        self._rxnorm: dict[str, tuple[str, tuple[str, ...]]] = {}  # code -> (product or "none", ingredients)
+        for key, drug in voc.drugs.items():
+            for code in drug.get("rxnorm", []):
+                self._rxnorm[str(code)] = ("none", (key,))
+        for key, product in voc.products.items():
+            for code in product.get("rxnorm", []):
+                self._rxnorm[str(code)] = (key, tuple(product.get("ingredients", [])))
         self._atc = {code.upper(): key for key, d in voc.drugs.items() for code in d.get("atc", [])}
+        self._atc_classes = {p.upper(): tuple(c) for p, c in voc.atc_classes.items()}
         self._cache: dict[str, tuple[ResolvedDrug, ...]] = {}
 
     def resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
@@ -60,28 +74,43 @@ class MedicationResolver:
         return self._resolve(entry)
 
     def _resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
-        if isinstance(entry, dict):
-            text = str(entry.get("name") or entry.get("rxnorm") or entry.get("atc") or "")
-            code = str(entry.get("rxnorm") or "")
-            if code in self._rxnorm:
-                return [self._drug(self._rxnorm[code], text, "rxnorm")]
-            atc = str(entry.get("atc") or "").upper()
-            if atc in self._atc:
-                return [self._drug(self._atc[atc], text, "atc")]
-            if not entry.get("name"):
-                return [self._unrecognized(text)]
-            entry = str(entry["name"])
+        if isinstance(entry, str):
+            return self._by_name(entry) or [self._unrecognized(entry)]
+        text = str(entry.get("name") or entry.get("rxnorm") or entry.get("atc") or "")
+        code = str(entry.get("rxnorm") or "")
+        if code in self._rxnorm:
+            product, ingredients = self._rxnorm[code]
+            return [self._drug(ing, text, "rxnorm", product=product) for ing in ingredients]
+        atc = str(entry.get("atc") or "").upper()
+        if atc in self._atc:
+            return [self._drug(self._atc[atc], text, "atc")]
+        found = self._by_name(str(entry["name"])) if entry.get("name") else []
+        classes = self._classes_of_atc(atc)
+        if classes and not set(classes) <= {c for d in found for c in d.classes}:
+            # the code's class is authoritative: keep it even when the name says something else
+            found.append(ResolvedDrug(f"ATC {atc}", classes, "none", text, "atc_class", 1.0))
+        return found or [self._unrecognized(text)]
+
+    def _classes_of_atc(self, atc: str) -> tuple[str, ...]:
+        """Drug classes of the longest listed ATC class prefix of a code (empty when none)."""
+        for length in range(len(atc), 0, -1):
+            classes = self._atc_classes.get(atc[:length])
+            if classes:
+                return classes
+        return ()
+
+    def _by_name(self, text: str) -> list[ResolvedDrug]:
         found: list[ResolvedDrug] = []
-        for match in self._index.find(entry):
+        for match in self._index.find(text):
             kind, key = match.key.split(":", 1)
             if kind == "product":
                 found += [
-                    self._drug(ing, entry, match.method, match.score, product=key)
+                    self._drug(ing, text, match.method, match.score, product=key)
                     for ing in self._products[key].get("ingredients", [])
                 ]
             else:
-                found.append(self._drug(key, entry, match.method, match.score))
-        return found or [self._unrecognized(entry)]
+                found.append(self._drug(key, text, match.method, match.score))
+        return found
 
     def _drug(self, key: str, text: str, method: str, score: float = 1.0, product: str = "none") -> ResolvedDrug:
         classes = tuple(self._drugs[key].get("classes", []))

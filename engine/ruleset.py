@@ -96,6 +96,7 @@ class Vocabulary:
     products: dict[str, dict[str, Any]]
     concepts: dict[str, dict[str, Any]]
     forms: dict[str, dict[str, Any]]
+    atc_classes: dict[str, list[str]] = field(default_factory=dict)  # ATC class prefix -> drug classes
 
     @property
     def classes(self) -> set[str]:
@@ -103,6 +104,8 @@ class Vocabulary:
         out = {vocab.UNRECOGNIZED_CLASS}
         for drug in self.drugs.values():
             out.update(drug.get("classes", []))
+        for classes in self.atc_classes.values():
+            out.update(classes)
         return out
 
 
@@ -260,6 +263,7 @@ def check_data(data: Any) -> Iterator[RulesetError]:
         yield RulesetError("'vocabulary' is missing", ruleset=label)
         return
     yield from _check_vocabulary(voc, label, sources)
+    yield from _check_codes_and_contexts(voc, label, sources)
     vocabulary = _vocabulary(voc)
     rules_raw = data.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
@@ -330,12 +334,104 @@ def _check_vocabulary(voc: dict[str, Any], label: str, sources: dict[str, str]) 
             yield RulesetError(f"vocabulary.concepts.{key}: kind must be condition or symptom", ruleset=label)
 
 
+_CODE = re.compile(r"^[0-9]{1,18}$")
+_ATC_PREFIX = re.compile(r"^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$")
+_CONCEPT_KEYS = frozenset({"kind", "names", "sources", "note", "snomed", "context_names", "implies", "patient_fact"})
+
+
+def _check_codes_and_contexts(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    """RxNorm and SNOMED CT codes (digits, each naming one entry), ATC class prefixes, concept context
+    names, implied concepts and the patient facts a concept may set."""
+    if not all(isinstance(voc.get(s), dict) for s in ("drugs", "products", "concepts")):
+        return  # reported by _check_vocabulary
+    owners: dict[str, str] = {}
+    for section in ("drugs", "products"):
+        for key, entry in voc[section].items():
+            for code in entry.get("rxnorm", []):
+                if not isinstance(code, str) or not _CODE.match(code):
+                    yield RulesetError(
+                        f"vocabulary.{section}.{key}: RxNorm code {code!r} must be digits", ruleset=label
+                    )
+                elif owners.setdefault(code, f"{section}.{key}") != f"{section}.{key}":
+                    yield RulesetError(
+                        f"vocabulary.{section}.{key}: RxNorm code {code} already names {owners[code]}", ruleset=label
+                    )
+    prefixes = voc.get("atc_classes", {})
+    if not isinstance(prefixes, dict):
+        yield RulesetError("vocabulary.atc_classes must map ATC class prefixes to drug classes", ruleset=label)
+        prefixes = {}
+    known_classes = {c for d in voc["drugs"].values() for c in d.get("classes", [])}
+    for prefix, classes in prefixes.items():
+        if not _ATC_PREFIX.match(prefix) or len(prefix) >= 7:
+            yield RulesetError(f"vocabulary.atc_classes: {prefix!r} is not an ATC class prefix", ruleset=label)
+        if not isinstance(classes, list) or not classes:
+            yield RulesetError(f"vocabulary.atc_classes.{prefix}: give a non-empty list of classes", ruleset=label)
+            continue
+        for cls in classes:
+            if cls not in known_classes:
+                yield RulesetError(
+                    f"vocabulary.atc_classes.{prefix}: class {cls!r} is not used by any drug",
+                    ruleset=label,
+                    suggestion=_suggest(str(cls), known_classes),
+                )
+    concepts = voc["concepts"]
+    snomed_owner: dict[str, str] = {}
+    booleans = {n for n, f in vocab.FACT_TYPES["patient"].items() if f.type == "boolean"}
+    for key, concept in concepts.items():
+        where = f"vocabulary.concepts.{key}"
+        for tag in concept.get("sources", []):
+            if tag not in sources:
+                yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
+        for extra in sorted(set(concept) - _CONCEPT_KEYS):
+            yield RulesetError(
+                f"{where}: unknown key {extra!r}", ruleset=label, suggestion=_suggest(extra, _CONCEPT_KEYS)
+            )
+        for code in concept.get("snomed", []):
+            if not isinstance(code, str) or not _CODE.match(code):
+                yield RulesetError(f"{where}: SNOMED CT code {code!r} must be digits", ruleset=label)
+            elif snomed_owner.setdefault(code, key) != key:
+                yield RulesetError(f"{where}: SNOMED CT code {code} already names {snomed_owner[code]}", ruleset=label)
+        names = set(concept.get("names", []))
+        for item in concept.get("context_names", []):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                yield RulesetError(f"{where}: a context name is {{name, requires_any?, excludes_any?}}", ruleset=label)
+                continue
+            unknown = sorted(set(item) - {"name", "requires_any", "excludes_any"})
+            if unknown:
+                yield RulesetError(f"{where}: context name {item['name']!r}: unknown keys {unknown}", ruleset=label)
+            if not (item.get("requires_any") or item.get("excludes_any")):
+                yield RulesetError(
+                    f"{where}: context name {item['name']!r} needs requires_any or excludes_any (else it is a name)",
+                    ruleset=label,
+                )
+            if item["name"] in names:
+                yield RulesetError(f"{where}: {item['name']!r} is both a name and a context name", ruleset=label)
+            for word in [item["name"], *item.get("requires_any", []), *item.get("excludes_any", [])]:
+                if not isinstance(word, str) or word != word.lower():
+                    yield RulesetError(f"{where}: context word {word!r} must be lower-case text", ruleset=label)
+        for implied in concept.get("implies", []):
+            if implied not in concepts or implied == key:
+                yield RulesetError(
+                    f"{where}: implies unknown concept {implied!r}",
+                    ruleset=label,
+                    suggestion=_suggest(str(implied), concepts),
+                )
+        fact = concept.get("patient_fact")
+        if fact is not None and fact not in booleans:
+            yield RulesetError(
+                f"{where}: patient_fact {fact!r} is not a boolean patient fact",
+                ruleset=label,
+                suggestion=_suggest(str(fact), booleans),
+            )
+
+
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
     return Vocabulary(
         drugs=voc.get("drugs", {}),
         products=voc.get("products", {}),
         concepts=voc.get("concepts", {}),
         forms=voc.get("forms", {}),
+        atc_classes=voc.get("atc_classes", {}) if isinstance(voc.get("atc_classes", {}), dict) else {},
     )
 
 
