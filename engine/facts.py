@@ -490,6 +490,29 @@ def _labs(r: _Reader, value: Any) -> dict[str, dict[str, str]]:
     return out
 
 
+# Patient fields whose evidence carries the lab's status, date, code and bound (engine.plan).
+LAB_EVIDENCE = {
+    "egfr_ml_min_1_73m2": "egfr",
+    "serum_mg_mmol_l": "serum_mg",
+    "serum_mg_above_lab_upper_limit": "serum_mg",
+    "creatinine_mg_dl": "creatinine",
+}
+
+
+def lab_evidence(prefix: str, patient: dict[str, Any]) -> dict[str, Any]:
+    """How the lab behind an evidence item was reported; empty when the record said nothing about it."""
+    out: dict[str, Any] = {}
+    for key in ("status", "date", "code", "bound", "as_reported"):
+        value = patient.get(f"{prefix}_{key}")
+        if value is not None:
+            out[key] = value
+    if out.get("status") == "preliminary":
+        out["preliminary"] = "this finding rests on a preliminary result"
+    if prefix == "egfr" and patient.get("egfr_creatinine_disagreement"):
+        out["note"] = patient["egfr_creatinine_disagreement"]
+    return out
+
+
 def _egfr_bound(r: _Reader, name: str) -> str | None:
     found = r.bounds.get(name)
     return None if found is None else ("lower" if found[0][0] == ">" else "upper")
@@ -575,7 +598,7 @@ def _egfr_disagreement(
     if low <= 0 or high / low < DISAGREE_RATIO or _renal_band(low) == _renal_band(high):
         return
     text = (
-        f"lab eGFR {lab_egfr:g} ({day}) and CKD-EPI 2021 {computed:.1f} from creatinine {creatinine_mg_dl:g} mg/dL "
+        f"lab eGFR {lab_egfr:.1f} ({day}) and CKD-EPI 2021 {computed:.1f} from creatinine {creatinine_mg_dl:.2f} mg/dL "
         "of the same day disagree grossly: the lab eGFR is used (REFERENCE §5.2); check both"
     )
     patient["egfr_creatinine_disagreement"] = text

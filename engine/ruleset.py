@@ -362,7 +362,7 @@ def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, 
     if not isinstance(history, dict):
         yield RulesetError("vocabulary.condition_history must be an object", ruleset=label)
         return
-    concepts = voc.get("concepts") if isinstance(voc.get("concepts"), dict) else {}
+    concepts: dict[str, Any] = voc["concepts"] if isinstance(voc.get("concepts"), dict) else {}
     for concept in history.get("acute_concepts", []):
         if concept not in concepts:
             yield RulesetError(
