@@ -484,8 +484,9 @@ def _labs(r: _Reader, value: Any) -> dict[str, dict[str, str]]:
                 elif not written:
                     raw = r.record.get(LAB_FIELDS[lab])
                     number = raw.get("value") if isinstance(raw, dict) else raw
-                    r.bounds[name] = (COMPARATORS[op], f"{op}{number}")
-                    r.notes.append(f"{name}: {number} read as a bound {op} {number} ({where}.comparator)")
+                    shown = f"{number:g}" if isinstance(number, int | float) else str(number)
+                    r.bounds[name] = (COMPARATORS[op], f"{op}{shown}")
+                    r.notes.append(f"{name}: {shown} read as a bound {op} {shown} ({where}.comparator)")
         out[lab] = entry
     return out
 
@@ -739,7 +740,7 @@ def _dose_amount(
         else:
             r.fail(f"{where}.value", "missing: the amount, or a text when it cannot be given as a number")
         return None
-    number = r.number(f"{where}.value", amount["value"], DOSE_RANGE_MG)
+    number = r.number(f"{where}.value", amount["value"], (1e-6, 1e9))  # the mg it gives is range-checked
     times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), (0.01, 48.0))
     unit = amount.get("unit")
     if not isinstance(unit, str) or not unit.strip():
@@ -761,6 +762,9 @@ def _dose_amount(
         _unreadable(r, out, written, why)
         return None
     mg, elemental, how = converted
+    if not DOSE_RANGE_MG[0] <= mg <= DOSE_RANGE_MG[1]:
+        r.fail(where, f"{written} is {mg:g} mg: outside the plausible range 0.001 to 100000 mg", amount)
+        return None
     if elemental:
         if basis == "salt":
             r.fail("supplement.dose_basis", "mmol, or a strength stated as elemental, is elemental magnesium", basis)
