@@ -69,6 +69,7 @@ MG_UPPER_BOUND_READ_BELOW = 0.5  # "<0.6 mmol/L": may be any lower value: read a
 DISAGREE_RATIO = 1.5  # lab eGFR vs CKD-EPI from a same-day creatinine: this far apart and in another band
 HISTORY_KEYS = ("name", "snomed", "onset", "abatement", "reason")
 SUPPLEMENT_KEYS = ("form", "dose_mg", "dose_basis", "dose", "strength", "route")
+_SUPPLEMENT_KEY_SET = frozenset(SUPPLEMENT_KEYS)
 DOSE_KEYS = ("value", "unit", "times_per_day", "text")
 STRENGTH_KEYS = ("value", "unit", "per_value", "per_unit", "elemental")
 
@@ -553,6 +554,8 @@ def _lab_context(
     creatinine_mg_dl: float | None,
 ) -> None:
     """Status, date, code and bound of each lab as patient facts (only what the record gave)."""
+    if not labs and not r.bounds:
+        return  # the common case: a plain number per lab, nothing to add
     present = {
         "egfr": patient.get("egfr_ml_min_1_73m2") is not None and egfr_source == "lab",
         "serum_creatinine": creatinine_mg_dl is not None,
@@ -657,7 +660,7 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
     if not isinstance(value, dict):
         r.fail("supplement", "expected an object {form, dose_mg, dose_basis}", value)
         return out
-    unknown = sorted(set(value) - set(SUPPLEMENT_KEYS))
+    unknown = sorted(set(value) - _SUPPLEMENT_KEY_SET)
     if unknown:
         r.fail("supplement", f"unknown keys {unknown}", value, list(SUPPLEMENT_KEYS))
     out["supplement_requested"] = True
