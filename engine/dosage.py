@@ -232,9 +232,16 @@ def administrations_per_day(dosage: dict[str, Any]) -> tuple[int | None, str]:
             return None, f"repeat {frequency} per {period} {unit} is not a schedule we read"
         days = float(period) * PERIOD_DAYS[unit]
         word = "frequencyMax" if repeat.get("frequencyMax") else "frequency"
-        found.append(
-            (math.ceil(float(frequency) / days - 1e-9), f"repeat {word} {_num(frequency)} per {_num(period)} {unit}")
-        )
+        n = math.ceil(float(frequency) / days - 1e-9)
+        how = f"repeat {word} {_num(frequency)} per {_num(period)} {unit}"
+        bounds = repeat.get("boundsDuration") or {}
+        bounds_unit = str(bounds.get("code") or bounds.get("unit") or "")
+        if _positive(bounds.get("value")) and bounds_unit in PERIOD_DAYS:
+            span = float(bounds["value"]) * PERIOD_DAYS[bounds_unit]
+            if span < 1:  # every hour for 3 hours: at most 4 administrations (both ends) in that day
+                n = min(n, math.floor(float(frequency) * span / days + 1e-9) + 1)
+                how += f" for {_num(bounds['value'])} {bounds_unit}"
+        found.append((n, how))
     when = [str(w) for w in repeat.get("when") or []]
     if when:
         n = sum(3 if w in MEAL_CODES else 1 for w in set(when))

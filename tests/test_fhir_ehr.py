@@ -170,6 +170,23 @@ DOSAGE_SHAPES = [
     ("frequency 2 per day", [{**timing(frequency=2, period=1, periodUnit="d"), **dose(400)}], 2 * DAILY, True),
     ("every 2 days", [{**timing(frequency=1, period=2, periodUnit="d"), **dose(400)}], DAILY, False),
     ("3 times a week: 1 in a day", [{**timing(frequency=3, period=1, periodUnit="wk"), **dose(400)}], DAILY, False),
+    (
+        "every hour for 3 hours: 4 doses, not 24",
+        [
+            {
+                **timing(
+                    frequency=1,
+                    period=1,
+                    periodUnit="h",
+                    boundsDuration={"value": 3, "unit": "h", "system": UCUM, "code": "h"},
+                ),
+                **dose(100),
+            }
+        ],
+        DAILY,
+        False,
+    ),
+    ("every hour, unbounded", [{**timing(frequency=1, period=1, periodUnit="h"), **dose(100)}], 6 * DAILY, True),
     ("every 12 hours", [{**timing(frequency=1, period=12, periodUnit="h"), **dose(400)}], 2 * DAILY, True),
     ("every 4 hours, count 1", [{**timing(frequency=1, period=4, periodUnit="h", count=1), **dose(400)}], DAILY, False),
     (
