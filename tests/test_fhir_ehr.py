@@ -446,6 +446,17 @@ def test_an_egfr_bound_is_read_as_its_worst_case(evaluator, comparator, value, r
 
 
 @pytest.mark.parametrize(
+    "text, renal", [(">60", set()), ("> 90", set()), ("52", {"RENAL_MODERATE"}), ("<15", {"RENAL_SEVERE"})]
+)
+def test_an_egfr_sent_as_value_string(evaluator, text, renal):
+    egfr = observation("98979-8", 1, "mL/min/{1.73_m2}")
+    del egfr["valueQuantity"]
+    egfr["valueString"] = text
+    result = evaluate(evaluator, bundle(labs=[valid(egfr), observation("2601-3", 0.85, "mmol/L")]))
+    assert ids(result) & {"RENAL_SEVERE", "RENAL_MODERATE", "RENAL_DATA_MISSING"} == renal
+
+
+@pytest.mark.parametrize(
     "loinc, value, unit, expected",
     [
         ("21377-7", 1.1, "mg/dL", "HYPOMAGNESEMIA_SEVERE"),  # magnesium in blood: 0.45 mmol/L
