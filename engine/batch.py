@@ -183,7 +183,7 @@ def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str
         record = raw
     if fhir.is_bundle(record):  # a FHIR R4 Bundle per line: map it to an intake record first
         try:
-            record = fhir.bundle_to_record(record)
+            record = fhir.bundle_to_record(record, ruleset=evaluator.ruleset)  # its vocabulary reads the Bundle
         except RecordError as e:
             result = evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors])
             result["line"] = line_number

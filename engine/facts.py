@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
-from engine import units
+from engine import dosage, units
 from engine.conditions import ConceptReading, ConceptResolver
 from engine.derived import ADULT_AGE_YEARS, ckd_epi_2021, kdigo_category
 from engine.errors import FieldError, RecordError
@@ -34,6 +36,9 @@ FIELDS = (
     "symptoms",
     "supplement",
     "jurisdiction",
+    "labs",
+    "history",
+    "notes",
 )
 _FIELD_SET = frozenset(FIELDS)
 # Plausible ranges: values outside are typing errors, not patients.
@@ -45,6 +50,28 @@ MAGNESIUM_RANGE_MMOL_L = (0.01, 20.0)
 DOSE_RANGE_MG = (0.001, 100_000.0)
 MAX_LIST_ITEMS = 5_000
 DECIMALS = 6  # facts are rounded so no float ever serialises with an exponent (durable_rules rejects 1e-05)
+# A number as a desk types it: ASCII digits, one decimal point or comma, an optional bound for lab values.
+NUMBER_TEXT = re.compile(r"^\s*(?P<cmp>>=|<=|≥|≤|>|<)?\s*(?P<num>[0-9]+(?:[.,][0-9]+)?)\s*$")
+COMPARATORS = {">": ">", ">=": ">=", "≥": ">=", "<": "<", "<=": "<=", "≤": "<="}
+LAB_FIELDS = {
+    "egfr": "egfr_ml_min_1_73m2",
+    "serum_creatinine": "serum_creatinine",
+    "serum_magnesium": "serum_magnesium",
+}
+LAB_PREFIX = {"egfr": "egfr", "serum_creatinine": "creatinine", "serum_magnesium": "serum_mg"}
+LAB_KEYS = ("status", "date", "code", "comparator")
+# FHIR R4 ObservationStatus: cancelled and entered-in-error results are not values (never sent as one).
+LAB_STATUSES = ("registered", "preliminary", "final", "amended", "corrected", "unknown")
+# Safe readings of a bound (how each is read is recorded in the facts and notes):
+EGFR_UPPER_BOUND_READ_BELOW = 15.0  # "<60": the true eGFR may be anywhere below: read as below 15 (G5)
+MG_LOWER_BOUND_READ_AT_LEAST = 1.74  # ">1.2 mmol/L": may be any higher value: read in the toxic range
+MG_UPPER_BOUND_READ_BELOW = 0.5  # "<0.6 mmol/L": may be any lower value: read as severe hypomagnesaemia
+DISAGREE_RATIO = 1.5  # lab eGFR vs CKD-EPI from a same-day creatinine: this far apart and in another band
+HISTORY_KEYS = ("name", "snomed", "onset", "abatement", "reason")
+SUPPLEMENT_KEYS = ("form", "dose_mg", "dose_basis", "dose", "strength", "route")
+_SUPPLEMENT_KEY_SET = frozenset(SUPPLEMENT_KEYS)
+DOSE_KEYS = ("value", "unit", "times_per_day", "text")
+STRENGTH_KEYS = ("value", "unit", "per_value", "per_unit", "elemental")
 
 
 @dataclass
@@ -56,6 +83,7 @@ class Intake:
     drugs: list[ResolvedDrug]
     readings: list[ConceptReading]
     notes: list[str] = field(default_factory=list)
+    history: list[Any] = field(default_factory=list)  # past conditions: shown, never asserted as facts
 
     def facts_summary(self) -> dict[str, Any]:
         """Normalised facts for the output and the case page."""
@@ -84,6 +112,7 @@ class Intake:
                 for r in self.readings
             ],
             "notes": list(self.notes),
+            **({"history": list(self.history)} if self.history else {}),
         }
 
 
@@ -93,13 +122,19 @@ class _Reader:
     def __init__(self, record: dict[str, Any]):
         self.record = record
         self.errors: list[FieldError] = []
+        self.notes: list[str] = []  # how values written as text were read
+        self.bounds: dict[str, tuple[str, str]] = {}  # field -> (comparator, as reported)
 
     def fail(self, name: str, reason: str, value: Any = None, expected: list[str] | None = None) -> None:
         self.errors.append(FieldError(name, reason, value, expected or []))
 
-    def number(self, name: str, value: Any, bounds: tuple[float, float]) -> float | None:
+    def number(self, name: str, value: Any, bounds: tuple[float, float], *, comparator: bool = False) -> float | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = self.text_number(name, value, comparator=comparator)
+            if value is None:
+                return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(name, "expected a number", value)
             return None
@@ -114,6 +149,26 @@ class _Reader:
             self.fail(name, f"outside the plausible range {low:g} to {high:g}", value)
             return None
         return float(value)
+
+    def text_number(self, name: str, text: str, *, comparator: bool = False) -> float | None:
+        """A number written as text ("45", "0,62", ">90", "≥ 90"); the reading is noted, a bound kept."""
+        match = NUMBER_TEXT.match(text)
+        if match is None:
+            self.fail(name, "expected a number", text)
+            return None
+        sign = match.group("cmp")
+        if sign and not comparator:
+            self.fail(name, "expected a number (a bound such as '>' is only read for lab values)", text)
+            return None
+        digits = match.group("num")
+        value = float(digits.replace(",", "."))
+        how = "decimal comma" if "," in digits else "number written as text"
+        if sign:
+            op = COMPARATORS[sign]
+            self.bounds[name] = (op, text.strip())
+            how = f"{'lower' if op[0] == '>' else 'upper'} bound {op} {value:g}"
+        self.notes.append(f"{name}: {text.strip()!r} read as {value:g} ({how})")
+        return value
 
     def boolean(self, name: str, value: Any) -> bool:
         if value is None:
@@ -153,7 +208,7 @@ class _Reader:
     def coded_text_list(self, name: str, value: Any) -> list[str | dict[str, str]]:
         """Conditions or symptoms: text, or {name?, snomed?} (at least one, as text) as FHIR Conditions carry."""
         if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
-            return self.text_list(name, value)
+            return list(self.text_list(name, value))
         out: list[str | dict[str, str]] = []
         for i, item in enumerate(value):
             if isinstance(item, str) and item.strip():
@@ -187,6 +242,10 @@ class _Reader:
         if number is None:
             self.fail(f"{name}.value", "missing")
             return None, None, value
+        if isinstance(number, str):
+            number = self.text_number(f"{name}.value", number, comparator=True)
+            if number is None:
+                return None, None, value
         if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
             self.fail(
                 f"{name}.value",
@@ -251,7 +310,7 @@ def parse(
     if pregnant and sex == "male":
         r.fail("pregnant", "is true but sex is 'male'", True)
     weight = r.number("weight_kg", record.get("weight_kg"), WEIGHT_RANGE_KG)
-    lab_egfr = r.number("egfr_ml_min_1_73m2", record.get("egfr_ml_min_1_73m2"), EGFR_RANGE)
+    lab_egfr = r.number("egfr_ml_min_1_73m2", record.get("egfr_ml_min_1_73m2"), EGFR_RANGE, comparator=True)
 
     jurisdiction = record.get("jurisdiction", default_jurisdiction)
     if jurisdiction is None:
@@ -269,8 +328,10 @@ def parse(
     conditions_raw = r.coded_text_list("conditions", record.get("conditions"))
     symptoms_raw = r.coded_text_list("symptoms", record.get("symptoms"))
     supplement = _supplement(r, record.get("supplement"), ruleset, forms)
-
-    notes: list[str] = []
+    labs = _labs(r, record.get("labs"))
+    history = _history(r, record.get("history"))
+    notes = r.notes
+    given_notes = r.text_list("notes", record.get("notes"))
     creatinine_mg_dl = None
     if creat_value is not None and creat_unit is not None:
         creatinine_mg_dl = units.creatinine_to_mg_dl(creat_value, creat_unit)
@@ -282,6 +343,7 @@ def parse(
         mg_mmol_l = units.magnesium_to_mmol_l(mg_value, mg_unit)
         if not MAGNESIUM_RANGE_MMOL_L[0] <= mg_mmol_l <= MAGNESIUM_RANGE_MMOL_L[1]:
             r.fail("serum_magnesium.value", "outside the plausible range 0.01 to 20 mmol/L", mg_value)
+        mg_mmol_l = _magnesium_bound(r, mg_mmol_l)
         upper = mg_raw.get("upper_limit")
         if upper is not None:
             upper_value = r.number("serum_magnesium.upper_limit", upper, (0.001, 100.0))
@@ -293,6 +355,9 @@ def parse(
     assert age is not None and isinstance(record_id, str)  # guaranteed by the checks above
 
     egfr, egfr_source = lab_egfr, "lab" if lab_egfr is not None else "none"
+    egfr_bound = _egfr_bound(r, "egfr_ml_min_1_73m2")
+    if egfr is not None and egfr_bound == "upper":
+        egfr = _egfr_upper_bound(r, egfr, "egfr_ml_min_1_73m2")
     if egfr is None and creatinine_mg_dl is not None:
         if age < ADULT_AGE_YEARS:
             notes.append("creatinine given for a child: CKD-EPI 2021 is for adults, eGFR not computed [S33b]")
@@ -302,6 +367,14 @@ def parse(
             egfr, egfr_source = ckd_epi_2021(creatinine_mg_dl, age, sex), "ckd_epi_2021"
             if pregnant:
                 notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
+            # a creatinine bound flips: creatinine ">L" means eGFR below the one computed from L
+            creat_bound = _egfr_bound(r, "serum_creatinine.value")
+            if creat_bound == "lower":
+                egfr_bound = "upper"
+                egfr = _egfr_upper_bound(r, egfr, "serum_creatinine.value")
+            elif creat_bound == "upper":
+                egfr_bound = "lower"
+                notes.append(f"serum_creatinine.value is an upper bound: eGFR {egfr:.1f} is a lower bound (at least)")
 
     patient: dict[str, Any] = {
         "t": "patient",
@@ -330,6 +403,8 @@ def parse(
         "weight_kg": _round(weight),
     }
     patient.update({k: v for k, v in optional.items() if v is not None})
+    _lab_context(r, patient, labs, egfr_bound, egfr_source, creatinine_mg_dl)
+    notes += given_notes
 
     drugs: list[ResolvedDrug] = []
     for entry in meds_raw:
@@ -339,7 +414,226 @@ def parse(
     readings = [concepts.read(t, "condition") for t in conditions_raw]
     readings += [concepts.read(t, "symptom") for t in symptoms_raw]
     _patient_facts_from_concepts(patient, readings, ruleset, notes)
-    return Intake(record_id, patient, drugs, readings, notes)
+    return Intake(record_id, patient, drugs, readings, notes, history)
+
+
+def _date_text(r: _Reader, name: str, value: Any) -> str | None:
+    """An ISO date or date-time as text (kept as written), or None with the field named."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            (datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else date.fromisoformat(value))
+            return value
+        except ValueError:
+            pass
+    r.fail(name, "expected a date (YYYY-MM-DD) or date-time", value)
+    return None
+
+
+def _labs(r: _Reader, value: Any) -> dict[str, dict[str, str]]:
+    """`labs`: per lab {status, date, code, comparator} of the value given beside it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        r.fail("labs", "expected an object {egfr, serum_creatinine, serum_magnesium}", value)
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for lab, meta in value.items():
+        where = f"labs.{lab}"
+        if lab not in LAB_FIELDS:
+            r.fail(where, "unknown lab", lab, list(LAB_FIELDS))
+            continue
+        if not isinstance(meta, dict):
+            r.fail(where, "expected an object {status, date, code, comparator}", meta)
+            continue
+        unknown = sorted(set(meta) - set(LAB_KEYS))
+        if unknown:
+            r.fail(where, f"unknown keys {unknown}", meta, list(LAB_KEYS))
+        entry: dict[str, str] = {}
+        status = meta.get("status")
+        if status is not None:
+            if status in ("cancelled", "entered-in-error"):
+                r.fail(f"{where}.status", "a cancelled or entered-in-error result is not a value: leave it out", status)
+            elif status not in LAB_STATUSES:
+                r.fail(f"{where}.status", "expected a FHIR observation status", status, list(LAB_STATUSES))
+            else:
+                entry["status"] = status
+        when = _date_text(r, f"{where}.date", meta.get("date"))
+        if when:
+            entry["date"] = when
+        code = meta.get("code")
+        if code is not None:
+            if isinstance(code, str) and code.strip():
+                entry["code"] = code.strip()
+            else:
+                r.fail(f"{where}.code", "expected text", code)
+        op = meta.get("comparator")
+        if op is not None:
+            if op not in COMPARATORS:
+                r.fail(f"{where}.comparator", "expected <, <=, > or >=", op, ["<", "<=", ">", ">="])
+            else:
+                name = LAB_FIELDS[lab] + ("" if lab == "egfr" else ".value")
+                written = r.bounds.get(name)
+                if written and written[0] != COMPARATORS[op]:
+                    r.fail(f"{where}.comparator", f"disagrees with the value written {written[1]!r}", op)
+                elif not written:
+                    raw = r.record.get(LAB_FIELDS[lab])
+                    number = raw.get("value") if isinstance(raw, dict) else raw
+                    shown = f"{number:g}" if isinstance(number, int | float) else str(number)
+                    r.bounds[name] = (COMPARATORS[op], f"{op}{shown}")
+                    r.notes.append(f"{name}: {shown} read as a bound {op} {shown} ({where}.comparator)")
+        out[lab] = entry
+    return out
+
+
+# Patient fields whose evidence carries the lab's status, date, code and bound (engine.plan).
+LAB_EVIDENCE = {
+    "egfr_ml_min_1_73m2": "egfr",
+    "serum_mg_mmol_l": "serum_mg",
+    "serum_mg_above_lab_upper_limit": "serum_mg",
+    "creatinine_mg_dl": "creatinine",
+}
+
+
+def lab_evidence(prefix: str, patient: dict[str, Any]) -> dict[str, Any]:
+    """How the lab behind an evidence item was reported; empty when the record said nothing about it."""
+    out: dict[str, Any] = {}
+    for key in ("status", "date", "code", "bound", "as_reported"):
+        value = patient.get(f"{prefix}_{key}")
+        if value is not None:
+            out[key] = value
+    if out.get("status") == "preliminary":
+        out["preliminary"] = "this finding rests on a preliminary result"
+    if prefix == "egfr" and patient.get("egfr_creatinine_disagreement"):
+        out["note"] = patient["egfr_creatinine_disagreement"]
+    return out
+
+
+def _egfr_bound(r: _Reader, name: str) -> str | None:
+    found = r.bounds.get(name)
+    return None if found is None else ("lower" if found[0][0] == ">" else "upper")
+
+
+def _egfr_upper_bound(r: _Reader, egfr: float, name: str) -> float:
+    """An eGFR known only from above may be anywhere below: the worst case (below 15, KDIGO G5) is read."""
+    read = min(egfr, EGFR_UPPER_BOUND_READ_BELOW) - 0.01
+    r.notes.append(
+        f"{name}: an upper bound on eGFR ({egfr:g} or less): the true value may be anywhere below it, "
+        f"so every renal rule reads it as {read:g} (below {EGFR_UPPER_BOUND_READ_BELOW:g}, the worst case)"
+    )
+    return read
+
+
+def _magnesium_bound(r: _Reader, mmol_l: float) -> float:
+    """A serum magnesium bound read as the worst value it allows, for the low and the high thresholds."""
+    found = r.bounds.get("serum_magnesium.value")
+    if found is None:
+        return mmol_l
+    if found[0][0] == ">":
+        read = max(mmol_l, MG_LOWER_BOUND_READ_AT_LEAST)
+        why = f"may be any value above {mmol_l:g} mmol/L: read as {read:g} (the toxic range, the worst case)"
+    else:
+        read = min(mmol_l, MG_UPPER_BOUND_READ_BELOW) - 0.001
+        why = f"may be any value below {mmol_l:g} mmol/L: read as {read:g} (severe hypomagnesaemia, the worst case)"
+    r.notes.append(f"serum_magnesium.value {found[1]!r} is a bound: {why}")
+    return read
+
+
+def _lab_context(
+    r: _Reader,
+    patient: dict[str, Any],
+    labs: dict[str, dict[str, str]],
+    egfr_bound: str | None,
+    egfr_source: str,
+    creatinine_mg_dl: float | None,
+) -> None:
+    """Status, date, code and bound of each lab as patient facts (only what the record gave)."""
+    if not labs and not r.bounds:
+        return  # the common case: a plain number per lab, nothing to add
+    present = {
+        "egfr": patient.get("egfr_ml_min_1_73m2") is not None and egfr_source == "lab",
+        "serum_creatinine": creatinine_mg_dl is not None,
+        "serum_magnesium": patient["serum_mg_known"],
+    }
+    for lab, meta in labs.items():
+        if not present[lab]:
+            continue
+        prefix = LAB_PREFIX[lab]
+        for key in ("status", "date", "code"):
+            if key in meta:
+                patient[f"{prefix}_{key}"] = meta[key]
+        if meta.get("status") == "preliminary":
+            when = f" ({meta['date']})" if meta.get("date") else ""
+            r.notes.append(f"{lab}{when} is a preliminary result: findings that rest on it are provisional")
+    for lab, name in (
+        ("egfr", "egfr_ml_min_1_73m2"),
+        ("serum_creatinine", "serum_creatinine.value"),
+        ("serum_magnesium", "serum_magnesium.value"),
+    ):
+        found = r.bounds.get(name)
+        if found and present[lab]:
+            patient[f"{LAB_PREFIX[lab]}_as_reported"] = found[1]
+            patient[f"{LAB_PREFIX[lab]}_bound"] = "lower" if found[0][0] == ">" else "upper"
+    if egfr_bound and "egfr_bound" not in patient and patient.get("egfr_ml_min_1_73m2") is not None:
+        patient["egfr_bound"] = egfr_bound  # from a creatinine bound
+    _egfr_disagreement(r, patient, labs, creatinine_mg_dl)
+
+
+def _egfr_disagreement(
+    r: _Reader, patient: dict[str, Any], labs: dict[str, dict[str, str]], creatinine_mg_dl: float | None
+) -> None:
+    """A lab eGFR far from the CKD-EPI 2021 value of a creatinine of the same day: both are shown."""
+    lab_egfr = patient.get("egfr_ml_min_1_73m2")
+    day = (labs.get("egfr") or {}).get("date", "")[:10]
+    if patient.get("egfr_source") != "lab" or lab_egfr is None or creatinine_mg_dl is None or not day:
+        return
+    if day != (labs.get("serum_creatinine") or {}).get("date", "")[:10] or "egfr_bound" in patient:
+        return
+    if patient["sex"] not in ("female", "male") or patient["age_years"] < ADULT_AGE_YEARS:
+        return
+    computed = ckd_epi_2021(creatinine_mg_dl, patient["age_years"], patient["sex"])
+    low, high = sorted((lab_egfr, computed))
+    if low <= 0 or high / low < DISAGREE_RATIO or _renal_band(low) == _renal_band(high):
+        return
+    text = (
+        f"lab eGFR {lab_egfr:.1f} ({day}) and CKD-EPI 2021 {computed:.1f} from creatinine {creatinine_mg_dl:.2f} mg/dL "
+        "of the same day disagree grossly: the lab eGFR is used (REFERENCE §5.2); check both"
+    )
+    patient["egfr_creatinine_disagreement"] = text
+    r.notes.append(text)
+
+
+def _renal_band(egfr: float) -> int:
+    """Which side of the renal rules' thresholds (30, 60) an eGFR lies."""
+    return 0 if egfr < 30 else 1 if egfr < 60 else 2
+
+
+def _history(r: _Reader, value: Any) -> list[Any]:
+    """`history`: past conditions (text or {name, snomed, onset, abatement, reason}); shown, never a finding."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        r.fail("history", "expected a list", value)
+        return []
+    out: list[Any] = []
+    for i, item in enumerate(value):
+        where = f"history[{i}]"
+        if isinstance(item, str) and item.strip():
+            out.append(item.strip())
+        elif isinstance(item, dict) and (item.get("name") or item.get("snomed")):
+            unknown = sorted(set(item) - set(HISTORY_KEYS))
+            if unknown:
+                r.fail(where, f"unknown keys {unknown}", item, list(HISTORY_KEYS))
+            elif not all(isinstance(v, str) for v in item.values()):
+                r.fail(where, "every value is text", item)
+            else:
+                for key in ("onset", "abatement"):
+                    _date_text(r, f"{where}.{key}", item.get(key))
+                out.append(dict(item))
+        else:
+            r.fail(where, "expected text or {name, snomed, onset, abatement, reason}", item)
+    return out
 
 
 def _patient_facts_from_concepts(
@@ -363,7 +657,12 @@ def _patient_facts_from_concepts(
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:
-    """Supplement facts: canonical form, dose basis, elemental dose where it can be computed."""
+    """Supplement facts: canonical form, route, dose basis, elemental dose where it can be computed.
+
+    The amount is `dose_mg` (mg per day) or `dose` {value, unit, times_per_day?, text?}: g, mg, mcg; mmol or
+    mEq of magnesium (always elemental); tablets, capsules, sachets or mL through `strength` or the strength
+    in the form text. An amount that cannot be read as mg is `supplement_dose_unreadable`, never dropped.
+    """
     out: dict[str, Any] = {
         "supplement_requested": False,
         "supplement_form": "none",
@@ -376,11 +675,12 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
     if not isinstance(value, dict):
         r.fail("supplement", "expected an object {form, dose_mg, dose_basis}", value)
         return out
-    unknown = sorted(set(value) - {"form", "dose_mg", "dose_basis"})
+    unknown = sorted(set(value) - _SUPPLEMENT_KEY_SET)
     if unknown:
-        r.fail("supplement", f"unknown keys {unknown}", value, ["form", "dose_mg", "dose_basis"])
+        r.fail("supplement", f"unknown keys {unknown}", value, list(SUPPLEMENT_KEYS))
     out["supplement_requested"] = True
-    out["supplement_route"] = "oral"  # until the record says otherwise (read below)
+    out["supplement_route"] = "oral"  # until the record says otherwise
+    _route(r, value.get("route"), ruleset, out)
     form_text = value.get("form")
     if form_text is not None and not isinstance(form_text, str):
         r.fail("supplement.form", "expected text", form_text)
@@ -393,11 +693,22 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
         out["supplement_form"] = "unknown"
     dose = value.get("dose_mg")
     basis = value.get("dose_basis")
-    if dose is None:
+    amount = value.get("dose")
+    if amount is not None and dose is not None:
+        r.fail("supplement.dose", "give dose_mg or dose, not both", amount)
+        return out
+    dose_mg: float | None = None
+    if amount is not None:
+        read = _dose_amount(r, amount, value, basis, form_text, out)
+        if read is None:
+            return out
+        dose_mg, basis = read
+    elif dose is None:
         if basis is not None and basis not in ("elemental", "salt"):
             r.fail("supplement.dose_basis", "expected 'elemental' or 'salt'", basis, ["elemental", "salt"])
         return out
-    dose_mg = r.number("supplement.dose_mg", dose, DOSE_RANGE_MG)
+    else:
+        dose_mg = r.number("supplement.dose_mg", dose, DOSE_RANGE_MG)
     if basis not in ("elemental", "salt"):
         reason = (
             "missing: say whether dose_mg is elemental Mg or salt weight"
@@ -417,3 +728,152 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
         out["supplement_dose_elemental_mg"] = _round(dose_mg * fraction)
         out["elemental_fraction"] = fraction
     return out
+
+
+def _unreadable(r: _Reader, out: dict[str, Any], text: str, why: str) -> None:
+    out["supplement_dose_unreadable"] = True
+    out["supplement_dose_text"] = text
+    r.notes.append(f"supplement: the amount {text!r} cannot be read as mg of magnesium ({why})")
+
+
+def _dose_amount(
+    r: _Reader, amount: Any, value: dict[str, Any], basis: Any, form_text: str | None, out: dict[str, Any]
+) -> tuple[float, Any] | None:
+    """`supplement.dose` as (mg per day, dose basis); None when rejected or unreadable (then flagged)."""
+    where = "supplement.dose"
+    if not isinstance(amount, dict):
+        r.fail(where, "expected an object {value, unit, times_per_day, text}", amount)
+        return None
+    unknown = sorted(set(amount) - set(DOSE_KEYS))
+    if unknown:
+        r.fail(where, f"unknown keys {unknown}", amount, list(DOSE_KEYS))
+        return None
+    text = amount.get("text")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        r.fail(f"{where}.text", "expected text", text)
+        return None
+    if amount.get("value") is None:
+        if text:
+            _unreadable(r, out, text.strip(), "no number")
+        else:
+            r.fail(f"{where}.value", "missing: the amount, or a text when it cannot be given as a number")
+        return None
+    number = r.number(f"{where}.value", amount["value"], (1e-6, 1e9))  # the mg it gives is range-checked
+    times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), (0.01, 48.0))
+    unit = amount.get("unit")
+    if not isinstance(unit, str) or not unit.strip():
+        r.fail(f"{where}.unit", "missing: mg, g, mcg, mmol, tablet, capsule, sachet or mL", unit)
+        return None
+    found = _strength(r, value.get("strength"), form_text)
+    if number is None or (amount.get("times_per_day") is not None and times is None) or found is False:
+        return None
+    strength = found if isinstance(found, dosage.Strength) else None
+    per_day = times or 1.0
+    written = f"{number:g} {unit.strip()}" + (f" x {per_day:g} per day" if per_day != 1 else "")
+    canon = dosage.canonical_unit(unit)
+    if canon is None:
+        _unreadable(r, out, written, f"unit {unit.strip()!r} is not one we read")
+        return None
+    converted = dosage.to_mg(number * canon[1] * per_day, canon[0], strength)
+    if converted is None:
+        why = f"no strength per {canon[0]}" + (f" (strength given: {strength.describe()})" if strength else "")
+        _unreadable(r, out, written, why)
+        return None
+    mg, elemental, how = converted
+    if not DOSE_RANGE_MG[0] <= mg <= DOSE_RANGE_MG[1]:
+        r.fail(where, f"{written} is {mg:g} mg: outside the plausible range 0.001 to 100000 mg", amount)
+        return None
+    if elemental:
+        if basis == "salt":
+            r.fail("supplement.dose_basis", "mmol, or a strength stated as elemental, is elemental magnesium", basis)
+            return None
+        basis = "elemental"
+    r.notes.append(f"supplement: {written} read as {how} = {mg:g} mg per day")
+    return mg, basis
+
+
+def _strength(r: _Reader, value: Any, form_text: str | None) -> dosage.Strength | None | bool:
+    """The product strength: `supplement.strength` (text or object), else the one written in the form text.
+
+    False when the record's strength is malformed (the error is recorded)."""
+    where = "supplement.strength"
+    if value is None:
+        return dosage.parse_strength(form_text) if form_text else None
+    if isinstance(value, str):
+        found = dosage.parse_strength(value)
+        if found is None:
+            r.fail(where, "expected an amount such as '400 mg' or '400 mg/5 mL'", value)
+            return False
+        return found
+    if not isinstance(value, dict):
+        r.fail(where, "expected text or {value, unit, per_value, per_unit, elemental}", value)
+        return False
+    unknown = sorted(set(value) - set(STRENGTH_KEYS))
+    if unknown:
+        r.fail(where, f"unknown keys {unknown}", value, list(STRENGTH_KEYS))
+        return False
+    amount = r.number(f"{where}.value", value.get("value"), DOSE_RANGE_MG)
+    per = r.number(f"{where}.per_value", value.get("per_value"), DOSE_RANGE_MG)
+    elemental = value.get("elemental", False)
+    if amount is None or not isinstance(elemental, bool):
+        if amount is None and value.get("value") is None:
+            r.fail(f"{where}.value", "missing")
+        if not isinstance(elemental, bool):
+            r.fail(f"{where}.elemental", "expected true or false", elemental)
+        return False
+    per_unit = value.get("per_unit")
+    denominator = {"value": per or 1.0, "unit": str(per_unit)} if per_unit is not None else None
+    found = dosage.strength_from_ratio(
+        {"value": amount, "unit": str(value.get("unit") or "")}, denominator, str(value), elemental
+    )
+    if found is None:
+        r.fail(where, "unit must be mg, g, mcg or mmol, per tablet/capsule/sachet or mL", value)
+        return False
+    return found
+
+
+_ROUTE_INDEX: dict[str, tuple[PhraseIndex, dict[str, str]]] = {}
+
+
+def route_index(ruleset: Ruleset) -> tuple[PhraseIndex, dict[str, str]]:
+    """The ruleset's route words (vocabulary.routes) as a phrase index, and SNOMED CT route code -> route."""
+    found = _ROUTE_INDEX.get(ruleset.sha256)
+    if found is None:
+        routes = (ruleset.raw.get("vocabulary") or {}).get("routes") or {}
+        words = [(_route_words(n), key) for key, e in routes.items() for n in [key, *e.get("names", [])]]
+        codes = {code: key for key, e in routes.items() for code in e.get("snomed", [])}
+        found = _ROUTE_INDEX[ruleset.sha256] = (PhraseIndex(words), codes)
+        if len(_ROUTE_INDEX) > 64:
+            _ROUTE_INDEX.clear()
+    return found
+
+
+def _route_words(text: str) -> str:
+    return text.replace(".", "")  # "p.o." and "i.v." read as "po" and "iv"
+
+
+def read_route(ruleset: Ruleset, text: str) -> str | None:
+    """'oral' or 'not_oral' for a route as written or coded (SNOMED CT code); None when no route word is known.
+
+    A text naming both an oral and another route reads as not oral (the safe reading)."""
+    index, codes = route_index(ruleset)
+    routes = (ruleset.raw.get("vocabulary") or {}).get("routes") or {}
+    keys = [codes[c] for c in re.findall(r"\d{6,18}", text) if c in codes]
+    keys += [m.key for m in index.find(_route_words(text)) if not m.negated]
+    kinds = {routes[k]["route"] for k in keys if k in routes}
+    if not kinds:
+        return None
+    return "not_oral" if "not_oral" in kinds else "oral"
+
+
+def _route(r: _Reader, value: Any, ruleset: Ruleset, out: dict[str, Any]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        r.fail("supplement.route", "expected text (oral, IV, ...)", value)
+        return
+    kind = read_route(ruleset, value)
+    out["supplement_route"] = kind or "not_oral"
+    out["supplement_route_text"] = value.strip() if kind else f"{value.strip()} (not recognised as oral)"
+    if kind is None:
+        r.notes.append(f"supplement.route {value.strip()!r} is not a route we know: read as not oral (safe reading)")

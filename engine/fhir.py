@@ -7,10 +7,15 @@ with the entry, resource and field named. Mapping choices are documented where t
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+import re
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from engine import dosage
 from engine.errors import FieldError, RecordError
+
+if TYPE_CHECKING:
+    from engine.ruleset import Ruleset
 
 # LOINC codes [REFERENCE §10.1]. 38483-4 (creatinine in blood, mass/volume) is what Synthea writes
 # (external/SOURCES.md); it is read like 2160-0.
@@ -30,13 +35,23 @@ EGFR_LOINC = frozenset(
     }
 )
 CREATININE_LOINC = frozenset({"2160-0", "14682-9", "38483-4"})
-MAGNESIUM_LOINC = frozenset({"19123-9", "2601-3"})
+# Magnesium in serum, plasma or blood. 19123-9 (mass/volume, S/P) and 2601-3 (moles/volume, S/P): REFERENCE
+# §10.1. 21377-7 "Magnesium [Mass/volume] in Blood": Synthea module heart/cardiac_labs.json (Apache-2.0),
+# also an HL7 FSH example. 2593-2 "Magnesium [Moles/volume] in Blood": two public LOINC mapping tables.
+MAGNESIUM_LOINC = frozenset({"19123-9", "2601-3", "21377-7", "2593-2"})
+# Red-cell magnesium is another test with its own range, never read as serum: 29900-7 "Magnesium
+# [Mass/volume] in Red Blood Cells" (public LOINC lab list). It is only noted.
+RED_CELL_MAGNESIUM_LOINC = frozenset({"29900-7"})
 PREGNANCY_STATUS_LOINC = "82810-3"  # Pregnancy status; the answer is read from its text or display
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 LOINC = "http://loinc.org"
 UCUM_UNITS = {"mg/dL": "mg/dL", "umol/L": "umol/L", "mmol/L": "mmol/L", "meq/L": "mEq/L", "mEq/L": "mEq/L"}
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
+# Lab results read: the newest that is not cancelled, entered-in-error, registered (no result) or unknown.
+USABLE_OBSERVATION = FINAL_OBSERVATION | {"preliminary"}
+SNOMED = "http://snomed.info/sct"
+_VALUE_STRING = re.compile(r"^\s*(?P<cmp>>=|<=|≥|≤|>|<)?\s*(?P<num>[0-9]+(?:[.,][0-9]+)?)\s*$")
 ACTIVE_MEDICATION = frozenset({"active", "intended", "on-hold"})
 INACTIVE_CONDITION = frozenset({"inactive", "remission", "resolved"})
 
@@ -47,9 +62,17 @@ def is_bundle(record: Any) -> bool:
 
 
 def bundle_to_record(
-    data: dict[str, Any], *, jurisdiction: str | None = None, as_of: date | None = None
+    data: dict[str, Any],
+    *,
+    jurisdiction: str | None = None,
+    as_of: date | None = None,
+    ruleset: Ruleset | None = None,
 ) -> dict[str, Any]:
-    """Validate a Bundle and map it to an intake record; raise RecordError naming entry, resource and field."""
+    """Validate a Bundle and map it to an intake record; raise RecordError naming entry, resource and field.
+
+    `ruleset` (default: the newest published) supplies the vocabulary: magnesium RxNorm codes, route words,
+    which conditions are acute episodes (vocabulary.condition_history).
+    """
     from fhir.resources.R4B.bundle import Bundle
     from pydantic import ValidationError
 
@@ -59,6 +82,7 @@ def bundle_to_record(
         raise RecordError(
             str(data.get("id") or "bundle"), [_field_error(data, err) for err in e.errors()[:20]]
         ) from None
+    ruleset = ruleset or _default_ruleset()
     resources = [entry.get("resource") or {} for entry in data.get("entry") or []]
     by_reference = _references(data)
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
@@ -68,8 +92,10 @@ def bundle_to_record(
             [FieldError("Bundle.entry", f"expected one Patient, found {len(patients)}")],
         )
     patient = patients[0]
+    record_id = str(patient.get("id") or data.get("id") or "patient")
+    _refuse_deceased(record_id, patient)
     as_of = as_of or _as_of(patient, resources)
-    record: dict[str, Any] = {"id": str(patient.get("id") or data.get("id") or "patient")}
+    record: dict[str, Any] = {"id": record_id}
     birth = patient.get("birthDate")
     if birth and as_of:
         record["age_years"] = round(_years(date.fromisoformat(birth[:10]), as_of), 2)
@@ -77,17 +103,46 @@ def bundle_to_record(
         record["sex"] = patient["gender"]
     if jurisdiction:
         record["jurisdiction"] = jurisdiction
-    for key, value in _labs(resources).items():
+    notes: list[str] = []
+    for key, value in _labs(resources, notes).items():
         record[key] = value
     pregnant = _pregnant(resources)
     if pregnant is not None and record.get("sex") != "male":
         record["pregnant"] = pregnant
-    record["medications"] = _medications(resources, by_reference)
-    record["conditions"] = _conditions(resources)
-    supplement = _supplement(resources, by_reference)
+    record["medications"] = _medications(resources, by_reference, ruleset)
+    current, history = _conditions(resources, ruleset, as_of)
+    record["conditions"] = current
+    if history:
+        record["history"] = history
+    supplement = _supplement(resources, by_reference, ruleset, notes)
     if supplement:
         record["supplement"] = supplement
+    if notes:
+        record["notes"] = notes
     return record
+
+
+_DEFAULT: list[Ruleset] = []
+
+
+def _default_ruleset() -> Ruleset:
+    """The newest published ruleset, loaded once per process."""
+    if not _DEFAULT:
+        from engine import ruleset as rulesets
+
+        _DEFAULT.append(rulesets.load())
+    return _DEFAULT[0]
+
+
+def _refuse_deceased(record_id: str, patient: dict[str, Any]) -> None:
+    """A deceased patient gets no plan: a reject naming Patient.deceased."""
+    if patient.get("deceasedDateTime"):
+        field, why = "Patient.deceasedDateTime", f"the patient died on {str(patient['deceasedDateTime'])[:10]}"
+    elif patient.get("deceasedBoolean") is True:
+        field, why = "Patient.deceasedBoolean", "the patient is recorded as deceased"
+    else:
+        return
+    raise RecordError(record_id, [FieldError(field, f"{why}: no supplement plan is made for a deceased patient")])
 
 
 def _field_error(data: dict[str, Any], err: Any) -> FieldError:
@@ -149,16 +204,23 @@ def concept_text(concept: dict[str, Any] | None) -> str:
     return str(text).replace("\u200b", "").strip()
 
 
-def _labs(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    """The newest final eGFR, creatinine and magnesium results."""
-    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+def _labs(resources: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """The newest usable eGFR, creatinine and magnesium results, with status, date, code and comparator.
+
+    Usable: final, amended, corrected or preliminary (never cancelled or entered-in-error). Of two results
+    at the same time a final one wins over a preliminary one.
+    """
+    newest: dict[str, tuple[tuple[str, int], dict[str, Any], str, dict[str, Any]]] = {}
+    red_cell: list[str] = []
     for r in resources:
-        if r.get("resourceType") != "Observation" or r.get("status") not in FINAL_OBSERVATION:
+        if r.get("resourceType") != "Observation" or r.get("status") not in USABLE_OBSERVATION:
             continue
-        quantity = r.get("valueQuantity") or {}
-        if not isinstance(quantity.get("value"), int | float):
+        quantity = _observation_quantity(r)
+        if quantity is None:
             continue
         for code in _codes(r.get("code"), LOINC):
+            if code in RED_CELL_MAGNESIUM_LOINC:
+                red_cell.append(f"{code} ({_when(r)[:10]})")
             kind = (
                 "egfr"
                 if code in EGFR_LOINC
@@ -168,17 +230,56 @@ def _labs(resources: list[dict[str, Any]]) -> dict[str, Any]:
                 if code in MAGNESIUM_LOINC
                 else None
             )
-            if kind and (kind not in newest or _when(r) > newest[kind][0]):
-                newest[kind] = (_when(r), quantity)
+            key = (_when(r), 1 if r.get("status") in FINAL_OBSERVATION else 0)
+            if kind and (kind not in newest or key > newest[kind][0]):
+                newest[kind] = (key, quantity, code, r)
     out: dict[str, Any] = {}
-    if "egfr" in newest:  # per 1.73 m² by the LOINC definition, whatever unit text the sender wrote
-        out["egfr_ml_min_1_73m2"] = float(newest["egfr"][1]["value"])
-    for kind, field in (("creatinine", "serum_creatinine"), ("magnesium", "serum_magnesium")):
-        if kind in newest:
-            quantity = newest[kind][1]
+    labs: dict[str, dict[str, str]] = {}
+    for kind, field, lab in (
+        ("egfr", "egfr_ml_min_1_73m2", "egfr"),
+        ("creatinine", "serum_creatinine", "serum_creatinine"),
+        ("magnesium", "serum_magnesium", "serum_magnesium"),
+    ):
+        if kind not in newest:
+            continue
+        (when, _), quantity, code, resource = newest[kind]
+        if kind == "egfr":  # per 1.73 m² by the LOINC definition, whatever unit text the sender wrote
+            out[field] = float(quantity["value"])
+        else:
             unit = str(quantity.get("code") or quantity.get("unit") or "")
             out[field] = {"value": float(quantity["value"]), "unit": UCUM_UNITS.get(unit, unit)}
+        meta = {"status": str(resource["status"]), "code": code}
+        if when:
+            meta["date"] = when
+        if quantity.get("comparator") in ("<", "<=", ">", ">="):
+            meta["comparator"] = str(quantity["comparator"])
+        labs[lab] = meta
+        display = concept_text(resource.get("code"))
+        notes.append(
+            f"{lab}: LOINC {code}{f' ({display})' if display else ''}, {meta['status']}, {when[:10] or 'no date'}"
+        )
+    if red_cell:
+        notes.append(
+            f"red-cell magnesium {', '.join(sorted(set(red_cell)))} is another test: not read as serum magnesium"
+        )
+    if labs:
+        out["labs"] = labs
     return out
+
+
+def _observation_quantity(r: dict[str, Any]) -> dict[str, Any] | None:
+    """valueQuantity with a number, or a valueString that is a number with an optional comparator ('>90')."""
+    quantity = r.get("valueQuantity") or {}
+    if isinstance(quantity.get("value"), int | float) and not isinstance(quantity.get("value"), bool):
+        return dict(quantity)
+    text = r.get("valueString")
+    match = _VALUE_STRING.match(text) if isinstance(text, str) else None
+    if match:
+        found: dict[str, Any] = {"value": float(match.group("num").replace(",", "."))}
+        if match.group("cmp"):
+            found["comparator"] = {"≥": ">=", "≤": "<="}.get(match.group("cmp"), match.group("cmp"))
+        return found
+    return None
 
 
 def _pregnant(resources: list[dict[str, Any]]) -> bool | None:
@@ -205,8 +306,13 @@ def _medication_concept(r: dict[str, Any], refs: dict[str, dict[str, Any]]) -> d
     return (refs.get(reference) or {}).get("code") if reference else None
 
 
-def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> list[Any]:
-    """Active MedicationRequests and MedicationStatements (not draft orders) as {name, rxnorm, atc}."""
+def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ruleset: Ruleset) -> list[Any]:
+    """Active MedicationRequests and MedicationStatements (not draft orders) as {name, rxnorm, atc}.
+
+    Every RxNorm code is passed: the first one the vocabulary knows (an ingredient or product code) on
+    the entry, each further known code as an entry of its own with the same name.
+    """
+    known = known_rxnorm(ruleset)
     out: list[Any] = []
     for r in resources:
         if r.get("resourceType") not in ("MedicationRequest", "MedicationStatement"):
@@ -214,20 +320,59 @@ def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]
         if r.get("status") not in ACTIVE_MEDICATION:
             continue
         concept = _medication_concept(r, refs)
+        rxnorm = _codes(concept, RXNORM)
+        ranked = [c for c in rxnorm if c in known] + [c for c in rxnorm if c not in known]
+        atc = _codes(concept, ATC)
         entry: dict[str, str] = {"name": concept_text(concept)}
-        for key, system in (("rxnorm", RXNORM), ("atc", ATC)):
-            codes = _codes(concept, system)
-            if codes:
-                entry[key] = codes[0]
-        entry = {k: v for k, v in entry.items() if v}
-        if entry and entry not in out:
-            out.append(entry)
+        if ranked:
+            entry["rxnorm"] = ranked[0]
+        if atc:
+            entry["atc"] = atc[0]
+        entries = [{k: v for k, v in entry.items() if v}]
+        entries += [
+            {k: v for k, v in {"name": entry["name"], "rxnorm": c}.items() if v} for c in ranked[1:] if c in known
+        ]
+        for item in entries:
+            if item and item not in out:
+                out.append(item)
     return out
 
 
-def _conditions(resources: list[dict[str, Any]]) -> list[str]:
-    """Conditions that are not resolved, inactive or refuted, as text."""
-    out: list[str] = []
+def known_rxnorm(ruleset: Ruleset) -> frozenset[str]:
+    """Every RxNorm code the ruleset's drug and product vocabulary lists."""
+    voc = ruleset.vocabulary
+    codes = {str(c) for d in voc.drugs.values() for c in d.get("rxnorm", [])}
+    codes |= {str(c) for p in voc.products.values() for c in p.get("rxnorm", [])}
+    return frozenset(codes)
+
+
+def magnesium_rxnorm(ruleset: Ruleset) -> frozenset[str]:
+    """RxNorm codes of magnesium products: drugs of class magnesium_source, products with such an ingredient."""
+    voc = ruleset.vocabulary
+    magnesium = {key for key, d in voc.drugs.items() if "magnesium_source" in d.get("classes", [])}
+    codes = {str(c) for key in magnesium for c in voc.drugs[key].get("rxnorm", [])}
+    for product in voc.products.values():
+        if magnesium & set(product.get("ingredients", [])):
+            codes |= {str(c) for c in product.get("rxnorm", [])}
+    return frozenset(codes)
+
+
+def _conditions(
+    resources: list[dict[str, Any]], ruleset: Ruleset, as_of: date | None
+) -> tuple[list[Any], list[dict[str, str]]]:
+    """Current conditions (text, or {name, snomed} when coded) and history (shown on the case, never a finding).
+
+    History: resolved, inactive or in remission; abated; "History of ..." wording; an acute episode
+    (vocabulary.condition_history.acute_concepts) whose onset lies more than acute_current_days before the
+    record's date. Chronic conditions stay current however old. Refuted or entered-in-error: left out.
+    """
+    policy = (ruleset.raw.get("vocabulary") or {}).get("condition_history") or {}
+    acute = set(policy.get("acute_concepts", []))
+    days = int(policy.get("acute_current_days", 365))
+    phrases = [str(p) for p in policy.get("history_phrases", [])]
+    resolver = _concepts(ruleset)
+    current: list[Any] = []
+    history: list[dict[str, str]] = []
     for r in resources:
         if r.get("resourceType") != "Condition":
             continue
@@ -235,55 +380,174 @@ def _conditions(resources: list[dict[str, Any]]) -> list[str]:
         verification = set(
             _codes(r.get("verificationStatus"), "http://terminology.hl7.org/CodeSystem/condition-ver-status")
         )
-        if (
-            clinical & INACTIVE_CONDITION
-            or r.get("abatementDateTime")
-            or verification & {"refuted", "entered-in-error"}
-        ):
+        if verification & {"refuted", "entered-in-error"}:
             continue
         text = concept_text(r.get("code"))
-        if text and text not in out:
-            out.append(text)
-    return out
+        snomed = next(iter(_codes(r.get("code"), SNOMED)), "")
+        if not text and not snomed:
+            continue
+        entry: dict[str, str] = {k: v for k, v in (("name", text), ("snomed", snomed)) if v}
+        onset = _onset(r)
+        reason = ""
+        if clinical & INACTIVE_CONDITION or r.get("abatementDateTime") or r.get("abatementPeriod"):
+            reason = "resolved" if not clinical & INACTIVE_CONDITION else sorted(clinical & INACTIVE_CONDITION)[0]
+        elif any(p in text.lower() for p in phrases):
+            reason = "history wording"
+        elif (
+            onset
+            and as_of
+            and parse_date(onset) < as_of - timedelta(days=days)
+            and acute & _concepts_of(resolver, ruleset, text, snomed)
+        ):
+            reason = f"acute episode from {onset[:10]}, more than {days} days before {as_of.isoformat()}"
+        if reason:
+            item = {**entry, "reason": reason}
+            if onset:
+                item["onset"] = onset[:10]
+            abated = str(r.get("abatementDateTime") or (r.get("abatementPeriod") or {}).get("end") or "")
+            if abated:
+                item["abatement"] = abated[:10]
+            if not any(h.get("name") == item.get("name") and h.get("snomed") == item.get("snomed") for h in history):
+                history.append(item)
+            continue
+        value: Any = entry if snomed else text
+        if value not in current:
+            current.append(value)
+    return current, history
+
+
+def _onset(r: dict[str, Any]) -> str:
+    period = r.get("onsetPeriod") or {}
+    return str(r.get("onsetDateTime") or period.get("start") or r.get("recordedDate") or "")
+
+
+_RESOLVERS: dict[str, Any] = {}
+
+
+def _concepts(ruleset: Ruleset) -> Any:
+    from engine.conditions import ConceptResolver
+
+    found = _RESOLVERS.get(ruleset.sha256)
+    if found is None:
+        if len(_RESOLVERS) > 16:
+            _RESOLVERS.clear()
+        found = _RESOLVERS[ruleset.sha256] = ConceptResolver(ruleset.vocabulary)
+    return found
+
+
+def _concepts_of(resolver: Any, ruleset: Ruleset, text: str, snomed: str) -> set[str]:
+    """Concept ids of a condition: from its text, and from a SNOMED CT code listed under a concept."""
+    found = {c.concept for c in resolver.read(text, "condition").concepts} if text else set()
+    if snomed:
+        found |= {key for key, c in ruleset.vocabulary.concepts.items() if snomed in c.get("snomed", [])}
+    return found
 
 
 def draft_magnesium_order(
-    resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]] | None = None
+    resources: list[dict[str, Any]],
+    refs: dict[str, dict[str, Any]] | None = None,
+    ruleset: Ruleset | None = None,
 ) -> dict[str, Any] | None:
-    """The order being placed for magnesium: a draft MedicationRequest whose medication names magnesium."""
+    """The order being placed for magnesium: a draft MedicationRequest whose medication is magnesium.
+
+    Magnesium: an RxNorm code of a magnesium product in the ruleset vocabulary (so an order coded only by
+    RxNorm is found), or a text that names magnesium and is not another drug's salt ("esomeprazole magnesium").
+    """
+    ruleset = ruleset or _default_ruleset()
+    codes = magnesium_rxnorm(ruleset)
     for r in resources:
-        draft = r.get("resourceType") == "MedicationRequest" and r.get("status") == "draft"
-        if draft and "magnesium" in concept_text(_medication_concept(r, refs or {})).lower():
+        if r.get("resourceType") != "MedicationRequest" or r.get("status") != "draft":
+            continue
+        concept = _medication_concept(r, refs or {})
+        if set(_codes(concept, RXNORM)) & codes or _names_magnesium(concept_text(concept), ruleset):
             return r
     return None
 
 
-def _supplement(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The magnesium order being placed: a draft MedicationRequest naming magnesium.
+def _names_magnesium(text: str, ruleset: Ruleset) -> bool:
+    if "magnes" not in text.lower():
+        return False
+    from engine.medications import MedicationResolver
 
-    Product strengths name the salt ("Magnesium Oxide 400 MG"), so the dose is salt weight unless the
-    text says elemental. The daily dose is the dose quantity times the timing's frequency per day.
+    found = _RESOLVERS.get("meds:" + ruleset.sha256)
+    if found is None:
+        found = _RESOLVERS["meds:" + ruleset.sha256] = MedicationResolver(ruleset.vocabulary)
+    drugs = [d for d in found.resolve(text) if d.method != "unrecognized"]
+    return not drugs or any("magnesium_source" in d.classes for d in drugs)
+
+
+def _supplement(
+    resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]], ruleset: Ruleset, notes: list[str]
+) -> dict[str, Any] | None:
+    """The magnesium order being placed, as the record's supplement {form, dose..., strength, route}.
+
+    Product strengths name the salt ("Magnesium Oxide 400 MG"), so a mass is salt weight unless the text
+    says elemental (or names magnesium itself, "Magnesium 250 MG"); mmol are elemental. The amount is the
+    most the order allows in one day (engine.dosage); what cannot be read is passed as dose.text.
     """
-    r = draft_magnesium_order(resources, refs)
-    if r is not None:
-        text = concept_text(_medication_concept(r, refs))
-        supplement: dict[str, Any] = {"form": text}
-        dosage = (r.get("dosageInstruction") or [{}])[0]
-        rates = dosage.get("doseAndRate") or []
-        rate = rates[0] if isinstance(rates, list) and rates else rates if isinstance(rates, dict) else {}
-        quantity = rate.get("doseQuantity") or {}
-        if isinstance(quantity.get("value"), int | float) and str(quantity.get("code") or quantity.get("unit")) == "mg":
-            repeat = (dosage.get("timing") or {}).get("repeat") or {}
-            per_day = _per_day(repeat)
-            supplement["dose_mg"] = float(quantity["value"]) * per_day
-            supplement["dose_basis"] = "elemental" if "elemental" in text.lower() else "salt"
-        return supplement
+    r = draft_magnesium_order(resources, refs, ruleset)
+    if r is None:
+        return None
+    concept = _medication_concept(r, refs) or {}
+    text = concept_text(concept) or " ".join(f"RxNorm {c}" for c in _codes(concept, RXNORM)[:1])
+    supplement: dict[str, Any] = {"form": text}
+    strength = _medication_strength(r, refs) or dosage.parse_strength(text)
+    lines = [d for d in r.get("dosageInstruction") or [] if isinstance(d, dict)]
+    daily = dosage.read_order(lines, strength)
+    elemental_text = bool(
+        re.search(r"\belement(al|air)", text, re.IGNORECASE) or re.search(r"\bmagnesium\s+\d", text, re.I)
+    )
+    if daily.unreadable or daily.value is None:
+        supplement["dose"] = {"text": daily.unreadable or daily.how}
+        notes.append(f"supplement: the order's amount cannot be read ({daily.unreadable})")
+    elif daily.unit == "mg":
+        supplement["dose_mg"] = round(daily.value, 6)
+        supplement["dose_basis"] = "elemental" if daily.elemental or elemental_text else "salt"
+        notes.append(f"supplement: {daily.how} = {daily.value:g} mg per day, the most the order allows")
+    else:
+        supplement["dose"] = {"value": round(daily.value, 6), "unit": str(daily.unit)}
+        if strength is not None and daily.unit != "mmol":
+            supplement["strength"] = {
+                "value": strength.amount,
+                "unit": strength.unit,
+                "per_value": strength.per_amount,
+                "per_unit": strength.per_unit,
+                "elemental": strength.elemental or elemental_text,
+            }
+        if daily.unit != "mmol" and not (strength and (strength.elemental or elemental_text)):
+            supplement["dose_basis"] = "salt"
+        notes.append(f"supplement: {daily.how} = {daily.value:g} {daily.unit} per day, the most the order allows")
+    route = _route_text(r, text, ruleset)
+    if route:
+        supplement["route"] = route
+    return supplement
+
+
+def _medication_strength(r: dict[str, Any], refs: dict[str, dict[str, Any]]) -> dosage.Strength | None:
+    """Medication.ingredient.strength (a Ratio) of the magnesium ingredient of a referenced Medication."""
+    reference = (r.get("medicationReference") or {}).get("reference")
+    medication = refs.get(reference) if reference else None
+    ingredients = (medication or {}).get("ingredient") or []
+    named = [i for i in ingredients if "magnes" in concept_text(i.get("itemCodeableConcept")).lower()]
+    for ingredient in named or (ingredients if len(ingredients) == 1 else []):
+        ratio = ingredient.get("strength") or {}
+        if ratio.get("numerator"):
+            name = concept_text(ingredient.get("itemCodeableConcept"))
+            elemental = name.strip().lower() in ("magnesium", "magnesium ion", "elemental magnesium")
+            return dosage.strength_from_ratio(ratio["numerator"], ratio.get("denominator"), name, elemental)
     return None
 
 
-def _per_day(repeat: dict[str, Any]) -> float:
-    frequency = float(repeat.get("frequency") or 1)
-    period = float(repeat.get("period") or 1)
-    unit = repeat.get("periodUnit") or "d"
-    days = {"h": 1 / 24, "d": 1, "wk": 7, "mo": 30}.get(unit, 1)
-    return frequency / (period * days)
+def _route_text(r: dict[str, Any], text: str, ruleset: Ruleset) -> str | None:
+    """The route as the order states it, else the product name when its words say it is not oral."""
+    from engine.facts import read_route
+
+    for line in r.get("dosageInstruction") or []:
+        route = (line or {}).get("route") if isinstance(line, dict) else None
+        if route:
+            written = concept_text(route)
+            codes = _codes(route, SNOMED)
+            return f"{written} ({codes[0]})" if written and codes else written or (codes[0] if codes else None)
+    if text and read_route(ruleset, text) == "not_oral":
+        return f"{text} (product name)"
+    return None

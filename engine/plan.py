@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.compiler import Firing, pattern_name
-from engine.facts import Intake
+from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
 from engine.ruleset import Rule, Ruleset
 from engine.vocabulary import SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
-# Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source.
-_DERIVED, _PLAIN, _AS_WRITTEN, _EGFR = range(4)
+# Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source,
+# another lab field (with status, date and bound when reported).
+_DERIVED, _PLAIN, _AS_WRITTEN, _EGFR, _LAB = range(5)
 
 
 class _Values(dict[str, Any]):
@@ -82,6 +83,8 @@ class RuleOutput:
                     kind = _AS_WRITTEN
                 elif pattern.on == "patient" and c.field == "egfr_ml_min_1_73m2":
                     kind = _EGFR
+                elif pattern.on == "patient" and c.field in LAB_EVIDENCE:
+                    kind = _LAB
                 else:
                     kind = _PLAIN
                 evidence.append((kind, name, c.field, f"{pattern.on}.{c.field}", c.op, c.value))
@@ -304,6 +307,9 @@ class _Findings:
                 item["egfr_source"] = self.patient.get("egfr_source")
                 if "creatinine_mg_dl" in self.patient:
                     item["creatinine_mg_dl"] = self.patient["creatinine_mg_dl"]
+                item.update(lab_evidence("egfr", self.patient))
+            elif kind == _LAB:
+                item.update(lab_evidence(LAB_EVIDENCE[field], self.patient))
             items.append(item)
         if out.unverified is not None:
             items.append({"unverified": out.unverified})

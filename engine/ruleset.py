@@ -264,6 +264,7 @@ def check_data(data: Any) -> Iterator[RulesetError]:
         return
     yield from _check_vocabulary(voc, label, sources)
     yield from _check_codes_and_contexts(voc, label, sources)
+    yield from _check_reading_sections(voc, label, sources)
     vocabulary = _vocabulary(voc)
     rules_raw = data.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
@@ -423,6 +424,58 @@ def _check_codes_and_contexts(voc: dict[str, Any], label: str, sources: dict[str
                 ruleset=label,
                 suggestion=_suggest(str(fact), booleans),
             )
+
+
+def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    """vocabulary.routes (route words and SNOMED CT route codes) and vocabulary.condition_history."""
+    routes = voc.get("routes", {})
+    if not isinstance(routes, dict):
+        yield RulesetError("vocabulary.routes must be an object", ruleset=label)
+        routes = {}
+    seen: dict[str, str] = {}
+    for key, entry in routes.items():
+        where = f"vocabulary.routes.{key}"
+        if not isinstance(entry, dict) or entry.get("route") not in ("oral", "not_oral"):
+            yield RulesetError(f"{where}: route must be 'oral' or 'not_oral'", ruleset=label)
+            continue
+        for name in [key, *entry.get("names", [])]:
+            if not isinstance(name, str) or name != name.lower():
+                yield RulesetError(f"{where}: name {name!r} must be lower-case text", ruleset=label)
+            elif seen.setdefault(name, key) != key:
+                yield RulesetError(f"{where}: name {name!r} already names routes.{seen[name]}", ruleset=label)
+        for code in entry.get("snomed", []):
+            if not (isinstance(code, str) and code.isdigit() and 6 <= len(code) <= 18):
+                yield RulesetError(f"{where}: SNOMED CT code {code!r} must be 6-18 digits", ruleset=label)
+            elif seen.setdefault(f"snomed:{code}", key) != key:
+                yield RulesetError(f"{where}: code {code} already names routes.{seen['snomed:' + code]}", ruleset=label)
+        if not entry.get("sources"):
+            yield RulesetError(f"{where}: cite at least one source", ruleset=label)
+        for tag in entry.get("sources", []):
+            if tag not in sources:
+                yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
+    history = voc.get("condition_history", {})
+    if not isinstance(history, dict):
+        yield RulesetError("vocabulary.condition_history must be an object", ruleset=label)
+        return
+    concepts: dict[str, Any] = voc["concepts"] if isinstance(voc.get("concepts"), dict) else {}
+    for concept in history.get("acute_concepts", []):
+        if concept not in concepts:
+            yield RulesetError(
+                f"vocabulary.condition_history: unknown concept {concept!r}",
+                ruleset=label,
+                suggestion=_suggest(str(concept), concepts),
+            )
+    days = history.get("acute_current_days", 365)
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        yield RulesetError("vocabulary.condition_history.acute_current_days must be a whole number >= 1", ruleset=label)
+    for phrase in history.get("history_phrases", []):
+        if not isinstance(phrase, str) or phrase != phrase.lower() or not phrase.strip():
+            yield RulesetError(
+                f"vocabulary.condition_history: phrase {phrase!r} must be lower-case text", ruleset=label
+            )
+    for tag in history.get("sources", []):
+        if tag not in sources:
+            yield RulesetError(f"vocabulary.condition_history: unknown source {tag!r}", ruleset=label)
 
 
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:

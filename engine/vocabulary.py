@@ -27,6 +27,37 @@ def _fields(*fields: FactField) -> dict[str, FactField]:
     return {f.name: f for f in fields}
 
 
+def _lab_context_fields() -> tuple[FactField, ...]:
+    """How each lab value was reported (present only when the record or the FHIR Observation says)."""
+    out: list[FactField] = []
+    for prefix, lab in (("egfr", "eGFR"), ("serum_mg", "serum magnesium"), ("creatinine", "serum creatinine")):
+        out += [
+            FactField(
+                f"{prefix}_status",
+                "string",
+                f"status of the {lab} result used (FHIR ObservationStatus)",
+                choices=("registered", "preliminary", "final", "amended", "corrected", "unknown"),
+            ),
+            FactField(f"{prefix}_date", "string", f"date of the {lab} result used, as reported"),
+            FactField(f"{prefix}_code", "string", f"LOINC code of the {lab} result used"),
+            FactField(
+                f"{prefix}_bound",
+                "string",
+                f"the {lab} was reported as a bound (e.g. '>90'), read as its worst case",
+                choices=("lower", "upper"),
+            ),
+            FactField(f"{prefix}_as_reported", "string", f"the {lab} as reported when it was a bound"),
+        ]
+    out.append(
+        FactField(
+            "egfr_creatinine_disagreement",
+            "string",
+            "the lab eGFR and the CKD-EPI 2021 eGFR of a same-day creatinine disagree grossly (both shown)",
+        )
+    )
+    return tuple(out)
+
+
 # Fact types asserted per evaluation. A rule pattern names one of these with "on".
 FACT_TYPES: dict[str, dict[str, FactField]] = {
     "patient": _fields(
@@ -78,6 +109,7 @@ FACT_TYPES: dict[str, dict[str, FactField]] = {
         FactField("serum_mg_lab_upper_limit_mmol_l", "number", "the lab's own upper limit in mmol/L", "mmol/L"),
         FactField("creatinine_mg_dl", "number", "serum creatinine normalised to mg/dL", "mg/dL"),
         FactField("weight_kg", "number", "body weight", "kg"),
+        *_lab_context_fields(),
     ),
     "medication": _fields(
         FactField("ingredient", "string", "canonical ingredient name from the drug vocabulary"),

@@ -19,10 +19,18 @@ def bundle(name):
     return json.loads(next(EXTERNAL.glob(f"{name}*.json")).read_text("utf-8"))
 
 
+def through_fhir(evaluator, data, **options):
+    """A Bundle evaluated as the batch does: mapped, then evaluated; a mapping reject is a rejected result."""
+    try:
+        return evaluator.evaluate(bundle_to_record(data, **options))
+    except RecordError as e:
+        return evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors])
+
+
 @pytest.fixture(scope="module")
 def evaluated(evaluator):
     return {
-        p.name.split("_")[0].split("-")[0]: evaluator.evaluate(bundle_to_record(json.loads(p.read_text("utf-8"))))
+        p.name.split("_")[0].split("-")[0]: through_fhir(evaluator, json.loads(p.read_text("utf-8")))
         for p in sorted(EXTERNAL.glob("*.json"))
     }
 
@@ -51,10 +59,22 @@ def test_labs_are_the_newest_final_results(evaluated):
     assert dab["egfr_source"] == "ckd_epi_2021" and dab["creatinine_mg_dl"] == pytest.approx(1.61)
 
 
-def test_stopped_medication_and_deceased_child(evaluated):
-    leatrice = evaluated["Leatrice"]  # died at 6; doxycycline stopped
-    assert leatrice["facts"]["patient"]["age_years"] == pytest.approx(6.41, abs=0.01)
-    assert "TETRACYCLINE_SEPARATION" not in ids(leatrice) and "PEDIATRIC" in ids(leatrice)
+def test_deceased_patient_is_rejected_naming_patient_deceased(evaluated):
+    # Was: a silent plan for a child who died in 1971 (unsafe). Now a reject that says why.
+    for name in ("Leatrice", "Parker"):  # both carry Patient.deceasedDateTime
+        result = evaluated[name]
+        assert result["status"] == "rejected"
+        assert [e["field"] for e in result["errors"]] == ["Patient.deceasedDateTime"]
+        assert "deceased" in result["errors"][0]["reason"]
+
+
+def test_stopped_medication_is_not_read(evaluator):
+    data = bundle("Leatrice")  # doxycycline stopped; the same child as if alive, at her newest record
+    patient = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient")
+    del patient["deceasedDateTime"]
+    result = through_fhir(evaluator, data)
+    assert result["facts"]["patient"]["age_years"] == pytest.approx(6.44, abs=0.01)  # newest record 1971-06
+    assert "TETRACYCLINE_SEPARATION" not in ids(result) and "PEDIATRIC" in ids(result)
 
 
 def test_medication_reference_resolves_to_the_medication_entry():
