@@ -4,6 +4,7 @@ spec's own requests as written (siblings the service does not use are skipped an
 bodies (always a JSON 4xx with the reason, never a 500)."""
 
 import copy
+import json
 import uuid
 
 import pytest
@@ -356,3 +357,20 @@ def test_malformed_bodies_get_the_reason(client, what, data, status, reason):
     response = client.post("/cds-services/mgreview-order-select", data=data, content_type="application/json")
     assert response.status_code == status and response.is_json
     assert reason in response.get_json()["error"]
+
+
+def test_every_synthea_patient_gets_readable_cards(client, shapes):
+    """Every Synthea bundle as prefetch with a magnesium oxide order: valid responses, readable summaries."""
+    from tests.cdshooks_support import EXTERNAL
+
+    for path in sorted((EXTERNAL / "fhir").glob("*.json")):
+        resources = [e["resource"] for e in json.loads(path.read_text("utf-8"))["entry"]]
+        order = magnesium_order("x", 400, 2, "Magnesium Oxide 400 MG Oral Tablet")
+        response = client.post("/cds-services/mgreview-order-sign", json=hook_request(resources, order, "order-sign"))
+        assert response.status_code == 200, (path.name, response.get_json())
+        body = response.get_json()
+        assert shapes.validate(body, "CDSHooksResponse") == [], path.name
+        for card in body["cards"]:
+            assert len(card["summary"]) < 140 and "_" not in card["summary"], card["summary"]
+        uuids = [s["uuid"] for c in body["cards"] for s in c.get("suggestions", [])]
+        assert len(uuids) == len(set(uuids)) and len(uuids) <= 1, path.name
