@@ -220,7 +220,7 @@ def summary(
     title = title_of(fid, titles)
     subject = _subject(finding, facts)
     head = f"{title} ({subject})" if subject and subject.lower() not in title.lower() else title
-    action = _action(finding, plan, windows, not_oral=not_oral)
+    action = _action(finding, plan, not_oral=not_oral)
     return shorten(f"{head}: {action}" if action and ":" not in head else f"{head}. {_sentence(action)}")
 
 
@@ -263,12 +263,12 @@ def _flat(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _action(finding: dict[str, Any], plan: dict[str, Any], windows: list[dict[str, Any]], *, not_oral: bool) -> str:
+def _action(finding: dict[str, Any], plan: dict[str, Any], *, not_oral: bool) -> str:
     fid, cap = finding["id"], plan.get("max_elemental_mg_per_day") or 0
     if fid == "ROUTE_NOT_ORAL":
         return "no oral advice; the physician or hospital protocol decides"
     if not_oral:
-        return _from_message(finding["message"])
+        return _from_message(finding["message"]) or _first_sentence(finding["message"])
     if fid.startswith("DOSE_ABOVE_UL"):
         asked = plan.get("requested_elemental_mg_per_day")
         asked_text = f"{_number(asked)} mg/day asked; " if isinstance(asked, int | float) else ""
@@ -280,18 +280,25 @@ def _action(finding: dict[str, Any], plan: dict[str, Any], windows: list[dict[st
         return "no supplement without a physician"
     if fid in URGENT_FINDINGS and plan.get("urgent"):
         return "no magnesium; urgent medical assessment"
-    if windows:
-        return "; ".join(_separation(w) for w in windows)
     if finding["severity"] == "contraindicated":
         return "no magnesium; a physician decides"
-    return _from_message(finding["message"])
+    action = _from_message(finding["message"])
+    if action is None:
+        stops = finding["severity"] == "major" and cap == 0
+        return "no supplement without a physician" if stops else _first_sentence(finding["message"])
+    return action
 
 
-def _from_message(message: str) -> str:
-    """The action part of a ruleset message: its first sentence after the colon, patient text left out."""
+def _first_sentence(message: str) -> str:
     text = _QUOTED.sub("", message)
-    first = re.split(r"(?<=[a-z)])\.\s", text, maxsplit=1)[0].rstrip(".")
-    return first.split(": ", 1)[1] if ": " in first else first
+    return re.split(r"(?<=[a-z)])\.\s", text, maxsplit=1)[0].rstrip(".").strip()
+
+
+def _from_message(message: str) -> str | None:
+    """The action of a ruleset message: what follows the last colon of its first sentence (patient text
+    left out), e.g. "... toxicity: check serum magnesium and keep 2 h between them"; None without one."""
+    first = _first_sentence(message)
+    return first.rsplit(": ", 1)[1] if ": " in first else None
 
 
 def detail(

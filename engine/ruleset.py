@@ -288,12 +288,12 @@ def check_data(data: Any) -> Iterator[RulesetError]:
             ruleset=label,
             suggestion=_suggest(missing, derived_made),
         )
-    version = data.get("version") if isinstance(data.get("version"), int) else 0
+    version: int = data["version"] if isinstance(data.get("version"), int) else 0
     for finding in vocab.FINDING_IDS:
         if finding not in findings_made and version >= vocab.FINDING_SINCE_VERSION.get(finding, 0):
             yield RulesetError(f"catalogue finding {finding} has no rule that reports it", ruleset=label)
     yield from _check_match_bound(all_rules, label)
-    yield from check_finding_titles(data.get("findings"), int(version or 0), label)
+    yield from check_finding_titles(data.get("findings"), version, label)
 
 
 FINDING_TITLE_MAX = 60  # a card summary starts with the title and stays under 140 characters

@@ -509,6 +509,9 @@ def _bundle(hook: HookRequest, others: list[dict[str, Any]], draft: dict[str, An
             except (OSError, ValueError, http.client.HTTPException) as e:
                 current_app.logger.warning("CDS Hooks: reading %s from the FHIR server failed: %s", key, e)
                 raise HookError(502, "the FHIR server could not be read") from None
+            if not isinstance(value, dict):
+                current_app.logger.warning("CDS Hooks: the FHIR server's %s is not a JSON object", key)
+                raise HookError(502, "the FHIR server could not be read")
         resources += _collect(value, f"prefetch.{key}" if key in hook.prefetch else key, hook)
     resources += others + [draft]
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}

@@ -296,6 +296,7 @@ def test_a_prompt_server_within_the_deadline_is_read(app, ehr):  # false alarm f
     [
         respond("500 Internal Server Error", {}, b"Traceback: secret-db-password at /srv/ehr"),
         respond("200 OK", {"Content-Type": "application/fhir+json"}, b"{not json secret-db-password"),
+        respond("200 OK", {"Content-Type": "application/fhir+json"}, b'["secret-db-password"]'),
         None,  # nothing listening: connection refused
     ],
 )
