@@ -48,6 +48,7 @@ test: lint typecheck check-rulesets pytest
 bench: setup
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_worklist
+	$(BIN)/python -m tests.bench_cdshooks
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

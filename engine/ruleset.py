@@ -36,6 +36,7 @@ _TOP_KEYS = {
     "upper_limits",
     "rules",
     "vocabulary",
+    "findings",
 }
 _RULE_KEYS = {"id", "description", "when", "then", "sources", "confidence", "note"}
 _PATTERN_KEYS = {"on", "where", "where_any", "derived"}
@@ -297,6 +298,56 @@ def check_data(data: Any) -> Iterator[RulesetError]:
         if finding not in findings_made and version >= vocab.FINDING_SINCE_VERSION.get(finding, 0):
             yield RulesetError(f"catalogue finding {finding} has no rule that reports it", ruleset=label)
     yield from _check_match_bound(all_rules, label)
+    yield from check_finding_titles(data.get("findings"), version, label)
+
+
+FINDING_TITLE_MAX = 60  # a card summary starts with the title and stays under 140 characters
+FINDING_TITLES_SINCE_VERSION = 2
+
+
+def check_finding_titles(findings: Any, version: int, label: str) -> Iterator[RulesetError]:
+    """Top-level `findings`: {ID: {"title", "title_nl"}}, a short human title for every catalogue id.
+
+    Required from version 2; an older version may omit the section. Ids must be catalogue ids (REFERENCE §8).
+    """
+    if findings is None:
+        if version >= FINDING_TITLES_SINCE_VERSION:
+            yield RulesetError("'findings' (a title for every catalogue finding) is missing", ruleset=label)
+        return
+    if not isinstance(findings, dict):
+        yield RulesetError("'findings' must map catalogue finding ids to titles", ruleset=label)
+        return
+    for fid, entry in findings.items():
+        if fid not in vocab.FINDING_IDS:
+            yield RulesetError(
+                f"findings: {fid!r} is not a catalogue finding id",
+                ruleset=label,
+                suggestion=_suggest(str(fid), vocab.FINDING_IDS),
+            )
+            continue
+        if not isinstance(entry, dict):
+            yield RulesetError(f"findings.{fid} must be an object with title and title_nl", ruleset=label)
+            continue
+        for key in entry:
+            if key not in ("title", "title_nl"):
+                yield RulesetError(
+                    f"findings.{fid}: unknown key {key!r}",
+                    ruleset=label,
+                    suggestion=_suggest(key, ("title", "title_nl")),
+                )
+        for key in ("title", "title_nl"):
+            title = entry.get(key)
+            if not isinstance(title, str) or not title.strip():
+                yield RulesetError(f"findings.{fid}.{key} must be a non-empty text", ruleset=label)
+            elif len(title) > FINDING_TITLE_MAX or title != title.strip() or "\n" in title:
+                yield RulesetError(
+                    f"findings.{fid}.{key} must be one line of at most {FINDING_TITLE_MAX} characters "
+                    f"({len(title)} given)",
+                    ruleset=label,
+                )
+    for fid in vocab.FINDING_IDS:
+        if fid not in findings and version >= vocab.FINDING_SINCE_VERSION.get(fid, 0):
+            yield RulesetError(f"findings: catalogue finding {fid} has no title", ruleset=label)
 
 
 def _check_vocabulary(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:

@@ -160,6 +160,16 @@ def serve(host: str, port: int) -> None:
     _app().run(host=host, port=port, threaded=True)
 
 
+def _allow_anonymous_cds_hooks(app: Flask) -> None:
+    """The demo only: CDS Hooks calls without a JWT get cards (nothing is written), and it says so."""
+    if not app.config.get("CDS_HOOKS_JWT_KEYS"):
+        app.config["CDS_HOOKS_ALLOW_ANONYMOUS"] = True
+        click.echo(
+            "CDS Hooks: DEMO MODE, anonymous calls allowed (CDS_HOOKS_ALLOW_ANONYMOUS): cards only, no cases, "
+            "no audit entries; set CDS_HOOKS_JWT_KEYS for real use"
+        )
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -173,6 +183,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     from review_ui.models import User
 
     app = _app()
+    _allow_anonymous_cds_hooks(app)
     _upgrade(app)
     with app.app_context():
         for username, role, password, name in DEMO_USERS:

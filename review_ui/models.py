@@ -201,3 +201,12 @@ class RulesetDraft(db.Model):  # type: ignore[name-defined,misc]
     def label(self) -> str:
         """`magnesium v2 (draft 3)`."""
         return f"{self.name} v{self.version} (draft {self.id})"
+
+
+class CdsTokenSeen(db.Model):  # type: ignore[name-defined,misc]
+    """A CDS Hooks client JWT already used (issuer + jti), kept until it expires: a replay is refused."""
+
+    __tablename__ = "cds_token_seen"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of issuer and jti
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
