@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import units
+from engine import amounts, units
 from engine.conditions import ConceptReading, ConceptResolver
 from engine.derived import ADULT_AGE_YEARS, ckd_epi_2021, kdigo_category
 from engine.errors import FieldError, RecordError
@@ -56,6 +56,7 @@ class Intake:
     drugs: list[ResolvedDrug]
     readings: list[ConceptReading]
     notes: list[str] = field(default_factory=list)
+    other_mg: amounts.OtherMagnesium | None = None  # magnesium already taken (from PLAN_CONTRACT_SINCE_VERSION)
 
     def facts_summary(self) -> dict[str, Any]:
         """Normalised facts for the output and the case page."""
@@ -83,6 +84,7 @@ class Intake:
                 for r in self.readings
             ],
             "notes": list(self.notes),
+            **({"other_magnesium": [r.summary() for r in self.other_mg.readings]} if self.other_mg else {}),
         }
 
 
@@ -310,13 +312,32 @@ def parse(
     patient.update({k: v for k, v in optional.items() if v is not None})
 
     drugs: list[ResolvedDrug] = []
+    resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]] = []
     for entry in meds_raw:
-        for drug in medications.resolve(entry):
+        found = medications.resolve(entry)
+        resolved.append((entry, found))
+        for drug in found:
             if drug not in drugs:
                 drugs.append(drug)
     readings = [concepts.read(t, "condition") for t in conditions_raw]
     readings += [concepts.read(t, "symptom") for t in symptoms_raw]
-    return Intake(record_id, patient, drugs, readings, notes)
+    other_mg = _other_magnesium(patient, resolved, ruleset, forms)
+    return Intake(record_id, patient, drugs, readings, notes, other_mg)
+
+
+def _other_magnesium(
+    patient: dict[str, Any],
+    resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]],
+    ruleset: Ruleset,
+    forms: PhraseIndex,
+) -> amounts.OtherMagnesium | None:
+    """Magnesium already taken, as patient facts (REFERENCE §1.5); None for rulesets before the plan contract."""
+    reader = amounts.reader_for(ruleset, forms)
+    if reader is None:
+        return None
+    other = amounts.other_magnesium(reader, resolved)
+    patient.update(other.facts(patient.get("supplement_dose_elemental_mg")))
+    return other
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:
