@@ -14,11 +14,13 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from engine.lexicon import PhraseIndex, fold
 from engine.medications import ResolvedDrug
 from engine.ruleset import Ruleset
+from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION
 
 SOURCE_CLASSES = ("magnesium_source", "possible_magnesium_source")
 MG_PER_MMOL = 24.3  # 1 mmol Mg = 24.3 mg (REFERENCE §2)
@@ -69,26 +71,29 @@ class OtherMagnesium:
 
     readings: tuple[Reading, ...]
 
-    @property
+    @cached_property
     def known_mg_per_day(self) -> float:
         """Elemental Mg per day from the entries whose amount is known."""
         return sum(r.elemental_mg_per_day or 0.0 for r in self.readings)
 
-    @property
+    @cached_property
     def unknown(self) -> tuple[Reading, ...]:
         """Entries whose amount cannot be known."""
         return tuple(r for r in self.readings if r.elemental_mg_per_day is None)
 
     def facts(self, requested_mg: float | None) -> dict[str, Any]:
         """Patient facts: other_mg_elemental_mg_per_day (absent when none), other_mg_amount_unknown, the total."""
+        if not self.readings:
+            none = {"other_mg_amount_unknown": False}
+            return none if requested_mg is None else {**none, "total_supplemental_mg_per_day": round(requested_mg, 6)}
         out: dict[str, Any] = {"other_mg_amount_unknown": bool(self.unknown)}
-        known = round(self.known_mg_per_day, 3)
+        known = round(self.known_mg_per_day, 1)
         if known > 0:
             out["other_mg_elemental_mg_per_day"] = known
         if self.unknown:
             out["other_mg_unknown_text"] = ", ".join(f"'{r.text}'" for r in self.unknown)
         if requested_mg is not None or known > 0:
-            out["total_supplemental_mg_per_day"] = round((requested_mg or 0.0) + known, 3)
+            out["total_supplemental_mg_per_day"] = round((requested_mg or 0.0) + known, 6)
         return out
 
     def arithmetic(self, ul_mg: float) -> str:
@@ -166,7 +171,7 @@ class AmountReader:
             per_day = mg * (count or 1.0) * frequency
             units = f" × {_fmt(count)}" if count else ""
             read = f"{basis}{units} × {how_often}"
-            return Reading(text, ingredients, round(per_day, 3), read, "text", assumed)
+            return Reading(text, ingredients, round(per_day, 1), read, "text", assumed)
         return self._from_content(
             text, t, drugs, sources, ingredients, frequency, how_often, assumed, count, count_text
         )
@@ -211,7 +216,7 @@ class AmountReader:
         note = assumed
         if entry.get("confidence") == "U":
             note = "; ".join(filter(None, [assumed, "content is an order of magnitude: check the label"]))
-        return Reading(text, ingredients, round(amount_units * mg * frequency, 3), read, "content", note)
+        return Reading(text, ingredients, round(amount_units * mg * frequency, 1), read, "content", note)
 
     def _elemental(self, unit: dict[str, Any]) -> float | None:
         if "elemental_mg" in unit:
@@ -301,7 +306,7 @@ class AmountReader:
             n = float(dd.group(1))
             return n, f"{_times(n)} ({dd.group(0).strip()})", ""
         if self.times and self.per_day:
-            found = re.search(rf"\b({_NUM})\s*(?:{self.times})\s*(?:{self.per_day})", t)
+            found = re.search(rf"\b({_NUM})\s*(?:{self.times})?\s*(?:{self.per_day})", t)
             if found:
                 n = _number(found.group(1))
                 return n, f"{_times(n)} ({found.group(0).strip()})", ""
@@ -364,8 +369,6 @@ _READERS: dict[tuple[str, int], AmountReader] = {}
 
 def reader_for(ruleset: Ruleset, forms: PhraseIndex) -> AmountReader | None:
     """The amount reader of a ruleset that counts magnesium already taken (from PLAN_CONTRACT_SINCE_VERSION)."""
-    from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION
-
     if ruleset.version < PLAN_CONTRACT_SINCE_VERSION:
         return None
     key = (ruleset.sha256, id(forms))
@@ -382,8 +385,13 @@ def other_magnesium(
 ) -> OtherMagnesium:
     """Readings of every medication entry that names a magnesium product."""
     readings: list[Reading] = []
+    if not any(c in SOURCE_CLASSES for _, drugs in entries for d in drugs for c in d.classes):
+        return NONE_TAKEN
     for entry, drugs in entries:
         reading = reader.read(entry, drugs)
         if reading is not None and reading not in readings:
             readings.append(reading)
     return OtherMagnesium(tuple(readings))
+
+
+NONE_TAKEN = OtherMagnesium(())

@@ -234,20 +234,38 @@ class _Contract:
     def __init__(self, ruleset: Ruleset):
         self.advice_only = tuple(bool(rule.then.get("only_when_supplemented")) for rule in ruleset.rules)
         self.on_magnesium = tuple(tuple(rule.then.get("monitoring_on_magnesium", [])) for rule in ruleset.rules)
+        # per rule: (its strictest positive cap and rule id, or None; what a physician decides for, or None; urgent)
+        self.caps: tuple[tuple[tuple[float, str] | None, str | None, bool], ...] = tuple(
+            (
+                min(((float(c), rule.id) for c in _caps(rule) if c > 0), default=None),
+                (rule.then.get("finding") or rule.id) if 0 in _caps(rule) else None,
+                bool(rule.then.get("urgent")),
+            )
+            for rule in ruleset.rules
+        )
+        self._last: tuple[list[Firing], Intake, _Decision] | None = None  # findings() then plan() of one record
 
     def decide(self, planner: Planner, fired: list[Firing], intake: Intake) -> _Decision:
         """The strictest upper limit minus magnesium already taken, or 0 where a physician decides."""
+        last = self._last
+        if last is not None and last[0] is fired and last[1] is intake:
+            return last[2]
+        decision = self._decide(fired, intake)
+        self._last = (fired, intake, decision)
+        return decision
+
+    def _decide(self, fired: list[Firing], intake: Intake) -> _Decision:
         ul: tuple[float, str] | None = None
         decides: list[str] = []
         urgent = False
+        caps = self.caps
         for f in fired:
-            out = planner.outputs[f.rule.index]
-            urgent = urgent or out.urgent
-            for cap in out.caps:
-                if cap == 0:
-                    decides.append(out.finding or out.rule_id)
-                elif ul is None or (cap, out.rule_id) < ul:
-                    ul = (cap, out.rule_id)
+            rule_ul, decided, rule_urgent = caps[f.rule.index]
+            urgent = urgent or rule_urgent
+            if decided is not None:
+                decides.append(decided)
+            if rule_ul is not None and (ul is None or rule_ul < ul):
+                ul = rule_ul
         if urgent:
             decides.append("URGENT")
         if ul is None:
@@ -299,6 +317,10 @@ class _Contract:
             cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
             cap_assumes=other.assumption() if other else None,
         )
+
+
+def _caps(rule: Rule) -> list[float]:
+    return [float(rule.then[key]) for key in ("ul_mg", "cap_mg") if key in rule.then]
 
 
 def _ul(ul: tuple[float, str] | None) -> tuple[float | None, str | None]:

@@ -191,3 +191,21 @@ def test_a_draft_with_a_checked_content_table_evaluates(tmp_path):
     result = evaluator.evaluate(record(jurisdiction="EU", medications=["Rennie 3dd2"]))
     assert result["facts"]["patient"]["other_mg_elemental_mg_per_day"] == 120
     assert result["plan"]["max_elemental_mg_per_day"] == 130
+
+
+def test_route_not_oral_is_a_physician_decision():
+    """ROUTE_NOT_ORAL (the route fact comes from FHIR orders): no oral amount, the oral ceiling stated apart."""
+    from engine import interpreter
+    from engine.facts import parse
+
+    ev = Evaluator(backend="python")
+    intake = parse(record(jurisdiction="EU"), ev.ruleset, ev.medications, ev.concepts, ev.forms, "EU")
+    intake.patient.update(supplement_route="not_oral", supplement_route_text="intravenous")
+    fired = sorted(interpreter.run(ev.ruleset, [intake.patient]), key=lambda f: f.rule.index)
+    findings = ev.planner.findings(fired, intake)
+    plan = ev.planner.plan(fired, findings, intake)
+    assert {f["id"]: f["severity"] for f in findings}["ROUTE_NOT_ORAL"] == "major"
+    assert "SPLIT_DOSE" not in {f["id"] for f in findings}
+    assert (plan["max_elemental_mg_per_day"], plan["physician"]) == (0, "decides")
+    assert plan["physician_decides_because"] == ["ROUTE_NOT_ORAL"]
+    assert plan["ceiling_if_physician_agrees_mg_per_day"] == 250
