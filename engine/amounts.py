@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -50,6 +50,7 @@ class Reading:
     read_as: str
     source: str = "text"  # text, content (vocabulary.magnesium_content) or unknown
     assumed: str = ""  # an assumption made while reading (e.g. once a day when no frequency is written)
+    unreadable: bool = False  # an amount is written (tablets, ml, mg) but cannot be read as mg of magnesium
 
     def summary(self) -> dict[str, Any]:
         """The reading as shown in the output facts and the evidence."""
@@ -62,6 +63,8 @@ class Reading:
         }
         if self.assumed:
             out["assumed"] = self.assumed
+        if self.unreadable:
+            out["unreadable"] = True
         return out
 
 
@@ -84,9 +87,15 @@ class OtherMagnesium:
     def facts(self, requested_mg: float | None) -> dict[str, Any]:
         """Patient facts: other_mg_elemental_mg_per_day (absent when none), other_mg_amount_unknown, the total."""
         if not self.readings:
-            none = {"other_mg_amount_unknown": False}
+            none = {"other_mg_amount_unknown": False, "other_mg_dose_unreadable": False}
             return none if requested_mg is None else {**none, "total_supplemental_mg_per_day": round(requested_mg, 6)}
-        out: dict[str, Any] = {"other_mg_amount_unknown": bool(self.unknown)}
+        unreadable = [r for r in self.readings if r.unreadable]
+        out: dict[str, Any] = {
+            "other_mg_amount_unknown": bool(self.unknown),
+            "other_mg_dose_unreadable": bool(unreadable),
+        }
+        if unreadable:
+            out["other_mg_unreadable_text"] = ", ".join(f"'{r.text}'" for r in unreadable)
         known = round(self.known_mg_per_day, 1)
         if known > 0:
             out["other_mg_elemental_mg_per_day"] = known
@@ -172,9 +181,12 @@ class AmountReader:
             units = f" × {_fmt(count)}" if count else ""
             read = f"{basis}{units} × {how_often}"
             return Reading(text, ingredients, round(per_day, 1), read, "text", assumed)
-        return self._from_content(
+        reading = self._from_content(
             text, t, drugs, sources, ingredients, frequency, how_often, assumed, count, count_text
         )
+        if reading.elemental_mg_per_day is None and (count or re.search(_MASS, t) or self._volume(t) is not None):
+            return replace(reading, unreadable=True)  # DOSE_UNREADABLE: "another product's amount" (REFERENCE §8)
+        return reading
 
     def _from_content(
         self,

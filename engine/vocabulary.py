@@ -91,6 +91,12 @@ FACT_TYPES: dict[str, dict[str, FactField]] = {
         ),
         FactField("other_mg_unknown_text", "string", "the magnesium products whose amount is unknown, as written"),
         FactField(
+            "other_mg_dose_unreadable",
+            "boolean",
+            "a magnesium product's amount is written (tablets, ml, mg) but cannot be read as mg of magnesium",
+        ),
+        FactField("other_mg_unreadable_text", "string", "the magnesium products whose written amount is unreadable"),
+        FactField(
             "total_supplemental_mg_per_day",
             "number",
             "requested elemental Mg plus magnesium already taken; absent when neither is known",

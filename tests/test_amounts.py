@@ -78,6 +78,27 @@ def test_an_amount_that_cannot_be_known_is_said_and_the_cap_assumes_none(evaluat
     assert "DOSE_ABOVE_UL_EU" not in ids(result)
 
 
+@pytest.mark.parametrize(
+    "text, unreadable",
+    [
+        ("magnesium citrate 2 tablets twice daily", True),  # tablets without a strength
+        ("Maalox 3dd1", True),  # a number of Maalox tablets: no standard content per tablet
+        ("multivitamine 1000 mg 1dd", True),  # an amount, but not of magnesium
+        ("Epsom salt 1 tbsp", True),
+        ("Centrum 1dd", False),  # nothing written to read: CUMULATIVE_MG_SOURCES says the amount is unknown
+        ("Maalox zo nodig", False),
+        ("multivitamine (100 mg magnesium) 1dd", False),  # read
+    ],
+)
+def test_another_products_unreadable_amount_is_dose_unreadable(evaluator, text, unreadable):
+    result = evaluator.evaluate(_eu(text))
+    assert result["facts"]["patient"]["other_mg_dose_unreadable"] is unreadable
+    found = finding(result, "DOSE_UNREADABLE")
+    assert (found is not None) is unreadable
+    if found:
+        assert f"'{text}' could not be read as milligrams of magnesium" in found["message"]
+
+
 def test_the_arithmetic_is_shown_in_the_evidence_and_the_plan(evaluator):
     text = "multivitamine (100 mg magnesium) 1dd"
     result = evaluator.evaluate(_eu(text))
@@ -208,3 +229,38 @@ def test_amounts_as_written(reader, text, per_day):
 )
 def test_only_resolved_magnesium_products_are_read(reader, text, drug):
     assert reader.read(text, [drug]) is None
+
+
+# --- as an EHR sends it: a Synthea bundle with magnesium products added as MedicationRequests ----------
+
+
+def test_magnesium_products_in_a_fhir_bundle_are_counted(evaluator):
+    import copy
+    import json
+    from pathlib import Path
+
+    from engine.fhir import bundle_to_record
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "external" / "fhir"
+    if not folder.exists():
+        pytest.skip("../shared/external/fhir is not beside the checkout")
+    bundle = json.loads(next(folder.glob("Gayla*.json")).read_text("utf-8"))
+    template = next(
+        e
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest" and e["resource"]["status"] == "active"
+    )
+    for i, text in enumerate(["Magnesium Oxide 400 MG Oral Tablet", "Multivitamin tablet"]):
+        entry = copy.deepcopy(template)
+        entry["resource"]["id"] = f"mg-{i}"
+        entry["fullUrl"] = f"urn:uuid:00000000-0000-4000-8000-00000000000{i}"
+        entry["resource"]["medicationCodeableConcept"] = {"text": text}
+        bundle["entry"].append(entry)
+    result = evaluator.evaluate(bundle_to_record(bundle))
+    patient = result["facts"]["patient"]
+    assert patient["other_mg_elemental_mg_per_day"] == pytest.approx(241.2)  # 400 mg MgO x 60.3 %, once a day
+    oxide = next(r for r in result["facts"]["other_magnesium"] if r["as_written"].startswith("Magnesium Oxide"))
+    assert oxide["assumed"] == amounts.ASSUMED_ONCE
+    assert patient["other_mg_amount_unknown"] is True  # the multivitamin's magnesium is not written
+    ul = 250 if patient["jurisdiction"] == "EU" else 350
+    assert result["plan"]["max_elemental_mg_per_day"] == ul - 242  # whole mg, rounded down: floor(ul - 241.2)
