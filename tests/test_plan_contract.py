@@ -209,3 +209,22 @@ def test_route_not_oral_is_a_physician_decision():
     assert (plan["max_elemental_mg_per_day"], plan["physician"]) == (0, "decides")
     assert plan["physician_decides_because"] == ["ROUTE_NOT_ORAL"]
     assert plan["ceiling_if_physician_agrees_mg_per_day"] == 250
+
+
+@pytest.mark.parametrize(
+    "rule_id, effect", [("FOLLOW_UP", "only_when_supplemented"), ("RENAL_MODERATE", "monitoring_on_magnesium")]
+)
+def test_the_rule_form_keeps_the_plan_contract_effects(app, rule_id, effect):
+    from review_ui import workflow
+    from tests.test_ruleset_views import PASSWORD, draft_data, form_of, login, post
+
+    with app.app_context():
+        workflow.add_user("ed", PASSWORD, "rule_editor", actor="test")
+    client = app.test_client()
+    login(client, "ed")
+    assert client.post("/rulesets/magnesium/drafts", follow_redirects=True).status_code == 200
+    before = next(r for r in draft_data(app)["rules"] if r["id"] == rule_id)
+    assert effect in before["then"]
+    url = f"/rulesets/drafts/1/rules/{rule_id}"
+    assert post(client, url, form_of(client.get(url), "rule-form")).status_code == 302
+    assert next(r for r in draft_data(app)["rules"] if r["id"] == rule_id) == before
