@@ -347,8 +347,8 @@ def how_often_stated(assumed: str) -> bool:
 
 
 def _tokens(text: str) -> list[str]:
-    """Words, numbers and separators of a folded text."""
-    return re.findall(rf"[^\W\d_]+|{_NUM}|[+,;&]", text)
+    """Words, numbers (with their unit: the "mg" of "500 mg" is not the element) and separators of a folded text."""
+    return [m.group(0) for m in re.finditer(rf"{_MASS}|[^\W\d_]+|{_NUM}|[+,;&]", text)]
 
 
 def _window(tokens: Iterator[str]) -> list[str]:

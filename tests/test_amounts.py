@@ -28,6 +28,7 @@ TRUE_POSITIVES = [
     ("magnesium 25 mg 2 x per dag", 50, 200, False),  # 200 + 50 = 250: at the limit, not above it
     ("magnesium 100 mg 1x per week", 14.3, 235, False),
     ("Calcium 500 mg + magnesium 250 mg 1dd", 250, 0, True),  # the 500 mg is calcium, not magnesium
+    ("multivitamine calcium 500 mg 50 mg magnesium 1dd", 50, 200, False),  # the "mg" of 500 mg is not Mg
     ("Maalox 3dd10ml", 500.4, 0, True),  # 30 ml x 40 mg Mg(OH)2/ml x 41.7 % [SmPC]
     ("Rennie 3dd2", 138.2, 111, True),  # 6 tablets x 80 mg heavy MgCO3 x 28.8 % [SmPC]
     ("Milk of magnesia 15 ml 1dd", 519.2, 0, True),
@@ -42,6 +43,7 @@ FALSE_ALARMS = [
 ]
 UNKNOWN_AMOUNTS = [
     "multivitamine 1000 mg 1dd",  # 1000 mg is the tablet, not its magnesium
+    "multivitamine calcium 500 mg 1000 mg vitamine C 1dd",  # the "mg" of 500 mg is a unit, not the element Mg
     "Centrum 1dd",
     "Maalox zo nodig",  # as needed, no maximum a day
     "Maalox 3dd1",  # tablets: no standard content per tablet in the table
@@ -213,6 +215,7 @@ def test_frequencies_as_written(reader, frequency, per_day):
         ("magnesium sulfaat 1 g", 202),
         ("magnesium citraat 500 mg elementair", 500),  # "elementair": the amount is elemental
         ("Magnesium 250 mg / 500 mg", 500),  # two amounts for one product: the larger
+        ("magnesiumcitraat 200 mg (= 32 mg magnesium)", 32.4),  # salt 200 mg x 16.2 % vs the label's 32 mg
     ],
 )
 def test_amounts_as_written(reader, text, per_day):
