@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from engine import dosage, units
+from engine import amounts, dosage, units
 from engine.conditions import ConceptReading, ConceptResolver
 from engine.derived import ADULT_AGE_YEARS, ckd_epi_2021, kdigo_category
 from engine.errors import FieldError, RecordError
@@ -84,6 +84,7 @@ class Intake:
     readings: list[ConceptReading]
     notes: list[str] = field(default_factory=list)
     history: list[Any] = field(default_factory=list)  # past conditions: shown, never asserted as facts
+    other_mg: amounts.OtherMagnesium | None = None  # magnesium already taken (from PLAN_CONTRACT_SINCE_VERSION)
 
     def facts_summary(self) -> dict[str, Any]:
         """Normalised facts for the output and the case page."""
@@ -113,6 +114,7 @@ class Intake:
             ],
             "notes": list(self.notes),
             **({"history": list(self.history)} if self.history else {}),
+            **({"other_magnesium": [r.summary() for r in self.other_mg.readings]} if self.other_mg else {}),
         }
 
 
@@ -407,14 +409,18 @@ def parse(
     notes += given_notes
 
     drugs: list[ResolvedDrug] = []
+    resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]] = []
     for entry in meds_raw:
-        for drug in medications.resolve(entry):
+        found = medications.resolve(entry)
+        resolved.append((entry, found))
+        for drug in found:
             if drug not in drugs:
                 drugs.append(drug)
     readings = [concepts.read(t, "condition") for t in conditions_raw]
     readings += [concepts.read(t, "symptom") for t in symptoms_raw]
     _patient_facts_from_concepts(patient, readings, ruleset, notes)
-    return Intake(record_id, patient, drugs, readings, notes, history)
+    other_mg = _other_magnesium(patient, resolved, ruleset, forms)
+    return Intake(record_id, patient, drugs, readings, notes, history=history, other_mg=other_mg)
 
 
 def _date_text(r: _Reader, name: str, value: Any) -> str | None:
@@ -654,6 +660,21 @@ def _patient_facts_from_concepts(
                 notes.append(note)
                 if fact == "pregnant" and patient.get("egfr_source") == "ckd_epi_2021":
                     notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
+
+
+def _other_magnesium(
+    patient: dict[str, Any],
+    resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]],
+    ruleset: Ruleset,
+    forms: PhraseIndex,
+) -> amounts.OtherMagnesium | None:
+    """Magnesium already taken, as patient facts (REFERENCE §1.5); None for rulesets before the plan contract."""
+    reader = amounts.reader_for(ruleset, forms)
+    if reader is None:
+        return None
+    other = amounts.other_magnesium(reader, resolved)
+    patient.update(other.facts(patient.get("supplement_dose_elemental_mg")))
+    return other
 
 
 def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) -> dict[str, Any]:

@@ -13,10 +13,11 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from engine import amounts
 from engine.compiler import Firing, pattern_name
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
 from engine.ruleset import Rule, Ruleset
-from engine.vocabulary import SEVERITY_RANK
+from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
@@ -133,9 +134,12 @@ class Planner:
 
     def __init__(self, ruleset: Ruleset):
         self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
+        self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
+        if self.contract is not None:
+            return self.contract.findings(self, fired, intake)
         return _Findings(self, fired, intake).build()
 
     def plan(self, fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
@@ -184,7 +188,7 @@ class Planner:
         supplement = cap > 0
         requested_form = intake.patient.get("supplement_form")
         form = suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
-        return {
+        plan = {
             "supplement": "yes" if supplement else "no",
             "form": form if supplement else None,
             "requested_form": requested_form if requested_form != "none" else None,
@@ -205,6 +209,154 @@ class Planner:
             "requires_physician": requires_physician or not supplement,
             "urgent": urgent,
         }
+        if self.contract is not None:
+            self.contract.apply(self, fired, plan, form, intake)
+        return plan
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8)."""
+
+    cap: float
+    cap_set_by: str | None  # None: keep the strictest rule the base plan found
+    ul: float | None  # the strictest upper limit that applies (None: no upper limit at this age)
+    ul_rule: str | None
+    allowed: float | None  # UL minus magnesium already taken
+    decides: tuple[str, ...]  # findings (or URGENT / NO_UPPER_LIMIT) for which a physician decides the dose
+
+
+class _Contract:
+    """Plan contract of REFERENCE §8 and magnesium already taken (§1.5), for rulesets from PLAN_CONTRACT_SINCE_VERSION.
+
+    A rule with cap_mg 0 means a physician decides the dose: the plan proposes none and states separately the
+    ceiling the rules would allow once a physician agrees. Other caps are upper limits, from which magnesium already
+    taken is subtracted. Advice for taking magnesium appears only when the plan proposes some.
+    """
+
+    def __init__(self, ruleset: Ruleset):
+        self.advice_only = tuple(bool(rule.then.get("only_when_supplemented")) for rule in ruleset.rules)
+        self.on_magnesium = tuple(tuple(rule.then.get("monitoring_on_magnesium", [])) for rule in ruleset.rules)
+        # per rule: (its strictest positive cap and rule id, or None; what a physician decides for, or None; urgent)
+        self.caps: tuple[tuple[tuple[float, str] | None, str | None, bool], ...] = tuple(
+            (
+                min(((float(c), rule.id) for c in _caps(rule) if c > 0), default=None),
+                (rule.then.get("finding") or rule.id) if 0 in _caps(rule) else None,
+                bool(rule.then.get("urgent")),
+            )
+            for rule in ruleset.rules
+        )
+        self._last: tuple[list[Firing], Intake, _Decision] | None = None  # findings() then plan() of one record
+
+    def decide(self, planner: Planner, fired: list[Firing], intake: Intake) -> _Decision:
+        """The strictest upper limit minus magnesium already taken, or 0 where a physician decides."""
+        last = self._last
+        if last is not None and last[0] is fired and last[1] is intake:
+            return last[2]
+        decision = self._decide(fired, intake)
+        self._last = (fired, intake, decision)
+        return decision
+
+    def _decide(self, fired: list[Firing], intake: Intake) -> _Decision:
+        ul: tuple[float, str] | None = None
+        decides: list[str] = []
+        urgent = False
+        caps = self.caps
+        for f in fired:
+            rule_ul, decided, rule_urgent = caps[f.rule.index]
+            urgent = urgent or rule_urgent
+            if decided is not None:
+                decides.append(decided)
+            if rule_ul is not None and (ul is None or rule_ul < ul):
+                ul = rule_ul
+        if urgent:
+            decides.append("URGENT")
+        if ul is None:
+            decides.append("NO_UPPER_LIMIT")
+        other = float(intake.patient.get("other_mg_elemental_mg_per_day", 0.0))
+        allowed = amounts.allowed_mg(ul[0], other) if ul else None
+        because = tuple(dict.fromkeys(decides))
+        if because or ul is None:  # cap_set_by: the base plan's strictest cap-0 rule, URGENT or NO_UPPER_LIMIT
+            return _Decision(0.0, None, *_ul(ul), allowed, because)
+        assert allowed is not None
+        return _Decision(allowed, ul[1], ul[0], ul[1], allowed, because)  # 0 when other magnesium uses up the UL
+
+    def findings(self, planner: Planner, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
+        """Findings without advice for taking magnesium when none is proposed; other magnesium shown as read."""
+        decision = self.decide(planner, fired, intake)
+        if decision.cap == 0:
+            fired = [f for f in fired if not self.advice_only[f.rule.index]]
+        merged = _Findings(planner, fired, intake).build()
+        if intake.other_mg is not None and intake.other_mg.readings:
+            _explain_other_mg(merged, intake.other_mg, decision)
+        return merged
+
+    def apply(
+        self, planner: Planner, fired: list[Firing], plan: dict[str, Any], form: str | None, intake: Intake
+    ) -> None:
+        """Cap = UL − magnesium already taken, or 0 with a separate ceiling where a physician decides."""
+        d = self.decide(planner, fired, intake)
+        other = intake.other_mg
+        supplement = d.cap > 0
+        if d.cap_set_by is not None:
+            plan["cap_set_by"] = d.cap_set_by
+        monitoring = list(plan["monitoring"])
+        if supplement:
+            for f in fired:
+                monitoring += [m for m in self.on_magnesium[f.rule.index] if m not in monitoring]
+        decides = not supplement
+        plan.update(
+            supplement="yes" if supplement else "no",
+            form=form if supplement else None,
+            max_elemental_mg_per_day=_number(d.cap),
+            doses_per_day=plan["doses_per_day"] if supplement else 0,
+            monitoring=monitoring,
+            requires_physician=plan["requires_physician"] or decides,
+            physician="decides" if decides else ("approves" if plan["requires_physician"] else "none"),
+            physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
+            ceiling_if_physician_agrees_mg_per_day=_number(d.allowed) if decides and d.allowed is not None else None,
+            ceiling_reason=_ceiling_reason(d, other) if decides else None,
+            other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
+            cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
+            cap_assumes=other.assumption() if other else None,
+        )
+
+
+def _caps(rule: Rule) -> list[float]:
+    return [float(rule.then[key]) for key in ("ul_mg", "cap_mg") if key in rule.then]
+
+
+def _ul(ul: tuple[float, str] | None) -> tuple[float | None, str | None]:
+    return (ul[0], ul[1]) if ul else (None, None)
+
+
+def _ceiling_reason(d: _Decision, other: amounts.OtherMagnesium | None) -> str:
+    """Why the plan proposes no amount, and what the rules would allow once a physician agrees."""
+    if d.ul is None:
+        return "No upper limit applies at this age and jurisdiction: any amount is for a physician to set."
+    limit = other.arithmetic(d.ul) if other and other.known_mg_per_day else f"UL {amounts._fmt(d.ul)} mg/day"
+    why = [x for x in d.decides if x not in ("NO_UPPER_LIMIT",)]
+    if not why:
+        return (
+            f"The magnesium already taken uses up the upper limit ({limit}): no further magnesium without a physician."
+        )
+    allowed = f"once a physician agrees the rules allow {limit} ({d.ul_rule})"
+    return f"A physician decides the dose ({', '.join(why)}); {allowed}."
+
+
+def _explain_other_mg(merged: list[dict[str, Any]], other: amounts.OtherMagnesium, decision: _Decision) -> None:
+    """Evidence of the facts about magnesium already taken: how each amount was read, and the arithmetic."""
+    for finding in merged:
+        for entry in finding["evidence"]:
+            for item in entry["facts"]:
+                fact = item.get("fact")
+                if fact in ("patient.other_mg_elemental_mg_per_day", "patient.total_supplemental_mg_per_day"):
+                    item["read_from"] = [r.summary() for r in other.readings if r.elemental_mg_per_day]
+                    if decision.ul is not None:
+                        item["arithmetic"] = other.arithmetic(decision.ul)
+                elif fact == "patient.other_mg_amount_unknown":
+                    item["read_from"] = [r.summary() for r in other.unknown]
+                    item["cap_assumes"] = other.assumption()
 
 
 @dataclass(slots=True)

@@ -272,7 +272,8 @@ def check_data(data: Any) -> Iterator[RulesetError]:
         yield RulesetError("'rules' must be a non-empty list", ruleset=label)
         return
     yield from _check_upper_limits(data.get("upper_limits", []), label, sources)
-    all_rules = list(rules_raw) + _upper_limit_rules(data.get("upper_limits", []))
+    yield from _check_amount_sections(voc, label, sources)
+    all_rules = list(rules_raw) + _upper_limit_rules(data.get("upper_limits", []), _counts_other_mg(data))
     ids = Counter(r.get("id") for r in all_rules if isinstance(r, dict))
     for rule_id, n in ids.items():
         if n > 1:
@@ -282,6 +283,8 @@ def check_data(data: Any) -> Iterator[RulesetError]:
     findings_made: set[str] = set()
     for raw in all_rules:
         yield from _check_rule(raw, label, sources, vocabulary, derived_made, derived_used, findings_made)
+        if _counts_other_mg(data):
+            yield from _check_plan_contract(raw, label)
     for orphan in sorted(derived_made - derived_used):
         yield RulesetError(
             f"derived fact {orphan!r} is never used by another rule (durable_rules would lose it)",
@@ -585,8 +588,12 @@ def _check_upper_limits(table: Any, label: str, sources: dict[str, str]) -> Iter
             yield RulesetError("ul_mg must be a positive number", ruleset=label, rule_id=row_id, field="ul_mg")
 
 
-def _upper_limit_rules(table: Any) -> list[dict[str, Any]]:
-    """Each upper-limit row becomes two rules: the limit applies, and the dose exceeds it."""
+def _upper_limit_rules(table: Any, counts_other: bool = False) -> list[dict[str, Any]]:
+    """Each upper-limit row becomes two rules: the limit applies, and the dose exceeds it.
+
+    From PLAN_CONTRACT_SINCE_VERSION on (`counts_other`), magnesium already taken counts too: two more
+    rules per row, requested + other above the limit, and other alone above it (REFERENCE §1.5, §8).
+    """
     if not isinstance(table, list):
         return []
     rules: list[dict[str, Any]] = []
@@ -601,6 +608,8 @@ def _upper_limit_rules(table: Any) -> list[dict[str, Any]]:
             band.append(["age_years", "<", row["age_below_years"]])
         common = {k: row[k] for k in ("sources", "confidence", "note") if k in row}
         ul = row.get("ul_mg")
+        # an IV or other non-oral order is out of scope (ROUTE_NOT_ORAL): no oral upper limit is applied to it
+        oral: list[list[Any]] = [["supplement_route", "!=", "not_oral"]] if counts_other else []
         rules.append(
             {
                 "id": row["id"],
@@ -614,21 +623,168 @@ def _upper_limit_rules(table: Any) -> list[dict[str, Any]]:
             {
                 "id": row["id"] + "_EXCEEDED",
                 "description": f"requested supplemental Mg is above the {row.get('jurisdiction')} upper limit",
-                "when": [{"on": "patient", "where": [*band, ["supplement_dose_elemental_mg", ">", ul]]}],
+                "when": [{"on": "patient", "where": [*band, ["supplement_dose_elemental_mg", ">", ul], *oral]}],
                 "then": {
                     "finding": row.get("finding"),
                     "severity": "moderate",
                     "message": (
                         "The requested {supplement_dose_elemental_mg} mg/day of elemental magnesium is above the "
                         f"{row.get('jurisdiction')} upper limit of {ul} mg/day for supplemental magnesium at "
-                        "this age; the plan caps the dose at the limit."
+                        "this age; the plan caps the dose at the limit"
+                        + (" minus any magnesium already taken." if counts_other else ".")
                     ),
                     "cap_mg": ul,
                 },
                 **common,
             }
         )
+        if counts_other:
+            rules += _other_mg_limit_rules(row, band, common)
     return rules
+
+
+def _counts_other_mg(data: dict[str, Any]) -> bool:
+    """Whether a ruleset document counts magnesium already taken (and keeps the plan contract)."""
+    version = data.get("version")
+    return isinstance(version, int) and version >= vocab.PLAN_CONTRACT_SINCE_VERSION
+
+
+def _other_mg_limit_rules(row: dict[str, Any], band: list[list[Any]], common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Requested + magnesium already taken above the limit; magnesium already taken alone above it."""
+    ul, where = row.get("ul_mg"), row.get("jurisdiction")
+    return [
+        {
+            "id": row["id"] + "_EXCEEDED_WITH_OTHER",
+            "description": f"requested plus magnesium already taken is above the {where} upper limit",
+            "when": [
+                {
+                    "on": "patient",
+                    "where": [
+                        *band,
+                        ["supplement_dose_elemental_mg", "<=", ul],
+                        ["total_supplemental_mg_per_day", ">", ul],
+                    ],
+                }
+            ],
+            "then": {
+                "finding": row.get("finding"),
+                "severity": "moderate",
+                "message": (
+                    "The requested {supplement_dose_elemental_mg} mg/day plus {other_mg_elemental_mg_per_day} mg/day "
+                    "of magnesium already taken from other products makes {total_supplemental_mg_per_day} mg/day, "
+                    f"above the {where} upper limit of {ul} mg/day for supplemental magnesium at this age; the plan "
+                    "caps the supplement at the limit minus what is already taken."
+                ),
+                "cap_mg": ul,
+            },
+            **common,
+        },
+        {
+            "id": row["id"] + "_EXCEEDED_BY_OTHER",
+            "description": f"magnesium already taken is above the {where} upper limit on its own",
+            "when": [{"on": "patient", "where": [*band, ["other_mg_elemental_mg_per_day", ">", ul]]}],
+            "then": {
+                "finding": row.get("finding"),
+                "severity": "moderate",
+                "message": (
+                    "The magnesium already taken from other products ({other_mg_elemental_mg_per_day} mg/day) is "
+                    f"above the {where} upper limit of {ul} mg/day on its own: the plan proposes no further "
+                    "magnesium; review the other products."
+                ),
+                "cap_mg": ul,
+            },
+            **common,
+        },
+    ]
+
+
+def _check_plan_contract(raw: Any, label: str) -> Iterator[RulesetError]:
+    """REFERENCE §8 plan contract: a physician who decides means cap 0, and cap 0 means a physician decides."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("then"), dict):
+        return
+    rid, then = str(raw.get("id")), raw["then"]
+
+    def err(message: str, field: str) -> RulesetError:
+        return RulesetError(message, ruleset=label, rule_id=rid, field=field)
+
+    message = str(then.get("message", "")).lower()
+    phrase = next((p for p in vocab.PHYSICIAN_DECIDES_PHRASES if p in message), None)
+    if phrase and then.get("cap_mg") != 0:
+        yield err(f"the message says '{phrase}' but the rule does not set cap_mg 0 (plan contract)", "then.cap_mg")
+    if then.get("severity") == "contraindicated" and then.get("cap_mg") != 0:
+        yield err("a contraindicated finding must set cap_mg 0: a physician decides (plan contract)", "then.cap_mg")
+    if then.get("cap_mg") == 0 and not then.get("requires_physician"):
+        yield err(
+            "cap_mg 0 means a physician decides: set requires_physician (plan contract)", "then.requires_physician"
+        )
+    if "only_when_supplemented" in then and then["only_when_supplemented"] is not True:
+        yield err("only_when_supplemented is true or absent", "then.only_when_supplemented")
+    if then.get("only_when_supplemented") and ("cap_mg" in then or then.get("requires_physician")):
+        yield err(
+            "advice for taking magnesium cannot cap the dose or require a physician", "then.only_when_supplemented"
+        )
+    lines = then.get("monitoring_on_magnesium")
+    if lines is not None and not (isinstance(lines, list) and all(isinstance(m, str) for m in lines)):
+        yield err("monitoring_on_magnesium must be a list of strings", "then.monitoring_on_magnesium")
+
+
+_AMOUNT_TERM_LISTS = ("elemental", "magnesium_words", "as_needed", "per_day", "times", "per_week")
+
+
+def _check_amount_sections(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    """vocabulary.amount_terms (words for reading amounts) and vocabulary.magnesium_content (per-unit content)."""
+    terms = voc.get("amount_terms", {})
+    content = voc.get("magnesium_content", {})
+    if not isinstance(terms, dict) or not isinstance(content, dict):
+        yield RulesetError("vocabulary.amount_terms and magnesium_content must be objects", ruleset=label)
+        return
+    for key in terms:
+        if key not in (*_AMOUNT_TERM_LISTS, "times_per_day", "units", "spoon_ml", "sources", "note"):
+            yield RulesetError(f"vocabulary.amount_terms: unknown key {key!r}", ruleset=label)
+    lists = [(f"amount_terms.{k}", terms.get(k, [])) for k in _AMOUNT_TERM_LISTS]
+    lists += [(f"amount_terms.times_per_day.{k}", v) for k, v in terms.get("times_per_day", {}).items()]
+    lists += [(f"amount_terms.units.{k}", v) for k, v in terms.get("units", {}).items()]
+    for where, words in lists:
+        if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+            yield RulesetError(f"vocabulary.{where} must be a list of words", ruleset=label)
+    for n in terms.get("times_per_day", {}):
+        if not n.isdigit() or int(n) < 1:
+            yield RulesetError(f"vocabulary.amount_terms.times_per_day: {n!r} is not a number of times", ruleset=label)
+    for spoon, ml in terms.get("spoon_ml", {}).items():
+        if isinstance(ml, bool) or not isinstance(ml, int | float) or ml <= 0:
+            yield RulesetError(f"vocabulary.amount_terms.spoon_ml.{spoon} must be ml > 0", ruleset=label)
+    units = set(terms.get("units", {}))
+    forms = voc.get("forms", {})
+    for key, entry in content.items():
+        where = f"vocabulary.magnesium_content.{key}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("per_unit"), dict):
+            yield RulesetError(
+                f"{where}: needs per_unit {{unit: {{salt_mg, form}} or {{elemental_mg}}}}", ruleset=label
+            )
+            continue
+        tags = entry.get("sources")
+        if not isinstance(tags, list) or not tags or any(t not in sources for t in tags):
+            yield RulesetError(f"{where}: every content cites known source tags", ruleset=label)
+        if entry.get("confidence") not in CONFIDENCE or (entry.get("confidence") == "U" and not entry.get("note")):
+            yield RulesetError(f"{where}: confidence V, S or U (U with a note saying why)", ruleset=label)
+        for unit, amount in entry["per_unit"].items():
+            if unit not in units:
+                yield RulesetError(f"{where}: unknown unit {unit!r}", ruleset=label, suggestion=_suggest(unit, units))
+            elif not isinstance(amount, dict):
+                yield RulesetError(f"{where}.{unit}: expected {{salt_mg, form}} or {{elemental_mg}}", ruleset=label)
+            elif "elemental_mg" in amount:
+                if not _positive(amount["elemental_mg"]):
+                    yield RulesetError(f"{where}.{unit}: elemental_mg must be a number > 0", ruleset=label)
+            elif not _positive(amount.get("salt_mg")) or amount.get("form") not in forms:
+                yield RulesetError(
+                    f"{where}.{unit}: salt_mg > 0 and a known form are needed",
+                    ruleset=label,
+                    suggestion=_suggest(str(amount.get("form")), forms),
+                )
+
+
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
 
 
 def _check_rule(
@@ -894,7 +1050,7 @@ def _check_match_bound(rules: list[Any], label: str) -> Iterator[RulesetError]:
 
 
 def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
-    all_rules = list(data["rules"]) + _upper_limit_rules(data.get("upper_limits", []))
+    all_rules = list(data["rules"]) + _upper_limit_rules(data.get("upper_limits", []), _counts_other_mg(data))
     rules = tuple(
         Rule(
             id=raw["id"],

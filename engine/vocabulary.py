@@ -110,6 +110,30 @@ FACT_TYPES: dict[str, dict[str, FactField]] = {
         FactField("creatinine_mg_dl", "number", "serum creatinine normalised to mg/dL", "mg/dL"),
         FactField("weight_kg", "number", "body weight", "kg"),
         *_lab_context_fields(),
+        FactField(
+            "other_mg_elemental_mg_per_day",
+            "number",
+            "elemental Mg per day already taken from other products, read from the medication list; absent when none",
+            "mg",
+        ),
+        FactField(
+            "other_mg_amount_unknown",
+            "boolean",
+            "some magnesium product is listed whose amount cannot be known from what was written",
+        ),
+        FactField("other_mg_unknown_text", "string", "the magnesium products whose amount is unknown, as written"),
+        FactField(
+            "other_mg_dose_unreadable",
+            "boolean",
+            "a magnesium product's amount is written (tablets, ml, mg) but cannot be read as mg of magnesium",
+        ),
+        FactField("other_mg_unreadable_text", "string", "the magnesium products whose written amount is unreadable"),
+        FactField(
+            "total_supplemental_mg_per_day",
+            "number",
+            "requested elemental Mg plus magnesium already taken; absent when neither is known",
+            "mg",
+        ),
     ),
     "medication": _fields(
         FactField("ingredient", "string", "canonical ingredient name from the drug vocabulary"),
@@ -158,7 +182,31 @@ EFFECTS: dict[str, str] = {
     "doses_per_day_min": "minimum number of divided doses per day",
     "suggest_form": "form to suggest instead of the requested one",
     "urgent": "seek urgent care; no self-directed plan",
+    "monitoring_on_magnesium": "monitoring advice lines that apply only when the plan proposes some magnesium",
+    "only_when_supplemented": "true: the finding is advice for taking magnesium, shown only when magnesium is proposed",
 }
+# From this version on the plan contract of REFERENCE §8 holds and magnesium already taken is counted against
+# the upper limit (REFERENCE §1.5). Published versions before it never change. Plan contract: a rule with
+# cap_mg 0 means a physician DECIDES the dose (the plan proposes none and states the ceiling separately); a
+# rule with requires_physician and no cap 0 means a physician APPROVES the plan (the cap stands).
+PLAN_CONTRACT_SINCE_VERSION = 2
+PHYSICIAN_DECIDES_PHRASES: tuple[str, ...] = (
+    "physician decides",
+    "physician only",
+    "physician or hospital protocol decides",
+    "arts beslist",
+    "beslist de arts",
+    "beslist een arts",
+    "alleen door een arts",
+)
+
+
+def physician_role(then: dict[str, object]) -> str | None:
+    """'decides' (cap 0: no amount without a physician), 'approves' (a physician signs the plan), or None."""
+    if then.get("cap_mg") == 0:
+        return "decides"
+    return "approves" if then.get("requires_physician") else None
+
 
 # The finding catalogue of REFERENCE §8: the product's stable vocabulary.
 FINDING_IDS: tuple[str, ...] = (

@@ -84,6 +84,10 @@ class RuleForm(FlaskForm):
     doses_per_day_min = IntegerField("Minimum doses per day", validators=[Optional(), NumberRange(min=1, max=8)])
     suggest_form = SelectField("Suggest form", choices=[], validate_choice=False)
     monitoring = TextAreaField("Monitoring (one line each)", validators=[Length(max=4000)])
+    monitoring_on_magnesium = TextAreaField(
+        "Monitoring only while magnesium is proposed (one line each)", validators=[Length(max=4000)]
+    )
+    only_when_supplemented = BooleanField("Advice for taking magnesium: shown only when the plan proposes some")
     derive = StringField("Derive fact", validators=[Length(max=80)])
     requires_physician = BooleanField("A physician must decide")
     urgent = BooleanField("Urgent: seek care, no self-directed plan")
@@ -258,6 +262,8 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
     form.doses_per_day_min.data = then.get("doses_per_day_min")
     form.suggest_form.data = then.get("suggest_form", "")
     form.monitoring.data = "\n".join(then.get("monitoring", []))
+    form.monitoring_on_magnesium.data = "\n".join(then.get("monitoring_on_magnesium", []))
+    form.only_when_supplemented.data = bool(then.get("only_when_supplemented"))
     form.derive.data = then.get("derive", "")
     form.requires_physician.data = bool(then.get("requires_physician"))
     form.urgent.data = bool(then.get("urgent"))
@@ -339,6 +345,7 @@ def rule_from_form(form: RuleForm) -> tuple[dict[str, Any], dict[str, str]]:
         then["suggest_form"] = form.suggest_form.data
     if form.urgent.data:
         then["urgent"] = True
+    _plan_contract_from_form(form, then)
     rule: dict[str, Any] = {"id": form.rule_id.data.strip(), "description": form.description.data.strip()}
     rule.update(when=when, then=then, sources=list(form.sources.data or []), confidence=form.confidence.data)
     if form.note.data and form.note.data.strip():
@@ -358,6 +365,15 @@ def in_order_of(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _plan_contract_from_form(form: RuleForm, then: dict[str, Any]) -> None:
+    """Effects of the plan contract (REFERENCE §8): advice and monitoring only when magnesium is proposed."""
+    lines = [line.strip() for line in (form.monitoring_on_magnesium.data or "").splitlines() if line.strip()]
+    if lines:
+        then["monitoring_on_magnesium"] = lines
+    if form.only_when_supplemented.data:
+        then["only_when_supplemented"] = True
+
+
 RULE_FIELDS = {
     "sources": "sources",
     "confidence": "confidence",
@@ -371,6 +387,9 @@ RULE_FIELDS = {
     "then.suggest_form": "suggest_form",
     "then.derive": "derive",
     "then.doses_per_day_min": "doses_per_day_min",
+    "then.requires_physician": "requires_physician",
+    "then.monitoring_on_magnesium": "monitoring_on_magnesium",
+    "then.only_when_supplemented": "only_when_supplemented",
 }
 
 

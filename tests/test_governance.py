@@ -44,8 +44,10 @@ def rescope(scenarios_text, old, new):
     cases = json.loads(scenarios_text)
     for case in cases:
         plan = case.get("expect", {}).get("plan", {})
-        if case["record"].get("jurisdiction") == "US" and plan.get("max_elemental_mg_per_day") == old:
-            plan["max_elemental_mg_per_day"] = new
+        cap = plan.get("max_elemental_mg_per_day")
+        adult_us = case["record"].get("jurisdiction") == "US" and case["record"].get("age_years", 0) >= 9
+        if adult_us and isinstance(cap, int | float) and 0 < cap <= old:  # the limit, or the limit minus Mg taken
+            plan["max_elemental_mg_per_day"] = max(0, cap - (old - new))
     return json.dumps(cases)
 
 

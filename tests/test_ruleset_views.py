@@ -198,8 +198,10 @@ def lower_us_limit(app, client):
     cases = json.loads(dict(raw)["scenarios"])
     for case in cases:
         plan = case.get("expect", {}).get("plan", {})
-        if case["record"].get("jurisdiction") == "US" and plan.get("max_elemental_mg_per_day") == 350:
-            plan["max_elemental_mg_per_day"] = 300
+        cap = plan.get("max_elemental_mg_per_day")
+        adult_us = case["record"].get("jurisdiction") == "US" and case["record"].get("age_years", 0) >= 9
+        if adult_us and isinstance(cap, int | float) and 0 < cap <= 350:  # the limit, or the limit minus Mg taken
+            plan["max_elemental_mg_per_day"] = cap - 50
     response = post(client, "/rulesets/drafts/1/raw", replace(raw, "scenarios", json.dumps(cases)))
     assert response.status_code == 302
     with app.app_context():
