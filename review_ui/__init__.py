@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
 
+from audit import log as audit_log
 from review_ui.db import db
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
@@ -22,6 +23,7 @@ login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
 login_manager.session_protection = "strong"
+MIN_AUDIT_KEY_LENGTH = 32
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -36,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         MGREVIEW_RULESET=None,
         MGREVIEW_JURISDICTION=None,
+        MGREVIEW_AUDIT_KEY=None,
         PAGE_SIZE=50,
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
     )
@@ -45,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "MGREVIEW_SECRET_KEY": "SECRET_KEY",
         "MGREVIEW_RULESET": "MGREVIEW_RULESET",
         "MGREVIEW_JURISDICTION": "MGREVIEW_JURISDICTION",
+        "MGREVIEW_AUDIT_KEY": "MGREVIEW_AUDIT_KEY",
     }
     for var, key in env.items():
         if os.environ.get(var):
@@ -53,6 +57,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    if not app.config["MGREVIEW_AUDIT_KEY"]:
+        app.config["MGREVIEW_AUDIT_KEY"] = _instance_secret(Path(app.instance_path), "audit_key")
+    if len(app.config["MGREVIEW_AUDIT_KEY"]) < MIN_AUDIT_KEY_LENGTH:
+        raise RuntimeError(f"MGREVIEW_AUDIT_KEY needs at least {MIN_AUDIT_KEY_LENGTH} characters")
+    audit_log.use_key(_audit_key)
 
     db.init_app(app)
     migrate.init_app(app, db)
@@ -65,10 +74,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _instance_secret(instance: Path) -> str:
-    """A secret key kept in the instance folder, made once, so sessions survive restarts."""
-    path = instance / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32), "utf-8")
-        path.chmod(0o600)
+def _instance_secret(instance: Path, name: str = "secret_key") -> str:
+    """A secret kept in the instance folder (mode 600), made once, so sessions and the audit chain survive restarts."""
+    path = instance / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32))
     return path.read_text("utf-8").strip()
+
+
+def _audit_key() -> bytes:
+    """The audit chain's HMAC key: MGREVIEW_AUDIT_KEY, else the instance folder's `audit_key` (never the database)."""
+    return str(current_app.config["MGREVIEW_AUDIT_KEY"]).encode("utf-8")

@@ -139,17 +139,58 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Check the whole hash chain; name the first broken entry (exit status 1)."""
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also check against a checkpoint written by `audit checkpoint` (finds truncation and replacement).",
+)
+def audit_verify(checkpoint_path: Path | None) -> None:
+    """Check the whole keyed hash chain and its head; name the first broken entry (exit status 1)."""
+    import json
+
+    from audit import log
+    from review_ui.db import db as database
+
+    point = None
+    if checkpoint_path is not None:
+        try:
+            point = json.loads(checkpoint_path.read_text("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise click.ClickException(f"{checkpoint_path}: not a checkpoint file ({e})") from None
+    app = _app()
+    with app.app_context():
+        result = log.verify(database.session, checkpoint=point)
+    click.echo(result.message())
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the checkpoint here (default: stdout). Keep it outside the database's host and backups.",
+)
+def audit_checkpoint(output: Path | None) -> None:
+    """Export a signed checkpoint of the chain (sequence, head hash, time) for `audit verify --checkpoint`."""
+    import json
+
     from audit import log
     from review_ui.db import db as database
 
     app = _app()
     with app.app_context():
         result = log.verify(database.session)
-    click.echo(result.message())
-    if not result.ok:
-        sys.exit(1)
+        if not result.ok:
+            raise click.ClickException(f"not writing a checkpoint of a broken chain: {result.message()}")
+        text = json.dumps(log.checkpoint(database.session), sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, "utf-8")
+        click.echo(f"checkpoint of {result.checked} entries written to {output}", err=True)
 
 
 @main.command()

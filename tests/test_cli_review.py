@@ -10,8 +10,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "intake.jsonl"
 
 
-def mgreview(db, *args, stdin=None):
-    env = {**os.environ, "MGREVIEW_DATABASE_URL": f"sqlite:///{db}", "MGREVIEW_SECRET_KEY": "test"}
+AUDIT_KEY = "k" * 40
+
+
+def mgreview(db, *args, stdin=None, audit_key=AUDIT_KEY):
+    env = {
+        **os.environ,
+        "MGREVIEW_DATABASE_URL": f"sqlite:///{db}",
+        "MGREVIEW_SECRET_KEY": "test",
+        "MGREVIEW_AUDIT_KEY": audit_key,
+    }
     return subprocess.run(
         [sys.executable, "-c", "from review_ui.cli import main; main()", *args],
         cwd=ROOT,
@@ -39,6 +47,8 @@ def test_users_import_and_audit_verify(tmp_path):
     assert "0 new cases, 60 already imported" in again.stdout
     verified = mgreview(db, "audit", "verify")
     assert verified.returncode == 0 and "audit log intact: 4 entries verified" in verified.stdout
+    other_key = mgreview(db, "audit", "verify", audit_key="another key of forty characters, not ours")
+    assert other_key.returncode == 1 and "not this log's key" in other_key.stdout
     exported = mgreview(db, "rulesets", "export", "--to", str(tmp_path / "rulesets"))
     assert exported.returncode == 0 and "magnesium/v1.json" in exported.stdout
     shipped = Path(__file__).resolve().parent.parent / "rulesets" / "magnesium" / "v1.json"
@@ -55,4 +65,26 @@ def test_audit_verify_names_the_tampered_entry(tmp_path):
         conn.execute("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 2")
     result = mgreview(db, "audit", "verify")
     assert result.returncode == 1
-    assert "audit log BROKEN at entry 2: content does not match its hash (edited)" in result.stdout
+    assert "audit log BROKEN at entry 2: content does not match its keyed hash (edited or forged" in result.stdout
+
+
+def test_a_checkpoint_finds_a_rolled_back_log(tmp_path):
+    db = tmp_path / "cli.db"
+    mgreview(db, "db", "upgrade")
+    with sqlite3.connect(db) as conn:
+        saved = conn.execute("SELECT seq, hash, mac FROM audit_head").fetchone()
+    for name in ("ann", "ben"):
+        mgreview(db, "users", "add", name, "--role", "clinician", "--password-stdin", stdin="long enough password\n")
+    point = tmp_path / "checkpoint.json"
+    written = mgreview(db, "audit", "checkpoint", "-o", str(point))
+    assert written.returncode == 0 and "checkpoint of 3 entries written" in written.stderr
+    assert mgreview(db, "audit", "verify", "--checkpoint", str(point)).returncode == 0
+    with sqlite3.connect(db) as conn:  # back to the copy of the head taken before the two users were added
+        for trigger in ("audit_entry_no_delete", "audit_head_forward_only"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DELETE FROM audit_entry WHERE seq > ?", (saved[0],))
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ?, mac = ?", saved)
+    assert mgreview(db, "audit", "verify").returncode == 0
+    result = mgreview(db, "audit", "verify", "--checkpoint", str(point))
+    assert result.returncode == 1
+    assert "the checkpoint has 3 entries but the chain ends at 1 (truncated)" in result.stdout
