@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, Text, select
+from sqlalchemy import Connection, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from audit.db import Base
@@ -235,9 +235,8 @@ def entry_at(session: Session, seq: int) -> AuditEntry | None:
 
 def key_existing_log(connection: Connection, key: bytes) -> str:
     """Key a log (run by the migration): write the head's MAC, and seal unkeyed entries with one keyed entry."""
-    entries, heads = AuditEntry.__table__, AuditHead.__table__
-    head = connection.execute(select(heads.c.seq, heads.c.hash).where(heads.c.id == 1)).first()
-    last = connection.execute(select(entries.c.seq, entries.c.hash).order_by(entries.c.seq.desc()).limit(1)).first()
+    head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    last = connection.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
     seq, head_hash = (last.seq, last.hash) if last is not None else (0, GENESIS)
     if head is not None:
         seq, head_hash = max((head.seq, head.hash), (seq, head_hash))
@@ -258,13 +257,13 @@ def key_existing_log(connection: Connection, key: bytes) -> str:
             "prev_hash": head_hash,
         }
         seq, head_hash = seq + 1, entry_hash(content, key)
-        connection.execute(entries.insert().values(**content, hash=head_hash))
+        connection.execute(insert(AuditEntry).values(**content, hash=head_hash))
         message = f"audit log keyed: {seq - 1} unkeyed entries sealed by entry {seq}"
     values = {"seq": seq, "hash": head_hash, "mac": head_mac(key, seq, head_hash)}
     if head is None:
-        connection.execute(heads.insert().values(id=1, **values))
+        connection.execute(insert(AuditHead).values(id=1, **values))
     else:
-        connection.execute(heads.update().where(heads.c.id == 1).values(**values))
+        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
     return message
 
 
