@@ -108,6 +108,54 @@ def _import(app: Flask, path: Path, actor: str) -> Any:
         return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
 
 
+_check_files = rulesets.commands["check"]
+
+
+@rulesets.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-db", is_flag=True, help="Check the files only, not the versions stored in the database.")
+def rulesets_check(paths: tuple[Path, ...], no_db: bool) -> None:
+    """Validate ruleset files (default: every file under rulesets/) and every version stored in the database."""
+    failure: click.ClickException | None = None
+    try:
+        click.get_current_context().invoke(_check_files, paths=paths)
+    except click.ClickException as e:
+        failure = e
+    if not no_db:
+        refused = _check_stored_versions()
+        if refused and failure is None:
+            failure = click.ClickException(f"{refused} stored ruleset version(s) refused")
+    if failure is not None:
+        raise failure
+
+
+def _check_stored_versions() -> int:
+    """Print each stored version that is refused (hash, publication); the number refused."""
+    from sqlalchemy import inspect
+
+    from review_ui import governance
+    from review_ui.db import db as database
+
+    app = _app()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        click.echo("database: none yet (`mgreview db upgrade` creates it); no stored versions to check")
+        return 0
+    with app.app_context():
+        if not inspect(database.engine).has_table("ruleset_version"):
+            click.echo("database: not migrated yet; no stored versions to check")
+            return 0
+        checked = governance.check_versions()
+        for version, problem in checked:
+            if problem:
+                click.echo(f"database: {version.label} refused: {problem}", err=True)
+        refused = sum(1 for _, problem in checked if problem)
+        if not refused:
+            click.echo(f"database: {len(checked)} stored version(s) ok")
+        database.engine.dispose()
+    return refused
+
+
 @rulesets.command("export")
 @click.option(
     "--to",

@@ -39,7 +39,11 @@ def index() -> Any:
     ).scalars()
     versions = list(versions) or [governance.latest_version(governance.DEFAULT_RULESET)]
     drafts = db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars().all()
-    return render_template("rulesets/index.html", versions=versions, drafts=drafts, refs=_refs(versions, drafts))
+    refused = {v.id: problem for v in versions if (problem := governance.version_problem(v))}
+    usable = [v for v in versions if v.id not in refused]
+    return render_template(
+        "rulesets/index.html", versions=versions, refused=refused, drafts=drafts, refs=_refs(usable, drafts)
+    )
 
 
 def _refs(versions: list[RulesetVersion], drafts: list[RulesetDraft]) -> list[tuple[str, str]]:

@@ -88,3 +88,18 @@ def test_a_checkpoint_finds_a_rolled_back_log(tmp_path):
     result = mgreview(db, "audit", "verify", "--checkpoint", str(point))
     assert result.returncode == 1
     assert "the checkpoint has 3 entries but the chain ends at 1 (truncated)" in result.stdout
+
+
+def test_rulesets_check_covers_the_database(tmp_path):
+    db = tmp_path / "cli.db"
+    mgreview(db, "db", "upgrade")
+    assert "database: 1 stored version(s) ok" in mgreview(db, "rulesets", "check").stdout
+    with sqlite3.connect(db) as conn:  # a forged v3, inserted with the triggers in place
+        conn.execute(
+            "INSERT INTO ruleset_version (name, version, sha256, content, scenarios, supersedes, change_note, origin,"
+            " authors, approver, published_at, audit_seq) SELECT name, 3, 'f00d', content, scenarios, 2, 'x',"
+            " 'published', '[]', 'peter', published_at, audit_seq FROM ruleset_version WHERE version = 1"
+        )
+    result = mgreview(db, "rulesets", "check")
+    assert result.returncode == 1
+    assert "database: magnesium v3 refused: its stored text does not match its sha256" in result.stderr
