@@ -347,7 +347,11 @@ def impact(draft_id: int) -> Any:
             if not form.file.data:
                 form.file.errors = [*form.file.errors, "Choose an intake file to replay."]
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
-            items = uploaded_items(form.file.data)
+            try:
+                items = uploaded_items(form.file.data)
+            except WorkflowError as e:
+                form.file.errors = [*form.file.errors, e.message]
+                return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
             what = form.file.data.filename or "upload"
         else:
             items = governance.stored_case_items(form.limit.data or 2000)

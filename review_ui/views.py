@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from audit import log as audit
 from engine import ruleset as rulesets
-from engine.batch import csv_record
+from engine.batch import InputError, read_stream
 from engine.evaluate import Evaluator
 from review_ui import governance, login_manager, workflow
 from review_ui.db import db
@@ -285,7 +285,12 @@ def upload() -> Any:
     form = ImportForm()
     if form.validate_on_submit():
         name = form.file.data.filename or "upload"
-        items = uploaded_items(form.file.data)
+        try:
+            items = uploaded_items(form.file.data)
+        except workflow.WorkflowError as e:
+            form.file.errors = [*form.file.errors, e.message]
+            batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
+            return render_template("import.html", form=form, batches=batches), 400
         report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
         flash(
             f"Imported {name}: {len(report.accepted)} new cases, {len(report.duplicates)} already imported, "
@@ -298,12 +303,11 @@ def upload() -> Any:
 
 
 def uploaded_items(storage: Any) -> list[tuple[int, Any]]:
-    """(line, record) items of an uploaded intake file: CSV rows, or JSON lines (records or FHIR Bundles)."""
-    text = storage.read().decode("utf-8-sig", errors="replace")
-    if (storage.filename or "").lower().endswith(".csv"):
-        reader = csv.DictReader(io.StringIO(text))
-        return [(reader.line_num, csv_record(row)) for row in reader]
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    """(line, record) items of an uploaded intake file, read exactly as the CLI reads a file (engine.batch)."""
+    try:
+        return list(read_stream(storage.stream, storage.filename or "upload"))
+    except InputError as e:
+        raise workflow.WorkflowError(str(e), "file") from None
 
 
 @imports.route("/batches/<int:batch_id>")
