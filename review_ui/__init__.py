@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
@@ -19,6 +21,7 @@ from review_ui.db import db
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
 migrate = Migrate(directory=MIGRATIONS_DIR, render_as_batch=True)
 csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
@@ -33,7 +36,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "mgreview.db"),
         SECRET_KEY=None,
-        PERMANENT_SESSION_LIFETIME=timedelta(minutes=30),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=30),  # idle: each request renews the cookie
+        SESSION_ABSOLUTE_LIFETIME=timedelta(hours=12),  # from sign-in, whatever the activity
+        LOGIN_LIMIT_PER_CLIENT="20 per minute;100 per hour",
+        LOGIN_LIMIT_PER_ACCOUNT="10 per minute;30 per hour",
+        RATELIMIT_STORAGE_URI="memory://",
+        RATELIMIT_HEADERS_ENABLED=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MGREVIEW_RULESET=None,
@@ -67,6 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db)
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
 
     from review_ui import views
 

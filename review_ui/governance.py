@@ -19,7 +19,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash
 
 from audit import log as audit
 from engine import impact, rulediff, scenarios
@@ -28,7 +27,7 @@ from engine.errors import RulesetError
 from engine.evaluate import Evaluator
 from review_ui.db import db
 from review_ui.models import SEVERITY_RANK, Case, CaseFinding, Reevaluation, RulesetDraft, RulesetVersion, User, utcnow
-from review_ui.workflow import ConflictError, WorkflowError, commit_or_rollback, ruleset_label
+from review_ui.workflow import ConflictError, WorkflowError, commit_or_rollback, ruleset_label, verify_signature
 
 EDITOR_ROLE = "rule_editor"
 DEFAULT_RULESET = "magnesium"
@@ -471,8 +470,9 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
     scenarios fail; refused without one for a wrong password or a draft that is not submitted.
     """
     require_editor(actor)
-    if not check_password_hash(actor.password_hash, password):
-        raise WorkflowError("The password does not match: the approval was not signed.", "password")
+    verify_signature(
+        actor, password, refused="The approval was not signed.", target_type="ruleset_draft", target_id=str(draft_id)
+    )
     draft = get_draft(draft_id)
     if draft.status != "submitted":
         raise WorkflowError(f"This draft is {draft.status}; only a submitted draft can be approved.")

@@ -30,7 +30,7 @@ from audit import log as audit
 from engine import ruleset as rulesets
 from engine.batch import InputError, read_stream
 from engine.evaluate import Evaluator
-from review_ui import governance, login_manager, workflow
+from review_ui import governance, limiter, login_manager, workflow
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, ReevaluateForm, WorklistFilter
 from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
@@ -69,16 +69,23 @@ def evaluator() -> Evaluator:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader."""
-    return db.session.get(User, int(user_id))
+    """Flask-Login's user loader: only for a live server-side session (not signed out, not past its lifetime)."""
+    return workflow.session_user(session.get("sid"), int(user_id))
 
 
 # --- sign-in ----------------------------------------------------------------------------------
 
 
+def _account_key() -> str:
+    """The throttle key of the account being signed in to (the same for unknown users)."""
+    return "account:" + (request.form.get("username") or "").strip().lower()[:80]
+
+
 @auth.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_account_key)
 def login() -> Any:
-    """Sign in; failures and lockouts are audited by the workflow."""
+    """Sign in; failures and lockouts are audited by the workflow; throttled per client and per account."""
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -86,7 +93,9 @@ def login() -> Any:
         except workflow.WorkflowError as e:
             flash(e.message, "error")
         else:
+            session.clear()
             session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
+            session["sid"] = workflow.start_session(user, lifetime=current_app.config["SESSION_ABSOLUTE_LIFETIME"])
             login_user(user)
             return redirect(url_for("cases.worklist"))
     return render_template("login.html", form=form)
@@ -95,9 +104,22 @@ def login() -> Any:
 @auth.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: the server-side session is revoked, so a saved cookie no longer works."""
+    workflow.end_session(session.get("sid"), actor=current_user.username)
     logout_user()
+    session.clear()
     flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@auth.route("/logout/everywhere", methods=["POST"])
+@login_required
+def logout_everywhere() -> Any:
+    """Sign out on every browser and device: every session of this user is revoked."""
+    count = workflow.end_all_sessions(current_user, actor=current_user.username)
+    logout_user()
+    session.clear()
+    flash(f"Signed out everywhere ({count} session(s) ended).", "info")
     return redirect(url_for("auth.login"))
 
 
@@ -367,6 +389,7 @@ ERROR_MESSAGES = {
     403: "Your role does not give access to this page.",
     404: "There is nothing at this address.",
     413: "The file is too large.",
+    429: "Too many attempts from here or for this account; wait a minute and try again.",
     500: "Something went wrong on our side. The error was logged; nothing you entered was half-saved.",
 }
 

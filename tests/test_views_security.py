@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import pytest
 
@@ -59,3 +60,108 @@ def test_an_upload_that_is_not_text_is_refused_beside_the_field(client):
     response = post_file(client, "id,age_years\nA,40\n".encode("utf-16"), "in.csv")
     assert response.status_code == 400
     assert "in.csv: the file is UTF-16 text; save it as UTF-8 (JSON Lines or CSV)" in response.get_data(as_text=True)
+
+
+# --- sessions and signatures ---------------------------------------------------------------------
+
+
+def upload(client, *records):
+    body = "\n".join(json.dumps(r) for r in records).encode()
+    return post_file(client, body, "in.jsonl")
+
+
+def case_id(app, ref):
+    from review_ui.models import Case
+
+    with app.app_context():
+        return db.session.query(Case).filter_by(patient_ref=ref).one().id
+
+
+def actions(app):
+    from audit import log as audit
+
+    with app.app_context():
+        return [e.action for e in audit.read(db.session, newest_first=False)]
+
+
+def test_a_saved_cookie_no_longer_works_after_sign_out(client, app):
+    login(client)
+    saved = client.get_cookie("session").value
+    client.post("/logout")
+    thief = app.test_client()
+    thief.set_cookie("session", saved)
+    response = thief.get("/cases")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_sign_out_everywhere_ends_every_session_of_the_user(client, app):
+    other = app.test_client()
+    login(client)
+    login(other)
+    assert other.get("/cases").status_code == 200
+    page = client.post("/logout/everywhere", follow_redirects=True).get_data(as_text=True)
+    assert "Signed out everywhere (2 session(s) ended)." in page
+    assert other.get("/cases").status_code == 302
+    assert actions(app)[-1] == "logout.everywhere"
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_active(client, app, monkeypatch):
+    from datetime import timedelta
+
+    from review_ui.models import utcnow
+
+    login(client)
+    assert client.get("/cases").status_code == 200
+    later = utcnow() + app.config["SESSION_ABSOLUTE_LIFETIME"] + timedelta(seconds=1)
+    monkeypatch.setattr(workflow, "utcnow", lambda: later)  # the cookie is fresh: only the server-side limit ends it
+    assert client.get("/cases").status_code == 302
+
+
+def test_wrong_signature_passwords_are_audited_and_lock_the_account(client, app):
+    login(client)
+    upload(client, record(id="S1"))
+    cid = case_id(app, "S1")
+    form = {"kind": "approve", "expected_version": "1", "password": "not my password"}
+    for _ in range(workflow.MAX_FAILED_LOGINS):
+        page = client.post(f"/cases/{cid}/decide", data=form).get_data(as_text=True)
+    assert "The decision was not signed. The account is locked after 5 wrong passwords" in page
+    assert actions(app).count("signature.failed") == workflow.MAX_FAILED_LOGINS
+    right = client.post(f"/cases/{cid}/decide", data={**form, "password": PASSWORD}).get_data(as_text=True)
+    assert "The account is locked" in right  # the right password does not sign while locked
+    assert "Unknown username or wrong password." in login(app.test_client()).get_data(as_text=True)
+
+
+def test_unknown_users_get_the_same_answer_and_the_same_password_work(client, app, monkeypatch):
+    import werkzeug.security
+
+    checked = []
+    real = werkzeug.security.check_password_hash
+    monkeypatch.setattr(workflow, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
+    answers = []
+    for username in ("alice", "nobody"):
+        page = login(app.test_client(), username, "wrong password").get_data(as_text=True)
+        answers.append(re.findall(r'<div class="flash[^"]*"[^>]*>(.*?)</div>', page))
+    assert answers[0] == answers[1] and "Unknown username or wrong password." in answers[0][0]
+    assert len(checked) == 2  # a password hash is checked for the unknown user too (similar time)
+
+
+def test_sign_in_is_throttled_per_account_across_clients(client, app):
+    statuses = []
+    for n in range(12):
+        other = app.test_client()
+        response = other.post(
+            "/login",
+            data={"username": "ALICE", "password": "guess"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+        )
+        statuses.append(response.status_code)
+    assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
+    assert "Too many attempts" in other.post("/login", data={"username": "alice", "password": "x"}).get_data(True)
+
+
+def test_sign_in_is_throttled_per_client_whatever_the_username(client, app):
+    statuses = [
+        app.test_client().post("/login", data={"username": f"user{n}", "password": "guess"}).status_code
+        for n in range(21)
+    ]
+    assert statuses[:20] == [200] * 20 and statuses[20] == 429
