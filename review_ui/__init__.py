@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MGREVIEW_RULESET=None,
         MGREVIEW_JURISDICTION=None,
         MGREVIEW_AUDIT_KEY=None,
+        MGREVIEW_PROXIES=0,  # reverse proxies in front whose X-Forwarded-For/-Proto are trusted
         PAGE_SIZE=50,
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
     )
@@ -57,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "MGREVIEW_RULESET": "MGREVIEW_RULESET",
         "MGREVIEW_JURISDICTION": "MGREVIEW_JURISDICTION",
         "MGREVIEW_AUDIT_KEY": "MGREVIEW_AUDIT_KEY",
+        "MGREVIEW_PROXIES": "MGREVIEW_PROXIES",
     }
     for var, key in env.items():
         if os.environ.get(var):
@@ -71,6 +73,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError(f"MGREVIEW_AUDIT_KEY needs at least {MIN_AUDIT_KEY_LENGTH} characters")
     audit_log.use_key(_audit_key)
 
+    from review_ui import security
+
+    security.init_app(app)  # before the blueprints: their <int:...> rules use the bounded converter
     db.init_app(app)
     migrate.init_app(app, db)
     csrf.init_app(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -437,11 +438,15 @@ def diff() -> Any:
 
 
 def _text_of(ref: str) -> tuple[str, str] | None:
-    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>`."""
-    if ref.startswith("draft-") and ref[6:].isdigit():
+    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>` (readers of drafts only)."""
+    if not re.fullmatch(r"(v|draft-)[0-9]{1,9}", ref):
+        return None
+    if ref.startswith("draft-"):
+        if current_user.role not in READERS:
+            abort(403)
         draft = db.session.get(RulesetDraft, int(ref[6:]))
         return (draft.label, draft.content) if draft else None
-    if ref.startswith("v") and ref[1:].isdigit():
+    if ref.startswith("v"):
         try:
             version = governance.get_version(governance.DEFAULT_RULESET, int(ref[1:]))
         except WorkflowError:

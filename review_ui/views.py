@@ -344,9 +344,13 @@ def batch_page(batch_id: int) -> Any:
 # --- audit log --------------------------------------------------------------------------------
 
 
+RULE_EDITOR_AUDIT = ("ruleset", "ruleset_draft")  # rule editors see rulesets' entries, not patients' plans
+
+
 def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntry]:
     return audit.read(
         db.session,
+        target_types=RULE_EDITOR_AUDIT if current_user.role == "rule_editor" else None,
         action=form.action.data or None,
         actor=form.actor.data or None,
         target_type=form.target_type.data or None,
@@ -408,6 +412,11 @@ def _error(e: Any) -> Any:
     code = getattr(e, "code", 500) or 500
     if code == 500:
         db.session.rollback()
+    return render_error(code)
+
+
+def render_error(code: int) -> Any:
+    """The error page for an HTTP status."""
     return render_template("error.html", code=code, message=ERROR_MESSAGES.get(code, "Error.")), code
 
 

@@ -253,7 +253,7 @@ def import_records(
     items: Iterable[tuple[int, Any]], *, filename: str, actor: str, evaluator: Evaluator
 ) -> ImportReport:
     """Evaluate records and store the accepted ones as cases; re-importing a record changes nothing."""
-    batch = Batch(filename=filename, imported_by=actor)
+    batch = Batch(filename=_clip(filename, Batch.filename.type.length), imported_by=actor)
     db.session.add(batch)
     db.session.flush()
     report = ImportReport(batch_id=batch.id)
@@ -264,6 +264,15 @@ def import_records(
         result = json.loads(text)
         if status != "ok":
             report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
+            continue
+        if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL
+            report.rejected.append(
+                {
+                    "line": line,
+                    "record_id": _clip(str(result["record_id"]), 40),
+                    "errors": [{"field": "id", "reason": f"longer than {PATIENT_REF_LENGTH} characters"}],
+                }
+            )
             continue
         record = json.loads(raw) if isinstance(raw, str) else raw
         key = record_hash(record)
@@ -295,6 +304,13 @@ def import_records(
     )
     commit_or_rollback()
     return report
+
+
+PATIENT_REF_LENGTH: int = Case.patient_ref.type.length
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _case(record: dict[str, Any], result: dict[str, Any], key: str, batch_id: int) -> Case:

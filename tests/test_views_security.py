@@ -184,3 +184,80 @@ def test_audit_csv_neutralises_formula_cells(client, app, username):
     failed = next(r for r in rows if r["action"] == "login.failed")
     assert failed["actor"] == "'" + username and failed["target_id"] == "'" + username
     assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values())
+
+
+# --- hardening ------------------------------------------------------------------------------------------
+
+
+def test_security_headers_and_no_caching_of_patient_pages(client):
+    login(client)
+    upload(client, record(id="H1"))
+    for path in ("/cases", "/login", "/audit", "/import"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cache-Control"] == "no-store"
+    assert "Server" not in client.get("/cases").headers
+
+
+def test_the_session_cookie_is_secure_over_https_only(client, app):
+    plain, secure = app.test_client(), app.test_client()
+    plain.post("/login", data={"username": "alice", "password": PASSWORD})
+    secure.post("/login", data={"username": "alice", "password": PASSWORD}, base_url="https://localhost")
+    assert not plain.get_cookie("session").secure
+    assert secure.get_cookie("session", domain="localhost").secure
+
+
+def test_clinicians_cannot_read_drafts_through_the_diff_url(client, app):
+    from review_ui import governance
+    from review_ui.models import User
+
+    with app.app_context():
+        editor = db.session.query(User).filter_by(username="ed").one()
+        draft = governance.create_draft("magnesium", actor=editor)
+        draft_id = draft.id
+    login(client)
+    assert client.get(f"/rulesets/diff?a=v1&b=draft-{draft_id}").status_code == 403
+    assert client.get("/rulesets/diff?a=v1&b=v1").status_code == 200
+
+
+def test_rule_editors_see_the_audit_of_rulesets_not_patients_plans(client, app):
+    login(client)
+    upload(client, record(id="P1"))
+    client.post(
+        f"/cases/{case_id(app, 'P1')}/decide", data={"kind": "approve", "expected_version": "1", "password": PASSWORD}
+    )
+    editor = app.test_client()
+    login(editor, "ed")
+    csv_text = editor.get("/audit.csv").get_data(as_text=True)
+    page = editor.get("/audit").get_data(as_text=True)
+    assert "ruleset.register" in csv_text and "ruleset.register" in page
+    for text in (csv_text, page):
+        assert "decision.approve" not in text and "P1" not in text
+    assert "decision.approve" in client.get("/audit.csv").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/cases/99999999999999999999999", "/batches/9223372036854775808", "/rulesets/drafts/123456789012345678901"],
+)
+def test_huge_ids_in_urls_are_not_found_not_a_server_error(client, path):
+    login(client, "ada")
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["batch=99999999999999999999999", "a=v1&b=draft-99999999999999999999"])
+def test_huge_numbers_in_queries_are_a_client_error(client, query):
+    login(client, "ada")
+    path = "/rulesets/diff" if query.startswith("a=") else "/cases"
+    assert client.get(f"{path}?{query}").status_code in (200, 302, 400)
+
+
+def test_an_id_over_the_column_length_is_one_reject_not_a_failed_upload(client, app):
+    login(client)
+    page = upload(client, record(id="L1"), record(id="X" * 500), record(id="L2")).get_data(as_text=True)
+    assert "2 new cases, 0 already imported, 1 rejected" in page
+    with app.app_context():
+        rejects = db.session.query(Batch).one().rejects
+    assert rejects[0]["line"] == 2 and rejects[0]["errors"] == [{"field": "id", "reason": "longer than 120 characters"}]
