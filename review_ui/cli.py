@@ -244,9 +244,30 @@ def audit_checkpoint(output: Path | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the review UI (threaded development server; use a WSGI server with workers in production)."""
-    _app().run(host=host, port=port, threaded=True)
+@click.option("--production", is_flag=True, help="gunicorn with worker processes (use PostgreSQL).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default 2 per core, <= 8)."
+)
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker.")
+@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+def serve(host: str, port: int, production: bool, workers: int | None, threads: int, access_log: bool) -> None:
+    """Serve the review UI: the threaded development server, or with --production gunicorn workers."""
+    from review_ui import server
+
+    app = _app()
+    if not production:
+        app.run(host=host, port=port, threaded=True, request_handler=server.QuietHandler)
+        return
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        click.echo("warning: serving SQLite with several workers; use PostgreSQL (MGREVIEW_DATABASE_URL)", err=True)
+    with app.app_context():
+        from review_ui.db import db as database
+
+        database.engine.dispose()  # nothing opened here may be shared with the forked workers
+    options = server.production_options(host, port, workers or server.default_workers(), threads, access_log)
+    click.echo(f"serving on http://{host}:{port}/ with {options['workers']} workers x {threads} threads", err=True)
+    server.serve_production(options)
 
 
 @main.command()
@@ -277,4 +298,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     for username, role, password, _ in DEMO_USERS:
         click.echo(f"  {username:10} password {password:22} ({role})")
     if not no_serve:
-        app.run(host=host, port=port, threaded=True)
+        from review_ui import server
+
+        app.run(host=host, port=port, threaded=True, request_handler=server.QuietHandler)

@@ -103,3 +103,33 @@ def test_rulesets_check_covers_the_database(tmp_path):
     result = mgreview(db, "rulesets", "check")
     assert result.returncode == 1
     assert "database: magnesium v3 refused: its stored text does not match its sha256" in result.stderr
+
+
+def test_serve_production_runs_gunicorn_workers_without_a_version_header(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    db = tmp_path / "cli.db"
+    mgreview(db, "db", "upgrade")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MGREVIEW_DATABASE_URL": f"sqlite:///{db}", "MGREVIEW_AUDIT_KEY": AUDIT_KEY}
+    command = [sys.executable, "-c", "from review_ui.cli import main; main()", "serve", "--production"]
+    server = subprocess.Popen(
+        [*command, "--workers", "2", "--port", str(port)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(100):
+            try:
+                response = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert response.status == 200 and response.headers["Server"] == "gunicorn"
+        assert response.headers["Cache-Control"] == "no-store"
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert "with 2 workers x 4 threads" in stderr and "use PostgreSQL" in stderr
