@@ -39,7 +39,9 @@ def index() -> Any:
         select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
     ).scalars()
     versions = list(versions) or [governance.latest_version(governance.DEFAULT_RULESET)]
-    drafts = db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars().all()
+    drafts: list[RulesetDraft] = []
+    if current_user.role in READERS:  # clinicians see published versions only
+        drafts = list(db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars())
     refused = {v.id: problem for v in versions if (problem := governance.version_problem(v))}
     usable = [v for v in versions if v.id not in refused]
     return render_template(

@@ -220,6 +220,7 @@ def test_clinicians_cannot_read_drafts_through_the_diff_url(client, app):
     login(client)
     assert client.get(f"/rulesets/diff?a=v1&b=draft-{draft_id}").status_code == 403
     assert client.get("/rulesets/diff?a=v1&b=v1").status_code == 200
+    assert f"draft-{draft_id}" not in client.get("/rulesets/").get_data(as_text=True)
 
 
 def test_rule_editors_see_the_audit_of_rulesets_not_patients_plans(client, app):
