@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _instance_secret(instance: Path, name: str = "secret_key") -> str:
     """A secret kept in the instance folder (mode 600), made once, so sessions and the audit chain survive restarts."""
     path = instance / name
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
+    if not path.exists():  # written aside, then linked in place: a concurrent reader never sees it half-written
+        fd, temporary = tempfile.mkstemp(dir=instance, prefix=f".{name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)  # fails if another process made it first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     return path.read_text("utf-8").strip()
 
 
