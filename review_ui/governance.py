@@ -99,10 +99,11 @@ def latest_version(name: str, *, register: bool = True) -> RulesetVersion:
     A stored version is usable only when its text matches its sha256 and its publication is on the
     audit chain (`version_problem`); an unusable one is skipped and reported, never evaluated with.
     """
-    query = select(RulesetVersion).where(RulesetVersion.name == name).order_by(RulesetVersion.version.desc())
-    seen = False
-    for found in db.session.execute(query).scalars():
-        seen = True
+    query = select(RulesetVersion.id).where(RulesetVersion.name == name).order_by(RulesetVersion.version.desc())
+    ids = list(db.session.execute(query).scalars())  # ids only: the newest text is usually the only one read
+    seen = bool(ids)
+    for version_id in ids:
+        found = db.session.get_one(RulesetVersion, version_id)
         problem = version_problem(found)
         if problem is None:
             return found
