@@ -4,16 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run test lint typecheck pytest check-rulesets bench clean
+LOCK := requirements.lock
+
+.PHONY: setup system-deps run test lint typecheck pytest check-rulesets bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every dependency (tested versions) as pip constraints: installs stay reproducible and a
+# package the lock does not name still resolves. `make lock` rewrites it from the current .venv.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "mgreview needs Python 3.11 or 3.12 (durable-rules fails to import on 3.13)"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
+
+lock:  # needs .venv (make setup); does not depend on it, since setup itself reads the lock
+	{ echo "# Pinned versions of every dependency of mgreview[dev], tested together; used as pip constraints"; \
+	  echo "# by 'make setup'. Regenerate with 'make lock' after changing pyproject.toml."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(LOCK)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download browsers here); PostgreSQL 15
 # server binaries are expected on the machine. Installs Chromium when missing and apt-get is usable.
@@ -49,6 +58,7 @@ bench: setup
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_worklist
 	$(BIN)/python -m tests.bench_cdshooks
+	$(BIN)/python -m tests.bench_load
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

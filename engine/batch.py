@@ -7,6 +7,7 @@ one result line or one reject line, each naming its input line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from typing import IO, Any
 import orjson
 
 from engine import fhir
-from engine.errors import RecordError
+from engine.errors import MgReviewError, RecordError
 from engine.evaluate import Evaluator, to_json_line
 
 LIST_FIELDS = ("medications", "conditions", "symptoms")
@@ -71,18 +72,128 @@ class Summary:
         ]
 
 
+class InputError(MgReviewError):
+    """An input file that cannot be read as records at all (binary, UTF-16, unreadable): one clear message."""
+
+
+class OutputError(MgReviewError):
+    """A result or reject line could not be written (disk full, closed pipe): the batch stops; --resume finishes."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An input line that is not valid UTF-8: it becomes a reject naming the line, the batch goes on."""
+
+    text: str
+    reason: str
+
+
+_SNIFF_BYTES = 8192
+_UTF8_BOM = b"\xef\xbb\xbf"
+_OTHER_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
 def read_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, raw JSON text or CSV record dict) for every record of a JSONL or CSV file."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                yield reader.line_num, csv_record(row)
+    """(line number, raw JSON text or CSV record dict) for every record of a JSONL or CSV file.
+
+    A line that is not UTF-8 becomes an `Unreadable` item (a reject naming the line); a file that is
+    not text at all (binary, UTF-16) raises one InputError before any record is read.
+    """
+    try:
+        with path.open("rb") as f:
+            yield from read_stream(f, path.name)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def read_stream(data: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
+    """The records of an open binary stream; CSV when `name` ends in .csv. The CLI and the UI both read here."""
+    head = data.read(_SNIFF_BYTES)
+    _refuse_non_text(head, name)
+    stream = io.BufferedReader(_Prefixed(head, data), buffer_size=1 << 16)
+    if name.lower().endswith(".csv"):
+        yield from _csv_items(stream, name)
         return
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                yield number, line
+    for number, raw in enumerate(stream, start=1):
+        line = raw[len(_UTF8_BOM) :] if number == 1 and raw.startswith(_UTF8_BOM) else raw
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield number, Unreadable(line.decode("utf-8", "replace").rstrip("\r\n"), _decode_reason(line, e.start))
+            continue
+        if text.strip():
+            yield number, text
+
+
+def _refuse_non_text(head: bytes, name: str) -> None:
+    for bom, encoding in _OTHER_BOMS.items():
+        if head.startswith(bom):
+            raise InputError(f"{name}: the file is {encoding} text; save it as UTF-8 (JSON Lines or CSV)")
+    if b"\x00" in head:
+        raise InputError(f"{name}: the file is binary (it holds NUL bytes), not JSON Lines or CSV text")
+
+
+def _decode_reason(line: bytes, start: int) -> str:
+    return f"not valid UTF-8: byte 0x{line[start]:02x} at column {start + 1} (save the file as UTF-8)"
+
+
+def _csv_items(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text)
+    stuck_at = -1
+    while True:
+        line = reader.line_num
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            if line == stuck_at:  # a second error without moving on: nothing more can be read
+                raise InputError(f"{name}: line {line + 1}: not readable as CSV ({e})") from None
+            stuck_at = line
+            yield line + 1, Unreadable("", f"not readable as CSV: {e}")
+            continue
+        bad = next((cell for cell in (*row.values(), *row.keys()) if isinstance(cell, str) and _escaped(cell)), None)
+        if bad is not None:
+            raw = bad.encode("utf-8", "surrogateescape")
+            start = next(i for i, ch in enumerate(bad) if "\udc80" <= ch <= "\udcff")
+            yield (
+                reader.line_num,
+                Unreadable(
+                    raw.decode("utf-8", "replace"),
+                    _decode_reason(raw, len(bad[:start].encode("utf-8", "surrogateescape"))),
+                ),
+            )
+            continue
+        yield reader.line_num, csv_record(row)
+
+
+def _escaped(cell: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in cell)
+
+
+class _Prefixed(io.RawIOBase):
+    """A binary stream that first yields bytes already read (the sniffed head), then the rest."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        chunk = self._rest.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def csv_record(row: dict[str, str | None]) -> dict[str, Any]:
@@ -170,6 +281,11 @@ def evaluate_one(
 
 def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str, list[str]]:
     line_number, raw = item
+    if isinstance(raw, Unreadable):
+        result = evaluator.rejected(None, [{"field": "line", "reason": raw.reason}])
+        result["input"] = raw.text
+        result["line"] = line_number
+        return "rejected", to_json_line(result), []
     if isinstance(raw, str):
         try:
             record = orjson.loads(raw)
@@ -223,7 +339,14 @@ def run(
             stream = _results(items, workers, ruleset_path, jurisdiction, output_format)
         for status, line, severities in stream:
             target = rejects if status != "ok" and rejects is not None else out
-            target.write(line + "\n")
+            try:
+                target.write(line + "\n")
+            except OSError as e:
+                name = getattr(target, "name", "the output")
+                raise OutputError(
+                    f"cannot write {name}: {e.strerror or e}; {summary.records} records were written before it, "
+                    "free the space and run again with --resume to finish"
+                ) from None
             summary.add(status, severities)
             bar.update(1)
     finally:

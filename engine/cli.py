@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 import click
 
 from engine import ENGINE_VERSION
+
+# Exit statuses of `evaluate`: 0 every record evaluated; 1 done, some records rejected (listed);
+# 2 failed: the input could not be read, an output could not be written, or the ruleset is invalid.
+EXIT_REJECTED = 1
+EXIT_FAILED = 2
+
+
+class Failed(click.ClickException):
+    """The command could not do its job: one line, exit status 2."""
+
+    exit_code = EXIT_FAILED
 
 
 @click.group()
@@ -71,7 +83,7 @@ def evaluate(
         try:
             done = batch.completed_lines(*(p for p in (output, rejects) if p is not None))
         except ValueError as e:
-            raise click.ClickException(str(e)) from None
+            raise Failed(str(e)) from None
         click.echo(f"resuming: {len(done)} records already done", err=True)
     # Line-buffered: each result line reaches the file in one write, so a kill leaves whole lines;
     # a torn last line (a kill inside that write) is cut off by --resume.
@@ -87,21 +99,30 @@ def evaluate(
             workers=workers,
             ruleset_path=ruleset_path,
             jurisdiction=jurisdiction,
-            total=batch.count_records(input_path) - len(done) if sys.stderr.isatty() else None,
+            total=_count(input_path) - len(done) if sys.stderr.isatty() else None,
             dask=dask_address,
             output_format=output_format,
         )
     except MgReviewError as e:
-        raise click.ClickException(str(e)) from None
+        raise Failed(str(e)) from None
     finally:
-        if output:
-            out.close()
-        if rej:
-            rej.close()
+        for stream in (out if output else None, rej):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # the error that stopped the batch was reported already
+                    stream.close()
     for line in summary.lines():
         click.echo(line, err=True)
     if summary.rejected:
-        sys.exit(1)
+        sys.exit(EXIT_REJECTED)
+
+
+def _count(path: Path) -> int:
+    from engine import batch
+
+    try:
+        return batch.count_records(path)
+    except batch.InputError:
+        return 0  # the batch itself reports it
 
 
 @main.command()

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
 
+from audit import log as audit_log
 from review_ui.db import db
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
 migrate = Migrate(directory=MIGRATIONS_DIR, render_as_batch=True)
 csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
 login_manager.session_protection = "strong"
+MIN_AUDIT_KEY_LENGTH = 32
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -31,11 +37,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "mgreview.db"),
         SECRET_KEY=None,
-        PERMANENT_SESSION_LIFETIME=timedelta(minutes=30),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=30),  # idle: each request renews the cookie
+        SESSION_ABSOLUTE_LIFETIME=timedelta(hours=12),  # from sign-in, whatever the activity
+        LOGIN_LIMIT_PER_CLIENT="20 per minute;100 per hour",
+        LOGIN_LIMIT_PER_ACCOUNT="10 per minute;30 per hour",
+        RATELIMIT_STORAGE_URI="memory://",
+        RATELIMIT_HEADERS_ENABLED=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MGREVIEW_RULESET=None,
         MGREVIEW_JURISDICTION=None,
+        MGREVIEW_AUDIT_KEY=None,
+        MGREVIEW_PROXIES=0,  # reverse proxies in front whose X-Forwarded-For/-Proto are trusted
         PAGE_SIZE=50,
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
     )
@@ -45,6 +58,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "MGREVIEW_SECRET_KEY": "SECRET_KEY",
         "MGREVIEW_RULESET": "MGREVIEW_RULESET",
         "MGREVIEW_JURISDICTION": "MGREVIEW_JURISDICTION",
+        "MGREVIEW_AUDIT_KEY": "MGREVIEW_AUDIT_KEY",
+        "MGREVIEW_PROXIES": "MGREVIEW_PROXIES",
     }
     for var, key in env.items():
         if os.environ.get(var):
@@ -53,11 +68,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    if not app.config["MGREVIEW_AUDIT_KEY"]:
+        app.config["MGREVIEW_AUDIT_KEY"] = _instance_secret(Path(app.instance_path), "audit_key")
+    if len(app.config["MGREVIEW_AUDIT_KEY"]) < MIN_AUDIT_KEY_LENGTH:
+        raise RuntimeError(f"MGREVIEW_AUDIT_KEY needs at least {MIN_AUDIT_KEY_LENGTH} characters")
+    audit_log.use_key(_audit_key)
 
+    from review_ui import security
+
+    security.init_app(app)  # before the blueprints: their <int:...> rules use the bounded converter
     db.init_app(app)
     migrate.init_app(app, db)
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
 
     from review_ui import views
 
@@ -65,10 +89,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _instance_secret(instance: Path) -> str:
-    """A secret key kept in the instance folder, made once, so sessions survive restarts."""
-    path = instance / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32), "utf-8")
-        path.chmod(0o600)
+def _instance_secret(instance: Path, name: str = "secret_key") -> str:
+    """A secret kept in the instance folder (mode 600), made once, so sessions and the audit chain survive restarts."""
+    path = instance / name
+    if not path.exists():  # written aside, then linked in place: a concurrent reader never sees it half-written
+        fd, temporary = tempfile.mkstemp(dir=instance, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)  # fails if another process made it first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     return path.read_text("utf-8").strip()
+
+
+def _audit_key() -> bytes:
+    """The audit chain's HMAC key: MGREVIEW_AUDIT_KEY, else the instance folder's `audit_key` (never the database)."""
+    return str(current_app.config["MGREVIEW_AUDIT_KEY"]).encode("utf-8")

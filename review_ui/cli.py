@@ -108,6 +108,54 @@ def _import(app: Flask, path: Path, actor: str) -> Any:
         return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
 
 
+_check_files = rulesets.commands["check"]
+
+
+@rulesets.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-db", is_flag=True, help="Check the files only, not the versions stored in the database.")
+def rulesets_check(paths: tuple[Path, ...], no_db: bool) -> None:
+    """Validate ruleset files (default: every file under rulesets/) and every version stored in the database."""
+    failure: click.ClickException | None = None
+    try:
+        click.get_current_context().invoke(_check_files, paths=paths)
+    except click.ClickException as e:
+        failure = e
+    if not no_db:
+        refused = _check_stored_versions()
+        if refused and failure is None:
+            failure = click.ClickException(f"{refused} stored ruleset version(s) refused")
+    if failure is not None:
+        raise failure
+
+
+def _check_stored_versions() -> int:
+    """Print each stored version that is refused (hash, publication); the number refused."""
+    from sqlalchemy import inspect
+
+    from review_ui import governance
+    from review_ui.db import db as database
+
+    app = _app()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        click.echo("database: none yet (`mgreview db upgrade` creates it); no stored versions to check")
+        return 0
+    with app.app_context():
+        if not inspect(database.engine).has_table("ruleset_version"):
+            click.echo("database: not migrated yet; no stored versions to check")
+            return 0
+        checked = governance.check_versions()
+        for version, problem in checked:
+            if problem:
+                click.echo(f"database: {version.label} refused: {problem}", err=True)
+        refused = sum(1 for _, problem in checked if problem)
+        if not refused:
+            click.echo(f"database: {len(checked)} stored version(s) ok")
+        database.engine.dispose()
+    return refused
+
+
 @rulesets.command("export")
 @click.option(
     "--to",
@@ -139,25 +187,87 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Check the whole hash chain; name the first broken entry (exit status 1)."""
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also check against a checkpoint written by `audit checkpoint` (finds truncation and replacement).",
+)
+def audit_verify(checkpoint_path: Path | None) -> None:
+    """Check the whole keyed hash chain and its head; name the first broken entry (exit status 1)."""
+    import json
+
+    from audit import log
+    from review_ui.db import db as database
+
+    point = None
+    if checkpoint_path is not None:
+        try:
+            point = json.loads(checkpoint_path.read_text("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise click.ClickException(f"{checkpoint_path}: not a checkpoint file ({e})") from None
+    app = _app()
+    with app.app_context():
+        result = log.verify(database.session, checkpoint=point)
+    click.echo(result.message())
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the checkpoint here (default: stdout). Keep it outside the database's host and backups.",
+)
+def audit_checkpoint(output: Path | None) -> None:
+    """Export a signed checkpoint of the chain (sequence, head hash, time) for `audit verify --checkpoint`."""
+    import json
+
     from audit import log
     from review_ui.db import db as database
 
     app = _app()
     with app.app_context():
         result = log.verify(database.session)
-    click.echo(result.message())
-    if not result.ok:
-        sys.exit(1)
+        if not result.ok:
+            raise click.ClickException(f"not writing a checkpoint of a broken chain: {result.message()}")
+        text = json.dumps(log.checkpoint(database.session), sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, "utf-8")
+        click.echo(f"checkpoint of {result.checked} entries written to {output}", err=True)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the review UI (threaded development server; use a WSGI server with workers in production)."""
-    _app().run(host=host, port=port, threaded=True)
+@click.option("--production", is_flag=True, help="gunicorn with worker processes (use PostgreSQL).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default 2 per core, <= 8)."
+)
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker.")
+@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+def serve(host: str, port: int, production: bool, workers: int | None, threads: int, access_log: bool) -> None:
+    """Serve the review UI: the threaded development server, or with --production gunicorn workers."""
+    from review_ui import server
+
+    app = _app()
+    if not production:
+        app.run(host=host, port=port, threaded=True, request_handler=server.QuietHandler)
+        return
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        click.echo("warning: serving SQLite with several workers; use PostgreSQL (MGREVIEW_DATABASE_URL)", err=True)
+    with app.app_context():
+        from review_ui.db import db as database
+
+        database.engine.dispose()  # nothing opened here may be shared with the forked workers
+    options = server.production_options(host, port, workers or server.default_workers(), threads, access_log)
+    click.echo(f"serving on http://{host}:{port}/ with {options['workers']} workers x {threads} threads", err=True)
+    server.serve_production(options)
 
 
 def _allow_anonymous_cds_hooks(app: Flask) -> None:
@@ -199,4 +309,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     for username, role, password, _ in DEMO_USERS:
         click.echo(f"  {username:10} password {password:22} ({role})")
     if not no_serve:
-        app.run(host=host, port=port, threaded=True)
+        from review_ui import server
+
+        app.run(host=host, port=port, threaded=True, request_handler=server.QuietHandler)

@@ -19,7 +19,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash
 
 from audit import log as audit
 from engine import impact, rulediff, scenarios
@@ -28,7 +27,7 @@ from engine.errors import RulesetError
 from engine.evaluate import Evaluator
 from review_ui.db import db
 from review_ui.models import SEVERITY_RANK, Case, CaseFinding, Reevaluation, RulesetDraft, RulesetVersion, User, utcnow
-from review_ui.workflow import ConflictError, WorkflowError, commit_or_rollback, ruleset_label
+from review_ui.workflow import ConflictError, WorkflowError, commit_or_rollback, ruleset_label, verify_signature
 
 EDITOR_ROLE = "rule_editor"
 DEFAULT_RULESET = "magnesium"
@@ -95,25 +94,85 @@ def active_evaluator() -> Evaluator:
 
 
 def latest_version(name: str, *, register: bool = True) -> RulesetVersion:
-    """The newest published version of a ruleset (registering the shipped files first if none is known)."""
-    query = select(RulesetVersion).where(RulesetVersion.name == name).order_by(RulesetVersion.version.desc())
-    found = db.session.execute(query.limit(1)).scalar_one_or_none()
-    if found is None and register:
+    """The newest usable published version of a ruleset (registering the shipped files first if none is known).
+
+    A stored version is usable only when its text matches its sha256 and its publication is on the
+    audit chain (`version_problem`); an unusable one is skipped and reported, never evaluated with.
+    """
+    query = select(RulesetVersion.id).where(RulesetVersion.name == name).order_by(RulesetVersion.version.desc())
+    ids = list(db.session.execute(query).scalars())  # ids only: the newest text is usually the only one read
+    seen = bool(ids)
+    for version_id in ids:
+        found = db.session.get_one(RulesetVersion, version_id)
+        problem = version_problem(found)
+        if problem is None:
+            return found
+        _report(found, problem)
+    if not seen and register:
         register_files()
         return latest_version(name, register=False)
-    if found is None:
-        raise WorkflowError(f"No published version of ruleset {name!r}.")
-    return found
+    raise WorkflowError(f"No usable published version of ruleset {name!r}.")
 
 
 def get_version(name: str, version: int) -> RulesetVersion:
-    """One published version, or a WorkflowError."""
+    """One published, usable version, or a WorkflowError (saying why a stored one is refused)."""
     found = db.session.execute(
         select(RulesetVersion).where(RulesetVersion.name == name, RulesetVersion.version == version)
     ).scalar_one_or_none()
     if found is None:
         raise WorkflowError(f"No published version {name} v{version}.")
+    problem = version_problem(found)
+    if problem is not None:
+        _report(found, problem)
+        raise WorkflowError(f"{found.label} is refused: {problem}.")
     return found
+
+
+def version_problem(version: RulesetVersion) -> str | None:
+    """Why a stored version must not be used, or None: its text must match its sha256, and its publication
+    (the signed approval, or for a shipped file its manifest entry and registration) must be an authentic
+    entry of the audit chain naming this version and hash."""
+    if rulesets.sha256_text(version.content) != version.sha256:
+        return "its stored text does not match its sha256 (edited after publishing)"
+    entry = audit.entry_at(db.session, version.audit_seq) if version.audit_seq else None
+    if entry is None or not entry.is_authentic():
+        return "no authentic audit entry records its publication (inserted outside mgreview)"
+    after, details = json.loads(entry.after) or {}, json.loads(entry.details) or {}
+    if entry.target_id != version.label or not isinstance(after, dict) or after.get("sha256") != version.sha256:
+        return f"audit entry {entry.seq} does not record the publication of this version and hash"
+    if version.origin == "file":
+        manifest = _manifest()
+        if entry.action != "ruleset.register" or manifest.get(str(after.get("file"))) != version.sha256:
+            return f"it is not a shipped file recorded in {rulesets.PUBLISHED_MANIFEST.name} with this sha256"
+        return None
+    if version.origin == "published":
+        approver = details.get("approver") if isinstance(details, dict) else None
+        if entry.action != "ruleset.publish" or not version.approver or approver != version.approver:
+            return f"audit entry {entry.seq} is not its signed approval"
+        if version.approver in (details.get("authors") or []):
+            return "its approver is one of its authors"
+        return None
+    return f"unknown origin {version.origin!r}"
+
+
+def check_versions() -> list[tuple[RulesetVersion, str | None]]:
+    """Every stored version with the reason it is refused (None when usable), for `rulesets check`."""
+    query = select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version)
+    return [(v, version_problem(v)) for v in db.session.execute(query).scalars()]
+
+
+def _manifest() -> dict[str, str]:
+    path = rulesets.PUBLISHED_MANIFEST
+    data = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _report(version: RulesetVersion, problem: str) -> None:
+    """Log a refused version once per app (it is also listed by `rulesets check` and on the rulesets page)."""
+    reported: set[tuple[int, str]] = current_app.extensions.setdefault("mgreview_refused_versions", set())
+    if (version.id, problem) not in reported:
+        reported.add((version.id, problem))
+        current_app.logger.error("ruleset version %s (id %s) refused: %s", version.label, version.id, problem)
 
 
 def register_files(directory: Path = rulesets.RULESETS_DIR, *, actor: str = "system") -> list[RulesetVersion]:
@@ -412,8 +471,9 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
     scenarios fail; refused without one for a wrong password or a draft that is not submitted.
     """
     require_editor(actor)
-    if not check_password_hash(actor.password_hash, password):
-        raise WorkflowError("The password does not match: the approval was not signed.", "password")
+    verify_signature(
+        actor, password, refused="The approval was not signed.", target_type="ruleset_draft", target_id=str(draft_id)
+    )
     draft = get_draft(draft_id)
     if draft.status != "submitted":
         raise WorkflowError(f"This draft is {draft.status}; only a submitted draft can be approved.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -38,8 +39,14 @@ def index() -> Any:
         select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
     ).scalars()
     versions = list(versions) or [governance.latest_version(governance.DEFAULT_RULESET)]
-    drafts = db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars().all()
-    return render_template("rulesets/index.html", versions=versions, drafts=drafts, refs=_refs(versions, drafts))
+    drafts: list[RulesetDraft] = []
+    if current_user.role in READERS:  # clinicians see published versions only
+        drafts = list(db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars())
+    refused = {v.id: problem for v in versions if (problem := governance.version_problem(v))}
+    usable = [v for v in versions if v.id not in refused]
+    return render_template(
+        "rulesets/index.html", versions=versions, refused=refused, drafts=drafts, refs=_refs(usable, drafts)
+    )
 
 
 def _refs(versions: list[RulesetVersion], drafts: list[RulesetDraft]) -> list[tuple[str, str]]:
@@ -343,7 +350,11 @@ def impact(draft_id: int) -> Any:
             if not form.file.data:
                 form.file.errors = [*form.file.errors, "Choose an intake file to replay."]
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
-            items = uploaded_items(form.file.data)
+            try:
+                items = uploaded_items(form.file.data)
+            except WorkflowError as e:
+                form.file.errors = [*form.file.errors, e.message]
+                return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
             what = form.file.data.filename or "upload"
         else:
             items = governance.stored_case_items(form.limit.data or 2000)
@@ -429,11 +440,15 @@ def diff() -> Any:
 
 
 def _text_of(ref: str) -> tuple[str, str] | None:
-    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>`."""
-    if ref.startswith("draft-") and ref[6:].isdigit():
+    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>` (readers of drafts only)."""
+    if not re.fullmatch(r"(v|draft-)[0-9]{1,9}", ref):
+        return None
+    if ref.startswith("draft-"):
+        if current_user.role not in READERS:
+            abort(403)
         draft = db.session.get(RulesetDraft, int(ref[6:]))
         return (draft.label, draft.content) if draft else None
-    if ref.startswith("v") and ref[1:].isdigit():
+    if ref.startswith("v"):
         try:
             version = governance.get_version(governance.DEFAULT_RULESET, int(ref[1:]))
         except WorkflowError:

@@ -28,9 +28,9 @@ from sqlalchemy import select
 
 from audit import log as audit
 from engine import ruleset as rulesets
-from engine.batch import csv_record
+from engine.batch import InputError, read_stream
 from engine.evaluate import Evaluator
-from review_ui import governance, login_manager, workflow
+from review_ui import governance, limiter, login_manager, workflow
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, ReevaluateForm, WorklistFilter
 from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
@@ -69,16 +69,23 @@ def evaluator() -> Evaluator:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader."""
-    return db.session.get(User, int(user_id))
+    """Flask-Login's user loader: only for a live server-side session (not signed out, not past its lifetime)."""
+    return workflow.session_user(session.get("sid"), int(user_id))
 
 
 # --- sign-in ----------------------------------------------------------------------------------
 
 
+def _account_key() -> str:
+    """The throttle key of the account being signed in to (the same for unknown users)."""
+    return "account:" + (request.form.get("username") or "").strip().lower()[:80]
+
+
 @auth.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_account_key)
 def login() -> Any:
-    """Sign in; failures and lockouts are audited by the workflow."""
+    """Sign in; failures and lockouts are audited by the workflow; throttled per client and per account."""
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -86,7 +93,9 @@ def login() -> Any:
         except workflow.WorkflowError as e:
             flash(e.message, "error")
         else:
+            session.clear()
             session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
+            session["sid"] = workflow.start_session(user, lifetime=current_app.config["SESSION_ABSOLUTE_LIFETIME"])
             login_user(user)
             return redirect(url_for("cases.worklist"))
     return render_template("login.html", form=form)
@@ -95,9 +104,22 @@ def login() -> Any:
 @auth.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: the server-side session is revoked, so a saved cookie no longer works."""
+    workflow.end_session(session.get("sid"), actor=current_user.username)
     logout_user()
+    session.clear()
     flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@auth.route("/logout/everywhere", methods=["POST"])
+@login_required
+def logout_everywhere() -> Any:
+    """Sign out on every browser and device: every session of this user is revoked."""
+    count = workflow.end_all_sessions(current_user, actor=current_user.username)
+    logout_user()
+    session.clear()
+    flash(f"Signed out everywhere ({count} session(s) ended).", "info")
     return redirect(url_for("auth.login"))
 
 
@@ -285,7 +307,12 @@ def upload() -> Any:
     form = ImportForm()
     if form.validate_on_submit():
         name = form.file.data.filename or "upload"
-        items = uploaded_items(form.file.data)
+        try:
+            items = uploaded_items(form.file.data)
+        except workflow.WorkflowError as e:
+            form.file.errors = [*form.file.errors, e.message]
+            batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
+            return render_template("import.html", form=form, batches=batches), 400
         report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
         flash(
             f"Imported {name}: {len(report.accepted)} new cases, {len(report.duplicates)} already imported, "
@@ -298,12 +325,11 @@ def upload() -> Any:
 
 
 def uploaded_items(storage: Any) -> list[tuple[int, Any]]:
-    """(line, record) items of an uploaded intake file: CSV rows, or JSON lines (records or FHIR Bundles)."""
-    text = storage.read().decode("utf-8-sig", errors="replace")
-    if (storage.filename or "").lower().endswith(".csv"):
-        reader = csv.DictReader(io.StringIO(text))
-        return [(reader.line_num, csv_record(row)) for row in reader]
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    """(line, record) items of an uploaded intake file, read exactly as the CLI reads a file (engine.batch)."""
+    try:
+        return list(read_stream(storage.stream, storage.filename or "upload"))
+    except InputError as e:
+        raise workflow.WorkflowError(str(e), "file") from None
 
 
 @imports.route("/batches/<int:batch_id>")
@@ -318,9 +344,13 @@ def batch_page(batch_id: int) -> Any:
 # --- audit log --------------------------------------------------------------------------------
 
 
+RULE_EDITOR_AUDIT = ("ruleset", "ruleset_draft")  # rule editors see rulesets' entries, not patients' plans
+
+
 def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntry]:
     return audit.read(
         db.session,
+        target_types=RULE_EDITOR_AUDIT if current_user.role == "rule_editor" else None,
         action=form.action.data or None,
         actor=form.actor.data or None,
         target_type=form.target_type.data or None,
@@ -350,10 +380,20 @@ def export() -> Response:
     columns = [*audit.HASHED_FIELDS, "hash"]
     writer.writerow(columns)
     for entry in _audit_entries(form, None):
-        writer.writerow([getattr(entry, c) for c in columns])
+        writer.writerow([spreadsheet_safe(getattr(entry, c)) for c in columns])
     return Response(
         out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=mgreview-audit.csv"}
     )
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe (OWASP)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -363,6 +403,7 @@ ERROR_MESSAGES = {
     403: "Your role does not give access to this page.",
     404: "There is nothing at this address.",
     413: "The file is too large.",
+    429: "Too many attempts from here or for this account; wait a minute and try again.",
     500: "Something went wrong on our side. The error was logged; nothing you entered was half-saved.",
 }
 
@@ -371,6 +412,11 @@ def _error(e: Any) -> Any:
     code = getattr(e, "code", 500) or 500
     if code == 500:
         db.session.rollback()
+    return render_error(code)
+
+
+def render_error(code: int) -> Any:
+    """The error page for an HTTP status."""
     return render_template("error.html", code=code, message=ERROR_MESSAGES.get(code, "Error.")), code
 
 

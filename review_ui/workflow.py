@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from audit import log as audit
 from engine.batch import evaluate_one
 from engine.evaluate import Evaluator
 from review_ui.db import db
-from review_ui.models import ROLES, SEVERITY_RANK, Batch, Case, CaseFinding, Decision, User, utcnow
+from review_ui.models import ROLES, SEVERITY_RANK, Batch, Case, CaseFinding, Decision, User, UserSession, utcnow
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -90,37 +91,137 @@ def add_user(username: str, password: str, role: str, *, actor: str, full_name: 
     return user
 
 
+SIGN_IN_FAILED = (
+    f"Unknown username or wrong password. After {MAX_FAILED_LOGINS} failed attempts an account is locked "
+    f"for {LOCKOUT.seconds // 60} minutes."
+)
+_dummy_hash: list[str] = []
+
+
+def _check_password(user: User | None, password: str) -> bool:
+    """The password check, costing the same for an unknown user (no timing difference to enumerate users)."""
+    if user is None:
+        if not _dummy_hash:
+            _dummy_hash.append(generate_password_hash(secrets.token_hex(16)))
+        check_password_hash(_dummy_hash[0], password)
+        return False
+    return check_password_hash(user.password_hash, password)
+
+
 def authenticate(username: str, password: str, *, now: datetime | None = None) -> User:
-    """Check a sign-in; lock the account after repeated failures. Every attempt is audited."""
+    """Check a sign-in; lock the account after repeated failures. Every attempt is audited.
+
+    Unknown users, wrong passwords and locked accounts get the same message and cost the same time.
+    """
     now = now or datetime.now(UTC)
     user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    matches = _check_password(user, password)
     if user is None:
         audit.append(
             db.session,
             audit.AuditEvent(username or "?", "login.failed", "user", username or "?", reason="unknown user"),
         )
         commit_or_rollback()
-        raise WorkflowError("Unknown username or wrong password.")
+        raise WorkflowError(SIGN_IN_FAILED)
     locked_until = _aware(user.locked_until)
     if locked_until and locked_until > now:
         audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason="locked"))
         commit_or_rollback()
-        raise WorkflowError("This account is locked after repeated failed sign-ins; try again later.")
-    if not check_password_hash(user.password_hash, password):
-        user.failed_logins += 1
-        reason = f"wrong password ({user.failed_logins} of {MAX_FAILED_LOGINS})"
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
-            reason += "; account locked"
+        raise WorkflowError(SIGN_IN_FAILED)
+    if not matches:
+        reason = _count_failure(user, now, "wrong password")
         audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason=reason))
         commit_or_rollback()
-        raise WorkflowError("Unknown username or wrong password.")
+        raise WorkflowError(SIGN_IN_FAILED)
     user.failed_logins = 0
     user.locked_until = None
     audit.append(db.session, audit.AuditEvent(username, "login", "user", username))
     commit_or_rollback()
     return user
+
+
+def _count_failure(user: User, now: datetime, what: str) -> str:
+    """One more failed password toward the lockout; the reason to audit."""
+    user.failed_logins += 1
+    reason = f"{what} ({user.failed_logins} of {MAX_FAILED_LOGINS})"
+    if user.failed_logins >= MAX_FAILED_LOGINS:
+        user.locked_until = now + LOCKOUT
+        user.failed_logins = 0
+        reason += "; account locked"
+    return reason
+
+
+def verify_signature(user: User, password: str, *, refused: str, target_type: str, target_id: str) -> None:
+    """Check the password given to sign; a wrong one counts toward the lockout and is audited, as at sign-in."""
+    now = datetime.now(UTC)
+    locked_until = _aware(user.locked_until)
+    if locked_until and locked_until > now:
+        reason = "account locked"
+    elif check_password_hash(user.password_hash, password):
+        user.failed_logins = 0
+        return
+    else:
+        reason = _count_failure(user, now, "wrong signature password")
+    audit.append(db.session, audit.AuditEvent(user.username, "signature.failed", target_type, target_id, reason=reason))
+    commit_or_rollback()
+    if "locked" in reason:
+        raise WorkflowError(
+            f"{refused} The account is locked after {MAX_FAILED_LOGINS} wrong passwords; try again later.", "password"
+        )
+    raise WorkflowError(f"The password does not match: {refused[0].lower()}{refused[1:]}", "password")
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(user: User, *, lifetime: timedelta) -> str:
+    """A new server-side session for a signed-in user; the token goes into the (signed) session cookie."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(UserSession(token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + lifetime))
+    commit_or_rollback()
+    return token
+
+
+def session_user(token: str | None, user_id: int) -> User | None:
+    """The user of a live session (not revoked, not past its absolute lifetime), or None."""
+    if not token:
+        return None
+    found = db.session.execute(
+        select(UserSession).where(UserSession.token_hash == _token_hash(token), UserSession.user_id == user_id)
+    ).scalar_one_or_none()
+    if found is None or found.revoked_at is not None or (_aware(found.expires_at) or utcnow()) <= utcnow():
+        return None
+    return db.session.get(User, user_id)
+
+
+def end_session(token: str | None, *, actor: str) -> None:
+    """Sign out: revoke this session on the server (a saved cookie no longer works); audited."""
+    if token:
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.token_hash == _token_hash(token), UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    audit.append(db.session, audit.AuditEvent(actor, "logout", "user", actor))
+    commit_or_rollback()
+
+
+def end_all_sessions(user: User, *, actor: str) -> int:
+    """Sign out everywhere: revoke every live session of `user`; audited. The number revoked."""
+    revoked = db.session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    ).rowcount
+    audit.append(
+        db.session, audit.AuditEvent(actor, "logout.everywhere", "user", user.username, after={"sessions": revoked})
+    )
+    commit_or_rollback()
+    return int(revoked)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -152,7 +253,7 @@ def import_records(
     items: Iterable[tuple[int, Any]], *, filename: str, actor: str, evaluator: Evaluator
 ) -> ImportReport:
     """Evaluate records and store the accepted ones as cases; re-importing a record changes nothing."""
-    batch = Batch(filename=filename, imported_by=actor)
+    batch = Batch(filename=_clip(filename, Batch.filename.type.length), imported_by=actor)
     db.session.add(batch)
     db.session.flush()
     report = ImportReport(batch_id=batch.id)
@@ -163,6 +264,15 @@ def import_records(
         result = json.loads(text)
         if status != "ok":
             report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
+            continue
+        if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL
+            report.rejected.append(
+                {
+                    "line": line,
+                    "record_id": _clip(str(result["record_id"]), 40),
+                    "errors": [{"field": "id", "reason": f"longer than {PATIENT_REF_LENGTH} characters"}],
+                }
+            )
             continue
         record = json.loads(raw) if isinstance(raw, str) else raw
         key = record_hash(record)
@@ -194,6 +304,13 @@ def import_records(
     )
     commit_or_rollback()
     return report
+
+
+PATIENT_REF_LENGTH: int = Case.patient_ref.type.length
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _case(record: dict[str, Any], result: dict[str, Any], key: str, batch_id: int) -> Case:
@@ -250,11 +367,12 @@ def decide(
     """Sign a decision on a case: check the signature, refuse a stale version, store it with its audit entry."""
     if kind not in DECISION_STATUS:
         raise WorkflowError(f"Unknown decision {kind!r}.")
-    if not check_password_hash(actor.password_hash, password):
-        raise WorkflowError("The password does not match: the decision was not signed.", "password")
     case = db.session.get(Case, case_id)
     if case is None:
         raise WorkflowError("No such case.")
+    verify_signature(
+        actor, password, refused="The decision was not signed.", target_type="case", target_id=str(case_id)
+    )
     reason = reason.strip()
     if kind in ("adjust", "reject", "refer") and not reason:
         raise WorkflowError("A reason is required for this decision.", "reason")

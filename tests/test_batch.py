@@ -269,7 +269,7 @@ def test_resume_refuses_a_foreign_file(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text("hello\n", "utf-8")
     proc = mgreview("evaluate", str(src), "-o", str(out), "--resume")
-    assert proc.returncode == 1 and "cannot resume" in proc.stderr
+    assert proc.returncode == 2 and "cannot resume" in proc.stderr
 
 
 def test_dask_local_cluster_gives_the_same_results_in_the_same_order(tmp_path):

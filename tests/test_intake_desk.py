@@ -298,6 +298,8 @@ OLD_PATIENT_FACTS = {
     "creatinine_unit_unrecognized", "supplement_requested", "supplement_form", "dose_basis", "supplement_route",
     "supplement_dose_unreadable", "supplement_form_text", "supplement_dose_mg_as_entered",
     "supplement_dose_elemental_mg", "egfr_ml_min_1_73m2", "serum_mg_mmol_l",
+    # magnesium already taken (v2 on): always stated, so the plan can say the cap assumes none was taken
+    "other_mg_amount_unknown", "other_mg_dose_unreadable", "total_supplemental_mg_per_day",
 }  # fmt: skip
 
 

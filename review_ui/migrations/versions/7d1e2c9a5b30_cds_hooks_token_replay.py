@@ -1,7 +1,7 @@
 """CDS Hooks: JWT ids already used (replay protection)
 
 Revision ID: 7d1e2c9a5b30
-Revises: 4c673394a2b7
+Revises: 7b41c2d9e6f8
 Create Date: 2026-12-01 20:00:00.000000
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7d1e2c9a5b30'
-down_revision = '4c673394a2b7'
+down_revision = '7b41c2d9e6f8'
 branch_labels = None
 depends_on = None
 
