@@ -103,6 +103,14 @@ def pattern_name(i: int) -> str:
     return f"m{i}"
 
 
+_UNMATCHED_KEPT = 10_000  # distinct unmatched facts remembered; then forgotten all at once
+
+
+def _with_session(sent: str, sid: str, index: int) -> str:
+    """A fact's JSON with the session it goes to and its id (its index in the evaluation's facts)."""
+    return f'{sent[:-1]},"sid":"{sid}","id":{index}}}'
+
+
 @functools.cache
 def _check_durable_version() -> None:
     installed = metadata.version("durable-rules")
@@ -133,6 +141,14 @@ class CompiledRuleset:
             rule.id: _Action(rule, rule.then.get("derive"), any(p.where_any for p in rule.when))
             for rule in ruleset.rules
         }
+        # What durable is sent of a fact: its type and the fields some pattern on that type tests. The
+        # rete looks at nothing else, and the firings refer back to the facts as given (by id).
+        tested: dict[str, dict[str, None]] = {}
+        for rule in ruleset.rules:
+            for p in rule.when:
+                tested.setdefault(p.on, {}).update(dict.fromkeys(c.field for c in p.conditions()))
+        self._tested = {on: tuple(fields) for on, fields in tested.items()}
+        self._unmatched: set[str] = set()  # facts (as sent) durable answered NOT_HANDLED: no pattern matches
         definition = self.definition()
         if _SESSION_RULE in definition:
             raise EngineError(None, f"rule id {_SESSION_RULE!r} is reserved by the durable_rules driver")
@@ -164,8 +180,15 @@ class CompiledRuleset:
         with self._lock:
             run = _Run(sid=str(next(self._sids)), facts=list(facts))
             try:
+                unmatched = self._unmatched
                 for index, fact in enumerate(facts):
-                    self._assert(run, {**fact, "sid": run.sid, "id": index})
+                    sent = self._sent(fact)
+                    if sent is None or sent in unmatched:
+                        continue  # durable would answer NOT_HANDLED: no pattern can match this fact
+                    if self._assert(run, _with_session(sent, run.sid, index)) == NOT_HANDLED:
+                        if len(unmatched) >= _UNMATCHED_KEPT:
+                            unmatched.clear()
+                        unmatched.add(sent)
             except durable_rules_engine.error as e:
                 raise EngineError(record_id, f"durable_rules: {e}") from e
             except MemoryError as e:  # the C core is out of sessions or memory
@@ -176,18 +199,32 @@ class CompiledRuleset:
             raise EngineError(record_id, "; ".join(run.errors))
         return run.fired
 
-    def _assert(self, run: _Run, fact: dict[str, Any]) -> None:
+    def _sent(self, fact: dict[str, Any]) -> str | None:
+        """The JSON durable is sent of a fact (without sid and id), or None when no pattern tests its type."""
+        kind = str(fact.get("t"))
+        fields = self._tested.get(kind)
+        if fields is None:
+            return None
+        sent: dict[str, Any] = {"t": kind}
+        for name in fields:
+            if name in fact:
+                sent[name] = fact[name]
+        return orjson.dumps(sent).decode()
+
+    def _assert(self, run: _Run, fact: str) -> int:
         """Assert one fact, then run every activation it queued (derived facts asserted on the way)."""
         handle = self._handle
-        code, state = durable_rules_engine.assert_fact(handle, orjson.dumps(fact).decode())
+        code: int
+        state: int
+        code, state = durable_rules_engine.assert_fact(handle, fact)
         run.state = state
         if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
         if code != ASSERTED:
-            return
+            return code
         started = durable_rules_engine.start_action_for_state(handle, state)
         if started is None:
-            return
+            return code
         run.started = True
         message: str | None = started[1]
         try:
@@ -197,6 +234,7 @@ class CompiledRuleset:
         except BaseException:
             durable_rules_engine.abandon_action(handle, state)  # free the action durable handed out
             raise
+        return code
 
     def _fire(self, run: _Run, message: str) -> None:
         """One activation: record the firing once, and assert the rule's derived fact once per name."""
@@ -217,17 +255,19 @@ class CompiledRuleset:
                 run.derived[derive] = rule_id
                 fact = {"t": "derived", "name": derive, "by": rule_id}
                 facts.append(fact)
-                self._assert_derived({**fact, "sid": run.sid, "id": len(facts) - 1})
+                sent = self._sent(fact)
+                if sent is not None:  # None: no rule consumes derived facts (the checker refuses that)
+                    self._assert_derived(_with_session(sent, run.sid, len(facts) - 1))
         except (durable_rules_engine.error, MemoryError):
             raise
         except Exception as e:  # an error in our own action code: the record is rejected naming the rule
             run.errors.append(f"rule {rule_id}: {type(e).__name__}: {e}")
 
-    def _assert_derived(self, fact: dict[str, Any]) -> None:
+    def _assert_derived(self, fact: str) -> None:
         # Asserted inside the running action: its activations are queued in the same session and
         # handed out by the driver's complete_and_start_action loop. The checker makes sure every
         # derived fact has a consuming rule, so NOT_HANDLED does not occur for a checked ruleset.
-        code, _ = durable_rules_engine.assert_fact(self._handle, orjson.dumps(fact).decode())
+        code, _ = durable_rules_engine.assert_fact(self._handle, fact)
         if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
 
