@@ -209,3 +209,36 @@ def test_sessions_whose_facts_match_nothing_are_freed(fresh):
     for i in range(1100):
         assert fresh.compiled.evaluate([{"t": "concept", "concept": f"nothing {i}", "text": "x"}]) == []
     assert fresh.evaluate(record())["status"] == "ok"
+
+
+def test_durable_is_sent_only_the_fields_rules_test(monkeypatch, fresh):
+    sent = []
+    _wrap(
+        monkeypatch,
+        "assert_fact",
+        lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
+    )
+    result = fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"]))
+    assert "PPI" in [t["rule"] for t in result["trace"]]
+    medication = next(f for f in sent if f["t"] == "medication")
+    assert "text" not in medication and medication["classes"] == ["ppi"]
+    patient = next(f for f in sent if f["t"] == "patient")
+    assert "supplement_form_text" not in patient and patient["age_years"] == 45
+    # the trace and evidence still show the facts as given
+    assert any(m.get("text") == "Omeprazol 20 mg 1dd" for t in result["trace"] for m in t["matched"])
+
+
+def test_a_fact_no_rule_matches_is_not_sent_again(monkeypatch, fresh):
+    sent = []
+    _wrap(
+        monkeypatch,
+        "assert_fact",
+        lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
+    )
+    rec = record(medications=["metformine 500 mg", "omeprazole"])
+    first = fresh.evaluate(rec)
+    assert [f.get("ingredient") for f in sent if f["t"] == "medication"] == ["metformin", "omeprazole"]
+    sent.clear()
+    second = fresh.evaluate(rec)
+    assert [f.get("ingredient") for f in sent if f["t"] == "medication"] == ["omeprazole"]
+    assert to_json_line(first) == to_json_line(second)
