@@ -69,7 +69,6 @@ class _Run:
     activations: set[tuple[Any, ...]] = field(default_factory=set)
     derived: dict[str, str] = field(default_factory=dict)  # derived name -> rule that derived it
     errors: list[str] = field(default_factory=list)
-    state: int | None = None  # durable's offset of the session, once an assert created it
     started: bool = False  # whether durable ever handed out an action in this session
 
 
@@ -217,7 +216,6 @@ class CompiledRuleset:
         code: int
         state: int
         code, state = durable_rules_engine.assert_fact(handle, fact)
-        run.state = state
         if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
         if code != ASSERTED:
@@ -272,17 +270,19 @@ class CompiledRuleset:
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
 
     def _delete(self, run: _Run) -> None:
-        """Free the session; error 309 means no state was ever created for it (the first assert failed)."""
+        """Free the session. One in which no action ever started is primed first (see _SESSION_RULE):
+        an assert may have created it and then failed, so this is done whenever nothing started."""
+        handle = self._handle
         try:
-            if run.state is not None and not run.started:  # see _SESSION_RULE: never delete it unstarted
-                session = {"t": _SESSION_FACT, "sid": run.sid}
-                durable_rules_engine.assert_fact(self._handle, orjson.dumps(session).decode())
-                if durable_rules_engine.start_action_for_state(self._handle, run.state) is None:
+            if not run.started:
+                session = orjson.dumps({"t": _SESSION_FACT, "sid": run.sid}).decode()
+                _, state = durable_rules_engine.assert_fact(handle, session)  # creates the session if need be
+                if durable_rules_engine.start_action_for_state(handle, state) is None:
                     raise durable_rules_engine.error(f"no action could be started in session {run.sid}")
-                durable_rules_engine.abandon_action(self._handle, run.state)
-            durable_rules_engine.delete_state(self._handle, run.sid)
+                durable_rules_engine.abandon_action(handle, state)
+            durable_rules_engine.delete_state(handle, run.sid)
         except durable_rules_engine.error as e:
-            if str(SID_NOT_FOUND) not in str(e):
+            if str(SID_NOT_FOUND) not in str(e):  # 309: there was no session to delete
                 raise EngineError(None, f"durable_rules could not delete session {run.sid}: {e}") from e
 
     def close(self) -> None:
