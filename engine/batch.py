@@ -127,11 +127,14 @@ _worker: Evaluator | None = None
 _format = "json"
 
 
-def _init_worker(ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json") -> None:
+def _init_worker(
+    ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json", parent: int | None = None
+) -> None:
     global _worker, _format
     _worker = Evaluator(ruleset_path, jurisdiction)
     _format = output_format
-    _exit_with_parent(os.getppid())
+    # the parent's pid as the parent saw it: one killed before this initializer ran is already gone
+    _exit_with_parent(os.getppid() if parent is None else parent)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -300,7 +303,10 @@ def _in_workers(
     # workers on a 2-core machine). The executor's one manager thread reads each result when it arrives.
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(ruleset_path, jurisdiction, output_format)
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(ruleset_path, jurisdiction, output_format, os.getpid()),
     ) as pool:
         pending: deque[Future[_Block]] = deque()
         try:
