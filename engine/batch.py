@@ -62,6 +62,13 @@ class Summary:
             self.rejected += 1
         self.findings_by_severity.update(severities)
 
+    def merge(self, other: Summary) -> None:
+        """Add the counts of another summary (one chunk's)."""
+        self.records += other.records
+        self.ok += other.ok
+        self.rejected += other.rejected
+        self.findings_by_severity.update(other.findings_by_severity)
+
     def lines(self) -> list[str]:
         """The closing summary as printed by the CLI."""
         order = ("contraindicated", "major", "moderate", "minor", "info")
@@ -231,11 +238,14 @@ _worker: Evaluator | None = None
 _format = "json"
 
 
-def _init_worker(ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json") -> None:
+def _init_worker(
+    ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json", parent: int | None = None
+) -> None:
     global _worker, _format
     _worker = Evaluator(ruleset_path, jurisdiction)
     _format = output_format
-    _exit_with_parent(os.getppid())
+    # the parent's pid as the parent saw it: one killed before this initializer ran is already gone
+    _exit_with_parent(os.getppid() if parent is None else parent)
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -253,9 +263,37 @@ def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _evaluate_chunk(items: list[tuple[int, Any]]) -> list[tuple[str, str, list[str]]]:
+@dataclass
+class _Block:
+    """The output of consecutive records, in input order: result text, reject text, and what they counted.
+
+    A worker sends back one block per chunk rather than a line per record: the parent, which shares
+    the machine's cores with its workers, then unpickles three objects and writes twice per chunk.
+    """
+
+    text: str  # result lines (and reject lines, when rejects are not separated), each ending in a newline
+    rejects: str  # reject lines, when they go to their own file
+    summary: Summary
+
+
+def _block(results: Iterable[tuple[str, str, list[str]]], separate_rejects: bool) -> _Block:
+    lines: list[str] = []
+    rejects: list[str] = []
+    summary = Summary()
+    for status, line, severities in results:
+        (rejects if separate_rejects and status != "ok" else lines).append(line)
+        summary.add(status, severities)
+    return _Block(_joined(lines), _joined(rejects), summary)
+
+
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _evaluate_chunk(items: list[tuple[int, Any]], separate_rejects: bool) -> _Block:
     assert _worker is not None, "worker used before its initializer ran"
-    return [evaluate_one(_worker, item, _format) for item in items]
+    worker, output_format = _worker, _format
+    return _block((evaluate_one(worker, item, output_format) for item in items), separate_rejects)
 
 
 def _chunks(items: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
@@ -331,12 +369,21 @@ def run(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, unit="rec", disable=not show, file=sys.stderr, dynamic_ncols=True)
     try:
+        if workers > 1 and not dask:
+            for block in _in_workers(items, workers, ruleset_path, jurisdiction, output_format, rejects is not None):
+                if block.text:
+                    out.write(block.text)
+                if block.rejects and rejects is not None:
+                    rejects.write(block.rejects)
+                summary.merge(block.summary)
+                bar.update(block.summary.records)
+            return summary
         if dask:
             from engine import distributed
 
             stream = distributed.results(items, dask, ruleset_path, jurisdiction, output_format=output_format)
         else:
-            stream = _results(items, workers, ruleset_path, jurisdiction, output_format)
+            stream = _in_process(items, ruleset_path, jurisdiction, output_format)
         for status, line, severities in stream:
             target = rejects if status != "ok" and rejects is not None else out
             try:
@@ -354,37 +401,44 @@ def run(
     return summary
 
 
-def _results(
+def _in_process(
+    items: Iterable[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None, output_format: str
+) -> Iterator[tuple[str, str, list[str]]]:
+    evaluator = Evaluator(ruleset_path, jurisdiction)
+    try:
+        for item in items:
+            yield evaluate_one(evaluator, item, output_format)
+    finally:
+        evaluator.close()
+
+
+def _in_workers(
     items: Iterable[tuple[int, Any]],
     workers: int,
     ruleset_path: str | None,
     jurisdiction: str | None,
-    output_format: str = "json",
-) -> Iterator[tuple[str, str, list[str]]]:
-    if workers <= 1:
-        evaluator = Evaluator(ruleset_path, jurisdiction)
-        try:
-            for item in items:
-                yield evaluate_one(evaluator, item, output_format)
-        finally:
-            evaluator.close()
-        return
+    output_format: str,
+    separate_rejects: bool,
+) -> Iterator[_Block]:
     # A process pool with a bounded window of chunks in flight, results in input order. Not
     # multiprocessing.Pool: its worker-handler thread wakes on every result waiting in the pipe and
     # spins while a large result is being read (measured: ~7-20 % of a core in the parent, taken from the
     # workers on a 2-core machine). The executor's one manager thread reads each result when it arrives.
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(ruleset_path, jurisdiction, output_format)
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(ruleset_path, jurisdiction, output_format, os.getpid()),
     ) as pool:
-        pending: deque[Future[list[tuple[str, str, list[str]]]]] = deque()
+        pending: deque[Future[_Block]] = deque()
         try:
             for chunk in _chunks(items, CHUNK_SIZE):
-                pending.append(pool.submit(_evaluate_chunk, chunk))
+                pending.append(pool.submit(_evaluate_chunk, chunk, separate_rejects))
                 if len(pending) > IN_FLIGHT_PER_WORKER * workers:
-                    yield from pending.popleft().result()
+                    yield pending.popleft().result()
             while pending:
-                yield from pending.popleft().result()
+                yield pending.popleft().result()
         finally:  # stopped early (an error, a closed generator): do not wait for chunks nobody will read
             for future in pending:
                 future.cancel()

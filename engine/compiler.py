@@ -1,35 +1,50 @@
 """Compile a checked ruleset into durable_rules and run one patient through it.
 
-The only module that imports durable. It designs around the traps recorded in
-DURABLE_RULES.md: facts not events; no timer threads; one fresh sid per evaluation, deleted
-in `finally`; exceptions inside actions recorded and raised, never swallowed; a derived fact
-asserted once per name; unmatched facts are not errors; calls serialised by a lock.
+The only module that imports durable. It drives durable's C core (`durable_rules_engine`)
+directly, without durable's Python `Host`: per fired action the Host builds a Closure, dumps
+and re-parses the session state as JSON and writes it back (`update_state`), work that only
+serves state kept in durable, and we keep none. The driver designs around the traps recorded
+in DURABLE_RULES.md: facts not events; no timer threads (there is no Host to start them); one
+fresh sid per evaluation, deleted in `finally`; every return code of the C calls checked and
+exceptions inside actions raised as a rejected record, never swallowed; a derived fact asserted
+once per name; unmatched facts are not errors; calls serialised by a lock.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
+import functools
 import itertools
+import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import durable_rules_engine
-from durable import engine as durable
+import orjson
 
 from engine.errors import EngineError
 from engine.ruleset import Condition, Pattern, Rule, Ruleset
 
 _names = itertools.count(1)
 
+# The driver calls durable_rules_engine directly, so it relies on the C calls and result codes of this
+# release (pinned in pyproject.toml; the package has had no release since 2020).
+DURABLE_RULES_VERSION = "2.0.28"
 
-class _QuietHost(durable.Host):  # type: ignore[misc]
-    """A durable Host without its timer threads, which steal actions from synchronous callers."""
-
-    def _run(self) -> None:
-        return None
+# Result codes of durable_rules_engine.assert_fact (rules.h of durable-rules 2.0.28): any other
+# outcome is raised by the C extension as durable_rules_engine.error, whose message names the code.
+ASSERTED = 0  # the fact matched at least one pattern
+NOT_HANDLED = 1  # no pattern tests this fact (a drug without interactions): not an error
+OBSERVED = 2  # the same fact is already in the session: adds nothing
+DEFERRED = 3  # only with a queue callback, which we never set: an error here
+SID_NOT_FOUND = 309  # delete_state of a session never created (its first assert failed)
+# durable's createStateNode leaves a new session's action context (two malloc'd strings) uninitialised
+# until an action is started in it, and delete_state frees them: deleting a session in which no action
+# ever started can crash the process. A session fact of our own, tested by one internal rule, lets the
+# driver start (and abandon) an action before such a delete; it is asserted only in that case.
+_SESSION_RULE = "mgreview_session"
+_SESSION_FACT = "mgreview_session"
 
 
 @dataclass
@@ -49,10 +64,12 @@ def fact_identity(fact: dict[str, Any]) -> tuple[str, str, str]:
 @dataclass
 class _Run:
     sid: str
+    facts: list[dict[str, Any]]  # fact id (its index, sent to durable as "id") -> the fact, derived ones last
     fired: list[Firing] = field(default_factory=list)
     activations: set[tuple[Any, ...]] = field(default_factory=set)
     derived: dict[str, str] = field(default_factory=dict)  # derived name -> rule that derived it
     errors: list[str] = field(default_factory=list)
+    started: bool = False  # whether durable ever handed out an action in this session
 
 
 def _condition(c: Condition) -> dict[str, Any]:
@@ -85,105 +102,188 @@ def pattern_name(i: int) -> str:
     return f"m{i}"
 
 
+_UNMATCHED_KEPT = 10_000  # distinct unmatched facts remembered; then forgotten all at once
+
+
+def _with_session(sent: str, sid: str, index: int) -> str:
+    """A fact's JSON with the session it goes to and its id (its index in the evaluation's facts)."""
+    return f'{sent[:-1]},"sid":"{sid}","id":{index}}}'
+
+
+@functools.cache
+def _check_durable_version() -> None:
+    installed = metadata.version("durable-rules")
+    if installed != DURABLE_RULES_VERSION:
+        raise EngineError(None, f"durable-rules {installed} installed; the driver needs {DURABLE_RULES_VERSION}")
+
+
+@dataclass(frozen=True)
+class _Action:
+    """What the driver needs of a rule when durable activates it, prepared once per ruleset."""
+
+    rule: Rule
+    derive: str | None
+    may_repeat: bool  # durable activates a rule once per true branch of an $or (where_any)
+
+
 class CompiledRuleset:
-    """A ruleset registered in its own timer-less durable Host, ready to evaluate patients."""
+    """A ruleset registered once in durable's C core, ready to evaluate patients one session each."""
 
     def __init__(self, ruleset: Ruleset):
+        _check_durable_version()
         self.ruleset = ruleset
         self._lock = threading.Lock()
-        self._run: _Run | None = None
         self._closed = False
         self._sids = itertools.count(1)
         self._name = f"{ruleset.name}_v{ruleset.version}_{ruleset.sha256[:12]}_{next(_names)}"
-        definition = {
-            rule.id: {
-                "all": [{pattern_name(i): _pattern(p)} for i, p in enumerate(rule.when)],
-                "run": self._action(rule),
-            }
+        self._actions = {
+            rule.id: _Action(rule, rule.then.get("derive"), any(p.where_any for p in rule.when))
             for rule in ruleset.rules
         }
-        self._host = _QuietHost()
+        # What durable is sent of a fact: its type and the fields some pattern on that type tests. The
+        # rete looks at nothing else, and the firings refer back to the facts as given (by id).
+        tested: dict[str, dict[str, None]] = {}
+        for rule in ruleset.rules:
+            for p in rule.when:
+                tested.setdefault(p.on, {}).update(dict.fromkeys(c.field for c in p.conditions()))
+        self._tested = {on: tuple(fields) for on, fields in tested.items()}
+        self._unmatched: set[str] = set()  # facts (as sent) durable answered NOT_HANDLED: no pattern matches
+        definition = self.definition()
+        if _SESSION_RULE in definition:
+            raise EngineError(None, f"rule id {_SESSION_RULE!r} is reserved by the durable_rules driver")
+        definition[_SESSION_RULE] = {"all": [{pattern_name(0): {"t": _SESSION_FACT}}]}  # last: fires last
         try:
-            self._host.set_rulesets({self._name: copy.deepcopy(definition)})
-        except Exception as e:  # durable_rules_engine.error carries a numeric code
+            self._handle: int = durable_rules_engine.create_ruleset(
+                self._name, json.dumps(definition, ensure_ascii=False)
+            )
+        except (durable_rules_engine.error, MemoryError) as e:  # error carries durable's numeric code
             raise EngineError(None, f"durable_rules refused the compiled ruleset: {e}") from e
 
     def definition(self) -> dict[str, Any]:
-        """The durable JSON definition (without actions), for inspection and tests."""
+        """The durable JSON definition: rule id -> its patterns, in ruleset order (durable's firing order)."""
         return {
             rule.id: {"all": [{pattern_name(i): _pattern(p)} for i, p in enumerate(rule.when)]}
             for rule in self.ruleset.rules
         }
 
-    def _action(self, rule: Rule) -> Callable[[Any], None]:
-        derive = rule.then.get("derive")
-        # durable activates a rule once per true branch of an $or (where_any): only such rules can repeat
-        may_repeat = any(p.where_any for p in rule.when)
-
-        def action(c: Any) -> None:
-            run = self._run
-            if run is None:  # only reachable if durable ran an action outside evaluate()
-                raise RuntimeError(f"rule {rule.id} fired outside an evaluation")
-            try:
-                matched = {name: dict(fact) for name, fact in c._m.items()}
-                if may_repeat:
-                    key = (rule.id, *(fact_identity(matched[n]) for n in sorted(matched)))
-                    if key in run.activations:
-                        return
-                    run.activations.add(key)
-                run.fired.append(Firing(rule, matched))
-                if derive and derive not in run.derived:
-                    run.derived[derive] = rule.id
-                    self._assert(c, {"t": "derived", "name": derive, "by": rule.id, "sid": run.sid})
-            except Exception as e:  # durable would swallow it into the state: record it instead
-                run.errors.append(f"rule {rule.id}: {type(e).__name__}: {e}")
-
-        return action
-
-    @staticmethod
-    def _assert(c: Any, fact: dict[str, Any]) -> None:
-        # MessageNotHandled: no rule matches this fact; the checker makes sure derived facts have consumers
-        with contextlib.suppress(durable.MessageNotHandledException):
-            c.assert_fact(fact)
-
     def evaluate(self, facts: list[dict[str, Any]], record_id: str | None = None) -> list[Firing]:
-        """Assert one patient's facts in a fresh session; return the rules that fired, in order."""
+        """Assert one patient's facts in a fresh session; return the rules that fired, in order.
+
+        Each fact is asserted and its activations run before the next fact is asserted, as durable's
+        Host did: durable fires the pending activation of the lowest rule index first, so asserting
+        all facts in one `assert_facts` call would fire the same rules in another order (the trace)
+        and could change which rule a derived fact is attributed to.
+        """
         if self._closed:
             raise EngineError(record_id, "the compiled ruleset was closed")
         with self._lock:
-            run = _Run(sid=str(next(self._sids)))
-            self._run = run
+            run = _Run(sid=str(next(self._sids)), facts=list(facts))
             try:
-                for fact in facts:
-                    self._assert_one({**fact, "sid": run.sid}, run)
-            except EngineError:
-                raise
-            except Exception as e:
+                unmatched = self._unmatched
+                for index, fact in enumerate(facts):
+                    sent = self._sent(fact)
+                    if sent is None or sent in unmatched:
+                        continue  # durable would answer NOT_HANDLED: no pattern can match this fact
+                    if self._assert(run, _with_session(sent, run.sid, index)) == NOT_HANDLED:
+                        if len(unmatched) >= _UNMATCHED_KEPT:
+                            unmatched.clear()
+                        unmatched.add(sent)
+            except durable_rules_engine.error as e:
+                raise EngineError(record_id, f"durable_rules: {e}") from e
+            except MemoryError as e:  # the C core is out of sessions or memory
                 raise EngineError(record_id, f"durable_rules: {type(e).__name__}: {e}") from e
             finally:
-                self._run = None
                 self._delete(run)
         if run.errors:
             raise EngineError(record_id, "; ".join(run.errors))
         return run.fired
 
-    def _delete(self, run: _Run) -> None:
-        """Free the session; error 309 means no state was ever created for it (the first assert failed)."""
-        try:
-            self._host.delete_state(self._name, run.sid)
-        except durable_rules_engine.error as e:
-            if "309" not in str(e):
-                raise EngineError(None, f"durable_rules could not delete session {run.sid}: {e}") from e
+    def _sent(self, fact: dict[str, Any]) -> str | None:
+        """The JSON durable is sent of a fact (without sid and id), or None when no pattern tests its type."""
+        kind = str(fact.get("t"))
+        fields = self._tested.get(kind)
+        if fields is None:
+            return None
+        sent: dict[str, Any] = {"t": kind}
+        for name in fields:
+            if name in fact:
+                sent[name] = fact[name]
+        return orjson.dumps(sent).decode()
 
-    def _assert_one(self, fact: dict[str, Any], run: _Run) -> None:
+    def _assert(self, run: _Run, fact: str) -> int:
+        """Assert one fact, then run every activation it queued (derived facts asserted on the way)."""
+        handle = self._handle
+        code: int
+        state: int
+        code, state = durable_rules_engine.assert_fact(handle, fact)
+        if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
+            raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
+        if code != ASSERTED:
+            return code
+        started = durable_rules_engine.start_action_for_state(handle, state)
+        if started is None:
+            return code
+        run.started = True
+        message: str | None = started[1]
         try:
-            state = self._host.assert_fact(self._name, fact)
-        except durable.MessageNotHandledException:
-            return  # a fact no rule tests (e.g. a drug without interactions) is not an error
-        except durable.MessageObservedException:
-            return  # the same fact twice (identical medication lines) adds nothing
-        if isinstance(state, dict) and state.get("exception"):
-            run.errors.append(str(state["exception"]))
+            while message is not None:
+                self._fire(run, message)
+                message = durable_rules_engine.complete_and_start_action(handle, state)
+        except BaseException:
+            durable_rules_engine.abandon_action(handle, state)  # free the action durable handed out
+            raise
+        return code
+
+    def _fire(self, run: _Run, message: str) -> None:
+        """One activation: record the firing once, and assert the rule's derived fact once per name."""
+        rule_id = "?"
+        try:
+            ((rule_id, frame),) = orjson.loads(message).items()
+            action = self._actions[rule_id]
+            facts = run.facts
+            matched = {name: facts[m["id"]] for name, m in frame.items()}  # the facts as given, not re-parsed
+            if action.may_repeat:
+                key = (rule_id, *(fact_identity(matched[n]) for n in sorted(matched)))
+                if key in run.activations:
+                    return
+                run.activations.add(key)
+            run.fired.append(Firing(action.rule, matched))
+            derive = action.derive
+            if derive and derive not in run.derived:
+                run.derived[derive] = rule_id
+                fact = {"t": "derived", "name": derive, "by": rule_id}
+                facts.append(fact)
+                sent = self._sent(fact)
+                if sent is not None:  # None: no rule consumes derived facts (the checker refuses that)
+                    self._assert_derived(_with_session(sent, run.sid, len(facts) - 1))
+        except (durable_rules_engine.error, MemoryError):
+            raise
+        except Exception as e:  # an error in our own action code: the record is rejected naming the rule
+            run.errors.append(f"rule {rule_id}: {type(e).__name__}: {e}")
+
+    def _assert_derived(self, fact: str) -> None:
+        # Asserted inside the running action: its activations are queued in the same session and
+        # handed out by the driver's complete_and_start_action loop. The checker makes sure every
+        # derived fact has a consuming rule, so NOT_HANDLED does not occur for a checked ruleset.
+        code, _ = durable_rules_engine.assert_fact(self._handle, fact)
+        if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
+            raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
+
+    def _delete(self, run: _Run) -> None:
+        """Free the session. One in which no action ever started is primed first (see _SESSION_RULE):
+        an assert may have created it and then failed, so this is done whenever nothing started."""
+        handle = self._handle
+        try:
+            if not run.started:
+                session = orjson.dumps({"t": _SESSION_FACT, "sid": run.sid}).decode()
+                _, state = durable_rules_engine.assert_fact(handle, session)  # creates the session if need be
+                if durable_rules_engine.start_action_for_state(handle, state) is None:
+                    raise durable_rules_engine.error(f"no action could be started in session {run.sid}")
+                durable_rules_engine.abandon_action(handle, state)
+            durable_rules_engine.delete_state(handle, run.sid)
+        except durable_rules_engine.error as e:
+            if str(SID_NOT_FOUND) not in str(e):  # 309: there was no session to delete
+                raise EngineError(None, f"durable_rules could not delete session {run.sid}: {e}") from e
 
     def close(self) -> None:
         """Mark the compiled ruleset closed; later evaluations raise instead of touching the C core.

@@ -1,10 +1,13 @@
 """`make bench`: throughput, latency and memory of the engine, measured in one run on the same records.
 
 (a) the full `mgreview evaluate` pipeline (JSON text in, JSON line out) in one process;
-(b) the compiled ruleset run raw through durable_rules on already-normalised facts;
-(c) the full pipeline with one and with two worker processes.
-Prints medians of REPEATS runs, the ratios a/b and two/one workers, p50/p99 of one in-process
-evaluation, and RSS growth over RSS_RECORDS evaluations. Not a test: nothing here asserts a timing.
+(b) the project's compiled ruleset run raw through durable_rules on already-normalised facts;
+(c) the reference toy of ../shared/engine/toy_bench (raw durable_rules, 31 rules, no parsing, no output);
+and the full pipeline with one and with two worker processes.
+Prints medians of REPEATS interleaved runs with their spread (min-max), the ratios a/b, a/c and two/one
+workers, p50/p99 of one in-process evaluation, and RSS growth over RSS_RECORDS evaluations. Every rate
+is given by wall clock and by CPU time: on a shared machine other processes slow the first, not the second.
+Not a test: nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from engine import batch
 from engine.evaluate import Evaluator
@@ -25,6 +30,7 @@ from engine.facts import parse
 RECORDS = int(os.environ.get("BENCH_RECORDS", "20000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 RSS_RECORDS = int(os.environ.get("BENCH_RSS_RECORDS", "200000"))
+ROOT = Path(__file__).resolve().parents[1]
 MEDS = [
     "Omeprazol 20 mg 1dd",
     "Doxycyclin 100 mg",
@@ -72,14 +78,34 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds
 
 
-def full_pipeline(lines: list[str], workers: int) -> float:
+def cpu_s() -> float:
+    """CPU seconds of this process and of its children that have ended (the batch's worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Clock:
+    """Wall-clock and CPU seconds of a block: records/s by either (a shared machine slows the first)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), cpu_s()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, cpu_s() - self.cpu
+
+    def rates(self, n: int) -> tuple[float, float]:
+        return rate(n, self.wall), rate(n, self.cpu)
+
+
+def full_pipeline(lines: list[str], workers: int) -> tuple[float, float]:
     items = list(enumerate(lines, start=1))
-    start = time.perf_counter()
-    batch.run(items, io.StringIO(), workers=workers, progress=False)
-    return rate(len(items), time.perf_counter() - start)
+    with Clock() as clock:
+        batch.run(items, io.StringIO(), workers=workers, progress=False)
+    return clock.rates(len(items))
 
 
-def raw_durable(evaluator: Evaluator, lines: list[str]) -> float:
+def raw_durable(evaluator: Evaluator, lines: list[str]) -> tuple[float, float]:
     facts = []
     for line in lines:
         intake = parse(
@@ -93,21 +119,26 @@ def raw_durable(evaluator: Evaluator, lines: list[str]) -> float:
         one = [intake.patient, *(d.fact() for d in intake.drugs)]
         one += [c.fact() for r in intake.readings for c in r.concepts]
         facts.append(one)
-    start = time.perf_counter()
-    for one in facts:
-        evaluator.compiled.evaluate(one)
-    return rate(len(facts), time.perf_counter() - start)
+    with Clock() as clock:
+        for one in facts:
+            evaluator.compiled.evaluate(one)
+    return clock.rates(len(facts))
 
 
-def latencies_us(evaluator: Evaluator, lines: list[str]) -> tuple[float, float]:
+def latencies_us(evaluator: Evaluator, lines: list[str]) -> tuple[float, float, float, float]:
+    """p50 and p99 of one evaluation, wall clock and this thread's CPU time (which excludes the time the
+    thread waited for a core: on a shared machine the wall p99 is mostly other processes' work)."""
     records = [json.loads(line) for line in lines]
-    times = []
+    wall, cpu = [], []
     for rec in records:
-        start = time.perf_counter_ns()
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
         evaluator.evaluate(rec)
-        times.append((time.perf_counter_ns() - start) / 1000)
-    times.sort()
-    return times[len(times) // 2], times[int(len(times) * 0.99)]
+        cpu.append((time.thread_time_ns() - start_cpu) / 1000)
+        wall.append((time.perf_counter_ns() - start) / 1000)
+    wall.sort()
+    cpu.sort()
+    p50, p99 = len(wall) // 2, int(len(wall) * 0.99)
+    return wall[p50], wall[p99], cpu[p50], cpu[p99]
 
 
 def rss_mb() -> float:
@@ -132,29 +163,91 @@ def rss_growth(evaluator: Evaluator, lines: list[str], total: int) -> tuple[floa
     return before, rss_mb()
 
 
+def shared_dir() -> Path | None:
+    """../shared beside the checkout; for a git worktree, beside its main checkout too."""
+    candidates = [ROOT.parent / "shared"]
+    git = ROOT / ".git"
+    if git.is_file() and git.read_text("utf-8").startswith("gitdir:"):  # .../main/.git/worktrees/<name>
+        common = Path(git.read_text("utf-8").split(":", 1)[1].strip()).parents[1]
+        candidates.append(common.parent.parent / "shared")
+    return next((c for c in candidates if (c / "engine" / "toy_bench").is_dir()), None)
+
+
+def load_toy(n: int) -> tuple[Any, list[Any]] | None:
+    """The toy's DurableRunner and n of its patients, or None when ../shared/engine/toy_bench is absent."""
+    shared = shared_dir()
+    if shared is None:
+        return None
+    sys.path.insert(0, str(shared / "engine" / "toy_bench"))
+    import engines  # type: ignore[import-not-found]
+    import mgrules  # type: ignore[import-not-found]
+
+    return engines.DurableRunner(ruleset_name="toy"), mgrules.make_patients(n)
+
+
+def toy(runner: Any, patients: list[Any]) -> tuple[float, float]:
+    with Clock() as clock:
+        for p in patients:
+            runner.evaluate(p)
+    return clock.rates(len(patients))
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
+def report(by: str, runs: dict[str, list[float]], cpu: bool) -> None:
+    """Medians (min-max) of the rates and of the ratios taken run by run."""
+
+    def line(label: str, values: list[float], unit: str = "records/s", digits: int = 0, note: str = "") -> None:
+        median = statistics.median(values)
+        print(f"{label:40s} {median:8.{digits}f} {unit}  ({min(values):.{digits}f}-{max(values):.{digits}f}){note}")
+
+    def ratios(x: str, y: str, factor: float = 1.0) -> list[float]:
+        return [factor * p / q for p, q in zip(runs[x], runs[y], strict=True)]
+
+    print(f"-- by {by}" + (" (records per CPU-second of the process and its workers)" if cpu else ""))
+    line("(a) full pipeline, 1 process", runs["a"])
+    line("(b) own ruleset, raw durable_rules", runs["b"])
+    if runs["c"]:
+        line("(c) reference toy, raw durable_rules", runs["c"])
+    else:
+        print("(c) reference toy: skipped, ../shared/engine/toy_bench is not beside the checkout")
+    line("    full pipeline, 1 worker", runs["one"])
+    line("    full pipeline, 2 workers", runs["two"])
+    line("ratio a/b", ratios("a", "b"), "", 2)
+    if runs["c"]:
+        line("ratio a/c", ratios("a", "c"), "", 2, "   (target >= 0.6)")
+    if cpu:  # two workers on two free cores: at most 2 x their CPU rate
+        line(
+            "ratio 2 workers / 1 worker, cores free", ratios("two", "one", 2.0), "", 2, "   (2 x CPU rate of 2 / of 1)"
+        )
+    else:
+        line("ratio 2 workers / 1 worker", ratios("two", "one"), "", 2, "   (target >= 1.8)")
+
+
 def main() -> None:
     print(
-        f"mgreview bench: {RECORDS} records, {REPEATS} runs each (medians), python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores",
+        f"mgreview bench: {RECORDS} records, {REPEATS} interleaved runs each (medians, min-max), "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores",
         flush=True,
     )
     lines = make_records(RECORDS)
     evaluator = Evaluator()
-    a, b, one, two = [], [], [], []
+    the_toy = load_toy(RECORDS)
+    runs: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": [], "one": [], "two": []}
     for _ in range(REPEATS):  # interleaved, so drift on a noisy machine hits every variant alike
-        a.append(full_pipeline(lines, 1))
-        b.append(raw_durable(evaluator, lines))
-        one.append(full_pipeline(lines, 1))
-        two.append(full_pipeline(lines, 2))
-    ma, mb, m1, m2 = (statistics.median(x) for x in (a, b, one, two))
-    p50, p99 = latencies_us(evaluator, lines)
-    print(f"(a) full pipeline, 1 process      {ma:10.0f} records/s")
-    print(f"(b) raw durable_rules, normalised {mb:10.0f} records/s")
-    print(f"(c) full pipeline, 1 worker       {m1:10.0f} records/s")
-    print(f"    full pipeline, 2 workers      {m2:10.0f} records/s")
-    print(f"ratio a/b                         {ma / mb:10.2f}   (target >= 0.6)")
-    print(f"ratio 2 workers / 1 worker        {m2 / m1:10.2f}   (target >= 1.8)")
-    print(f"one evaluation: p50 {p50:.0f} µs, p99 {p99:.0f} µs   (target p99 < 1000 µs)")
+        runs["a"].append(full_pipeline(lines, 1))
+        runs["b"].append(raw_durable(evaluator, lines))
+        if the_toy is not None:
+            runs["c"].append(toy(*the_toy))
+        runs["one"].append(full_pipeline(lines, 1))
+        runs["two"].append(full_pipeline(lines, 2))
+    for by, k in (("wall clock", 0), ("CPU time", 1)):
+        report(by, {name: [r[k] for r in values] for name, values in runs.items()}, k == 1)
+    p50, p99, cpu50, cpu99 = latencies_us(evaluator, lines)
+    print(f"one evaluation: p50 {p50:.0f} µs, p99 {p99:.0f} µs   (target p99 < 600 µs)")
+    print(f"    its CPU time: p50 {cpu50:.0f} µs, p99 {cpu99:.0f} µs")
     before, after = rss_growth(evaluator, lines, RSS_RECORDS)
     print(
         f"RSS over {RSS_RECORDS} evaluations: {before:.1f} MB -> {after:.1f} MB, growth {after - before:+.1f} MB "
