@@ -12,18 +12,31 @@ The daily amount is the most the order allows in one day (the upper limit is per
   day, so one day holds at most ceil(frequency / days) of them (QOD: 1; 3 per week: 1).
 - when: one administration per distinct EventTiming code (a generic meal code C, AC or PC: 3 meals);
   timeOfDay: one per distinct time; event: the most on one date. count/countMax bound the total.
-- several dosageInstruction lines: lines with the same `sequence` (or none) are concurrent and add up;
-  different sequence numbers are consecutive phases (FHIR R4 Dosage.sequence): the largest phase counts.
+- several dosageInstruction lines: lines with the same `sequence` (or none) are concurrent and add up.
+  Different sequence numbers are consecutive phases (FHIR R4 Dosage.sequence) only when the timing bounds
+  every phase before the last (repeat.boundsDuration / boundsPeriod / boundsRange, or count): then the
+  largest phase counts.
+  Without bounds "sequence 1 morning, sequence 2 evening" may well be meant together: the safe reading
+  against the upper limit is that they add up, and a note says so.
+- every timing.code coding is read (a local code first, then GTS BID: BID); code.text, dosageInstruction
+  .text and patientInstruction are read for a frequency ("three times daily", "2dd1", "1-0-1", "bid") with
+  engine.amounts' reader, passed in by engine.fhir. A Dosage with no timing at all is read from its text;
+  when no text gives a frequency the amount a day is unreadable (DOSE_UNREADABLE), never "once".
 - asNeeded: maxDosePerPeriod when given, else the most the timing allows; neither: unreadable.
-- doseRange: the high end; no high end: unreadable. maxDosePerPeriod also caps a scheduled order.
+- doseRange: the high end; no high end: unreadable. maxDosePerPeriod also caps a scheduled order; its
+  denominator is read by code or unit ("d", "day", "days", "dag", "h", "hour", "wk", "week").
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+# A frequency read from a text: (administrations a day, how it was read), or None when the text gives none.
+FrequencyReader = Callable[[str], "tuple[float, str] | None"]
 
 MG_PER_MMOL = 24.305  # magnesium, g/mol [REFERENCE §6]; mmol of magnesium are always elemental
 MMOL_PER_MEQ = 0.5  # magnesium is divalent: 1 mmol = 2 mEq [REFERENCE §6]
@@ -50,6 +63,23 @@ TIMING_CODES: dict[str, int] = {
 _EVERY_N_HOURS = re.compile(r"^Q(\d{1,2})H$")
 MEAL_CODES = frozenset({"C", "AC", "PC"})  # EventTiming "at / before / after meals": read as 3 meals a day
 PERIOD_DAYS: dict[str, float] = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30, "a": 365}
+# Period units as senders write them in Quantity.unit without a UCUM code (English and Dutch).
+PERIOD_WORDS: dict[str, str] = {
+    "day": "d",
+    "days": "d",
+    "dag": "d",
+    "dagen": "d",
+    "hour": "h",
+    "hours": "h",
+    "hr": "h",
+    "uur": "h",
+    "week": "wk",
+    "weeks": "wk",
+    "weken": "wk",
+    "month": "mo",
+    "months": "mo",
+    "maand": "mo",
+}
 
 # Dose units, lower-cased, braces and surrounding spaces removed -> (canonical unit, factor).
 _MASS = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "g": 1000.0, "gram": 1000.0, "grams": 1000.0}
@@ -209,21 +239,43 @@ class DailyDose:
     how: str
     unreadable: str | None = None  # why the amount cannot be known
     elemental: bool | None = None  # set when converted through a strength or from mmol
+    notes: tuple[str, ...] = field(default=())  # readings the clinician should know about (text, phases)
 
 
-def administrations_per_day(dosage: dict[str, Any]) -> tuple[int | None, str]:
-    """The most administrations one day can hold under this Dosage's timing, and how that was read."""
+def _timing_code(code: str) -> int | None:
+    n = TIMING_CODES.get(code)
+    every = _EVERY_N_HOURS.match(code)
+    if n is None and every and int(every.group(1)) > 0:
+        n = math.ceil(24 / int(every.group(1)))
+    return n
+
+
+def administrations_per_day(
+    dosage: dict[str, Any], read_frequency: FrequencyReader | None = None
+) -> tuple[int | None, str]:
+    """The most administrations one day can hold under this Dosage's timing, and how that was read.
+
+    timing.code: the first of its codings we read (a local code may come first); else its text, as a code
+    ("BID") or through `read_frequency` ("twice daily"). No timing at all: the frequency in dosageInstruction
+    .text or patientInstruction; none there: unreadable (None), never once.
+    """
     timing = dosage.get("timing") or {}
     repeat = timing.get("repeat") or {}
     found: list[tuple[int, str]] = []
-    for code in _timing_codes(timing.get("code")):
-        n = TIMING_CODES.get(code)
-        every = _EVERY_N_HOURS.match(code)
-        if n is None and every and int(every.group(1)) > 0:
-            n = math.ceil(24 / int(every.group(1)))
-        if n is None:
-            return None, f"timing code {code!r} is not one we read"
-        found.append((n, f"timing.code {code}"))
+    code_concept = timing.get("code")
+    if isinstance(code_concept, dict) and (code_concept.get("coding") or code_concept.get("text")):
+        codes = _timing_codes(code_concept)
+        known = [(c, _timing_code(c)) for c in codes if _timing_code(c) is not None]
+        text = str(code_concept.get("text") or "").strip()
+        from_text = read_frequency(text) if read_frequency and text and not known else None
+        if known:
+            code, n = known[0]
+            found.append((int(n or 0), f"timing.code {code}"))
+        elif from_text:
+            found.append((math.ceil(from_text[0] - 1e-9), f"timing.code.text: {from_text[1]}"))
+        else:
+            shown = ", ".join(codes) or text
+            return None, f"timing code {shown!r} is not one we read"
     if any(k in repeat for k in ("frequency", "frequencyMax", "period", "periodUnit")):
         frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
         period = repeat.get("period") or 1
@@ -253,7 +305,12 @@ def administrations_per_day(dosage: dict[str, Any]) -> tuple[int | None, str]:
     if events:
         found.append((max(events.count(d) for d in set(events)), "timing.event"))
     if not found:
-        return 1, "no timing: once"
+        for key in ("text", "patientInstruction"):
+            text = str(dosage.get(key) or "").strip()
+            read = read_frequency(text) if read_frequency and text else None
+            if read:
+                return math.ceil(read[0] - 1e-9), f"no structured timing; {key} '{text}': {read[1]}"
+        return None, "no timing, and no frequency in the dosage text: the amount a day cannot be known"
     n, how = max(found)
     bound: Any = repeat.get("countMax") or repeat.get("count")
     if _positive(bound) and int(bound) < n:
@@ -261,7 +318,7 @@ def administrations_per_day(dosage: dict[str, Any]) -> tuple[int | None, str]:
     return n, how
 
 
-def read_line(dosage: dict[str, Any]) -> DailyDose:
+def read_line(dosage: dict[str, Any], frequency: FrequencyReader | None = None) -> DailyDose:
     """One dosageInstruction line: its most per day, in the dose's own canonical unit."""
     quantity, how_dose = _dose_quantity(dosage)
     as_needed = bool(dosage.get("asNeededBoolean") or dosage.get("asNeededCodeableConcept"))
@@ -271,7 +328,7 @@ def read_line(dosage: dict[str, Any]) -> DailyDose:
     if isinstance(quantity, str):
         return DailyDose(None, None, how_dose, quantity)
     has_timing = bool(dosage.get("timing"))
-    n, how_n = administrations_per_day(dosage)
+    n, how_n = administrations_per_day(dosage, frequency)
     if as_needed and not has_timing:
         return DailyDose(None, None, "as needed", "as needed, with no maximum dose per period")
     if n is None:
@@ -279,17 +336,40 @@ def read_line(dosage: dict[str, Any]) -> DailyDose:
     if quantity is None:
         return DailyDose(None, None, "no dose", "no dose quantity in the order")
     value, unit = quantity
-    line = DailyDose(value * n, unit, f"{how_dose} x {n} per day ({how_n})" + (" as needed" if as_needed else ""))
+    from_text = how_n.startswith(("no structured", "timing.code.text"))
+    notes = (f"frequency read from the text ({how_n})",) if from_text else ()
+    line = DailyDose(
+        value * n, unit, f"{how_dose} x {n} per day ({how_n})" + (" as needed" if as_needed else ""), notes=notes
+    )
     if maximum is not None and maximum.unit == unit and maximum.value is not None and maximum.value < line.value:  # type: ignore[operator]
         return maximum
     return line
 
 
-def read_order(dosages: list[dict[str, Any]], strength: Strength | None) -> DailyDose:
-    """Every dosageInstruction line of an order: concurrent lines added, consecutive phases the largest."""
+def _bounded(dosage: dict[str, Any]) -> bool:
+    """Whether a line's timing limits it in time (bounds or a count): what makes sequence numbers phases."""
+    repeat = (dosage.get("timing") or {}).get("repeat") or {}
+    return any(repeat.get(k) for k in ("boundsDuration", "boundsPeriod", "boundsRange", "count", "countMax"))
+
+
+def read_order(
+    dosages: list[dict[str, Any]], strength: Strength | None, frequency: FrequencyReader | None = None
+) -> DailyDose:
+    """Every dosageInstruction line of an order: concurrent lines added, bounded consecutive phases the largest."""
     if not dosages:
         return DailyDose(None, None, "no dosage", "no dosage instruction in the order")
-    lines = [(d.get("sequence"), read_line(d)) for d in dosages]
+    notes: list[str] = []
+    sequenced = [d for d in dosages if d.get("sequence") is not None]
+    last = max((d["sequence"] for d in sequenced if isinstance(d["sequence"], int)), default=None)
+    earlier = [d for d in sequenced if d.get("sequence") != last]  # the last phase may run on without bounds
+    if len({d.get("sequence") for d in sequenced}) > 1 and not all(_bounded(d) for d in earlier):
+        notes.append(
+            "dosage lines with different sequence numbers and no bounds that separate them are read as taken "
+            "together (added up): the safe reading against the upper limit"
+        )
+        dosages = [{k: v for k, v in d.items() if k != "sequence"} for d in dosages]
+    lines = [(d.get("sequence"), read_line(d, frequency)) for d in dosages]
+    notes += [n for _, line in lines for n in line.notes]
     bad = [line for _, line in lines if line.unreadable]
     if bad:
         return DailyDose(None, None, "; ".join(b.how for b in bad), "; ".join(str(b.unreadable) for b in bad))
@@ -318,16 +398,16 @@ def read_order(dosages: list[dict[str, Any]], strength: Strength | None) -> Dail
         best = DailyDose(
             best.value, best.unit, f"{best.how} (the largest of {len(phases)} consecutive phases)", None, elemental
         )
-    return best
+    return DailyDose(best.value, best.unit, best.how, best.unreadable, best.elemental, tuple(dict.fromkeys(notes)))
 
 
 def _timing_codes(concept: Any) -> list[str]:
     if not isinstance(concept, dict):
         return []
-    codes = [str(c.get("code")).upper() for c in concept.get("coding") or [] if c.get("code")]
-    if not codes and concept.get("text"):
-        codes = [str(concept["text"]).strip().upper()]
-    return codes[:1]  # one timing pattern; the first coding names it
+    codes = [str(c.get("code")).strip().upper() for c in concept.get("coding") or [] if c.get("code")]
+    if concept.get("text"):
+        codes.append(str(concept["text"]).strip().upper())
+    return codes  # every coding names the same pattern: the first one we read is used
 
 
 def _dose_quantity(dosage: dict[str, Any]) -> tuple[tuple[float, str] | str | None, str]:
@@ -374,7 +454,8 @@ def _max_per_day(ratio: Any) -> DailyDose | None:
     if isinstance(found, str):
         return DailyDose(None, None, how, found)
     denominator = ratio.get("denominator") or {}
-    per = str(denominator.get("code") or denominator.get("unit") or "d")
+    per = str(denominator.get("code") or denominator.get("unit") or "d").strip()
+    per = per if per in PERIOD_DAYS else PERIOD_WORDS.get(per.lower(), per)
     per_value = denominator.get("value", 1)
     if per not in PERIOD_DAYS or not _positive(per_value):
         return DailyDose(None, None, how, f"maxDosePerPeriod per '{per_value} {per}' not read")

@@ -513,6 +513,10 @@ def lab_evidence(prefix: str, patient: dict[str, Any]) -> dict[str, Any]:
         out["preliminary"] = "this finding rests on a preliminary result"
     if prefix == "egfr" and patient.get("egfr_creatinine_disagreement"):
         out["note"] = patient["egfr_creatinine_disagreement"]
+    if prefix == "egfr" and patient.get("egfr_source") == "ckd_epi_2021":
+        creatinine = lab_evidence(LAB_PREFIX["serum_creatinine"], patient)
+        if creatinine:  # a computed eGFR is as current as the creatinine it was computed from
+            out["computed_from_creatinine"] = creatinine
     return out
 
 

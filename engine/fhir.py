@@ -310,9 +310,12 @@ def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]
     """Active MedicationRequests and MedicationStatements (not draft orders) as {name, rxnorm, atc}.
 
     Every RxNorm code is passed: the first one the vocabulary knows (an ingredient or product code) on
-    the entry, each further known code as an entry of its own with the same name.
+    the entry, each further known code as an entry of its own with the same name. A magnesium product's
+    name carries its dosage (dosageInstruction.text, else the structured dose and timing as text) so that
+    engine.amounts reads the amount a day, not once a day.
     """
     known = known_rxnorm(ruleset)
+    magnesium = magnesium_rxnorm(ruleset)
     out: list[Any] = []
     for r in resources:
         if r.get("resourceType") not in ("MedicationRequest", "MedicationStatement"):
@@ -324,6 +327,14 @@ def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]
         ranked = [c for c in rxnorm if c in known] + [c for c in rxnorm if c not in known]
         atc = _codes(concept, ATC)
         entry: dict[str, str] = {"name": concept_text(concept)}
+        is_magnesium = (
+            set(rxnorm) & magnesium
+            or any(is_magnesium_atc(ruleset, c) for c in atc)
+            or _names_magnesium(entry["name"], ruleset)
+        )
+        taken = _dosage_text(r) if is_magnesium else ""
+        if taken:
+            entry["name"] = f"{entry['name'] or _coded_name(concept or {}, ruleset)} {taken}".strip()
         if ranked:
             entry["rxnorm"] = ranked[0]
         if atc:
@@ -336,6 +347,30 @@ def _medications(resources: list[dict[str, Any]], refs: dict[str, dict[str, Any]
             if item and item not in out:
                 out.append(item)
     return out
+
+
+def _dosage_text(r: dict[str, Any]) -> str:
+    """A MedicationRequest's / Statement's dosage as text: its own text, else the structured dose and timing.
+
+    The structured form is written the way engine.amounts reads desk lines: "1 tablet 2dd" (2 a day).
+    """
+    key = "dosageInstruction" if r.get("resourceType") == "MedicationRequest" else "dosage"
+    lines = [d for d in r.get(key) or [] if isinstance(d, dict)]
+    parts: list[str] = []
+    for line in lines:
+        written = " ".join(str(line.get(k) or "").strip() for k in ("text", "patientInstruction")).strip()
+        if written:
+            parts.append(written)
+            continue
+        n, _ = dosage.administrations_per_day(line) if line.get("timing") else (None, "")
+        rates = line.get("doseAndRate") or []
+        quantity = next((x.get("doseQuantity") for x in rates if isinstance(x, dict) and x.get("doseQuantity")), None)
+        if quantity and isinstance(quantity.get("value"), int | float):
+            amount = f"{quantity['value']:g} {quantity.get('unit') or quantity.get('code') or ''}".strip()
+            parts.append(f"{amount} {n}dd" if n else amount)
+        elif n:
+            parts.append(f"{n}dd")
+    return "; ".join(parts)
 
 
 def known_rxnorm(ruleset: Ruleset) -> frozenset[str]:
@@ -364,10 +399,14 @@ def _conditions(
 
     History: resolved, inactive or in remission; abated; "History of ..." wording; an acute episode
     (vocabulary.condition_history.acute_concepts) whose onset lies more than acute_current_days before the
-    record's date. Chronic conditions stay current however old. Refuted or entered-in-error: left out.
+    record's date. Chronic conditions stay current however old, also a seizure disorder or epilepsy whose
+    concept (seizure) holds single episodes too (condition_history.chronic_snomed / chronic_phrases).
+    Refuted or entered-in-error: left out.
     """
     policy = (ruleset.raw.get("vocabulary") or {}).get("condition_history") or {}
     acute = set(policy.get("acute_concepts", []))
+    chronic_codes = {str(c) for c in policy.get("chronic_snomed", [])}
+    chronic_phrases = [str(p) for p in policy.get("chronic_phrases", [])]
     days = int(policy.get("acute_current_days", 365))
     phrases = [str(p) for p in policy.get("history_phrases", [])]
     resolver = _concepts(ruleset)
@@ -395,6 +434,8 @@ def _conditions(
             reason = "history wording"
         elif (
             onset
+            and not set(_codes(r.get("code"), SNOMED)) & chronic_codes
+            and not any(p in text.lower() for p in chronic_phrases)
             and as_of
             and parse_date(onset) < as_of - timedelta(days=days)
             and acute & _concepts_of(resolver, ruleset, text, snomed)
@@ -451,7 +492,9 @@ def draft_magnesium_order(
     """The order being placed for magnesium: a draft MedicationRequest whose medication is magnesium.
 
     Magnesium: an RxNorm code of a magnesium product in the ruleset vocabulary (so an order coded only by
-    RxNorm is found), or a text that names magnesium and is not another drug's salt ("esomeprazole magnesium").
+    RxNorm is found), an ATC code of a magnesium drug or in a magnesium class (A12CC, A02AA; the A06AD
+    magnesium laxatives by their own codes), or a text that names magnesium and is not another drug's salt
+    ("esomeprazole magnesium"). An order with none of these readable is not taken for a magnesium order.
     """
     ruleset = ruleset or _default_ruleset()
     codes = magnesium_rxnorm(ruleset)
@@ -459,9 +502,24 @@ def draft_magnesium_order(
         if r.get("resourceType") != "MedicationRequest" or r.get("status") != "draft":
             continue
         concept = _medication_concept(r, refs or {})
-        if set(_codes(concept, RXNORM)) & codes or _names_magnesium(concept_text(concept), ruleset):
+        if (
+            set(_codes(concept, RXNORM)) & codes
+            or any(is_magnesium_atc(ruleset, c) for c in _codes(concept, ATC))
+            or _names_magnesium(concept_text(concept), ruleset)
+        ):
             return r
     return None
+
+
+def is_magnesium_atc(ruleset: Ruleset, code: str) -> bool:
+    """An ATC code of a magnesium drug in the vocabulary, or in a class prefix that atc_classes maps to magnesium."""
+    code = code.strip().upper()
+    voc = ruleset.vocabulary
+    for drug in voc.drugs.values():
+        if "magnesium_source" in drug.get("classes", []) and code in {str(c).upper() for c in drug.get("atc", [])}:
+            return True
+    classes = (ruleset.raw.get("vocabulary") or {}).get("atc_classes") or {}
+    return any(code.startswith(prefix) and "magnesium_source" in found for prefix, found in classes.items())
 
 
 def _names_magnesium(text: str, ruleset: Ruleset) -> bool:
@@ -489,11 +547,13 @@ def _supplement(
     if r is None:
         return None
     concept = _medication_concept(r, refs) or {}
-    text = concept_text(concept) or " ".join(f"RxNorm {c}" for c in _codes(concept, RXNORM)[:1])
+    text = concept_text(concept) or _coded_name(concept, ruleset)
     supplement: dict[str, Any] = {"form": text}
     strength = _medication_strength(r, refs) or dosage.parse_strength(text)
     lines = [d for d in r.get("dosageInstruction") or [] if isinstance(d, dict)]
-    daily = dosage.read_order(lines, strength)
+    daily = dosage.read_order(lines, strength, text_frequency(ruleset))
+    for note in daily.notes:
+        notes.append(f"supplement: {note}")
     elemental_text = bool(
         re.search(r"\belement(al|air)", text, re.IGNORECASE) or re.search(r"\bmagnesium\s+\d", text, re.I)
     )
@@ -517,10 +577,47 @@ def _supplement(
         if daily.unit != "mmol" and not (strength and (strength.elemental or elemental_text)):
             supplement["dose_basis"] = "salt"
         notes.append(f"supplement: {daily.how} = {daily.value:g} {daily.unit} per day, the most the order allows")
-    route = _route_text(r, text, ruleset)
+    route = _route_text(r, text, ruleset, refs)
     if route:
         supplement["route"] = route
     return supplement
+
+
+def _coded_name(concept: dict[str, Any], ruleset: Ruleset) -> str:
+    """A name for an order coded without text: the vocabulary's drug of its RxNorm or ATC code, with the code."""
+    voc = ruleset.vocabulary
+    for system, key, label in ((RXNORM, "rxnorm", "RxNorm"), (ATC, "atc", "ATC")):
+        for code in _codes(concept, system):
+            drug = next((name for name, d in voc.drugs.items() if code in [str(c) for c in d.get(key, [])]), None)
+            if drug:
+                return f"{drug} ({label} {code})"
+    for system, label in ((RXNORM, "RxNorm"), (ATC, "ATC")):
+        for code in _codes(concept, system):
+            return f"magnesium ({label} {code})" if system == ATC else f"{label} {code}"
+    return ""
+
+
+_FREQUENCY_READERS: dict[str, Any] = {}
+
+
+def text_frequency(ruleset: Ruleset) -> dosage.FrequencyReader | None:
+    """engine.amounts' frequency reader ("three times daily", "2dd1", "1-0-1", "bid") for Dosage texts."""
+    found = _FREQUENCY_READERS.get(ruleset.sha256)
+    if found is None:
+        from engine import amounts
+        from engine.lexicon import PhraseIndex, fold
+
+        forms = PhraseIndex((n, key) for key, f in ruleset.vocabulary.forms.items() for n in [key, *f.get("names", [])])
+        reader = amounts.AmountReader(ruleset, forms)
+
+        def read(text: str) -> tuple[float, str] | None:
+            n, how, assumed = reader._frequency(fold(text))
+            return None if n is None or not amounts.how_often_stated(assumed) else (n, how)
+
+        if len(_FREQUENCY_READERS) > 16:
+            _FREQUENCY_READERS.clear()
+        found = _FREQUENCY_READERS[ruleset.sha256] = read
+    return found
 
 
 def _medication_strength(r: dict[str, Any], refs: dict[str, dict[str, Any]]) -> dosage.Strength | None:
@@ -538,16 +635,52 @@ def _medication_strength(r: dict[str, Any], refs: dict[str, dict[str, Any]]) -> 
     return None
 
 
-def _route_text(r: dict[str, Any], text: str, ruleset: Ruleset) -> str | None:
-    """The route as the order states it, else the product name when its words say it is not oral."""
+V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
+EDQM = "http://standardterms.edqm.eu"
+
+
+def _route_text(
+    r: dict[str, Any], text: str, ruleset: Ruleset, refs: dict[str, dict[str, Any]] | None = None
+) -> str | None:
+    """The route as the order states it (text, SNOMED CT or HL7 v3 RouteOfAdministration code, every coding),
+    else the referenced Medication's form (Medication.form, doseForm) or the product name when they say it
+    is not oral. Codes are named by the route they stand for (vocabulary.routes), so facts.read_route reads
+    them; a route given only by a code we do not know is passed as written and read as not oral."""
     from engine.facts import read_route
 
     for line in r.get("dosageInstruction") or []:
         route = (line or {}).get("route") if isinstance(line, dict) else None
         if route:
-            written = concept_text(route)
-            codes = _codes(route, SNOMED)
-            return f"{written} ({codes[0]})" if written and codes else written or (codes[0] if codes else None)
+            return _coded_route(route, ruleset) or None
+    reference = (r.get("medicationReference") or {}).get("reference")
+    medication = (refs or {}).get(reference) if reference else None
+    for key in ("form", "doseForm"):
+        form = (medication or {}).get(key)
+        if isinstance(form, dict):
+            written = _coded_route(form, ruleset, forms=True)
+            if written and read_route(ruleset, written) == "not_oral":
+                return f"{written} (Medication.{key})"
     if text and read_route(ruleset, text) == "not_oral":
         return f"{text} (product name)"
     return None
+
+
+def _coded_route(concept: dict[str, Any], ruleset: Ruleset, forms: bool = False) -> str:
+    """A route or dose-form CodeableConcept as text: its words, then each code with the route it names."""
+    routes = (ruleset.raw.get("vocabulary") or {}).get("routes") or {}
+    by_code: dict[tuple[str, str], str] = {}
+    for key, entry in routes.items():
+        for code in entry.get("snomed", []) if not forms else entry.get("dose_form_snomed", []):
+            by_code[(SNOMED, str(code))] = key
+        for code in entry.get("v3", []) if not forms else []:
+            by_code[(V3_ROUTE, str(code))] = key
+    parts = [str(concept.get("text") or "").strip()]
+    for coding in concept.get("coding") or []:
+        code = str(coding.get("code") or "").strip()
+        display = str(coding.get("display") or "").strip()
+        if display and display not in parts:
+            parts.append(display)
+        if code:
+            named = by_code.get((str(coding.get("system") or ""), code))
+            parts.append(f"{named} ({code})" if named else f"code {code}")
+    return "; ".join(p for p in parts if p)

@@ -266,6 +266,7 @@ def check_data(data: Any) -> Iterator[RulesetError]:
     yield from _check_vocabulary(voc, label, sources)
     yield from _check_codes_and_contexts(voc, label, sources)
     yield from _check_reading_sections(voc, label, sources)
+    yield from _check_route_codes_and_chronic(voc, label)
     vocabulary = _vocabulary(voc)
     rules_raw = data.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
@@ -530,6 +531,40 @@ def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, 
     for tag in history.get("sources", []):
         if tag not in sources:
             yield RulesetError(f"vocabulary.condition_history: unknown source {tag!r}", ruleset=label)
+
+
+def _check_route_codes_and_chronic(voc: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """routes.*.v3 (HL7 v3 RouteOfAdministration codes), routes.*.dose_form_snomed (SNOMED CT dose forms) and
+    condition_history.chronic_snomed / chronic_phrases (never aged out): well-formed and each named once."""
+    routes: dict[str, Any] = voc["routes"] if isinstance(voc.get("routes"), dict) else {}
+    seen: dict[str, str] = {}
+    for key, entry in routes.items():
+        if not isinstance(entry, dict):
+            continue
+        for kind, pattern in (("v3", r"^[A-Z][A-Z0-9]{1,15}$"), ("dose_form_snomed", r"^[0-9]{6,18}$")):
+            codes = entry.get(kind, [])
+            if not isinstance(codes, list):
+                yield RulesetError(f"vocabulary.routes.{key}.{kind} must be a list of codes", ruleset=label)
+                continue
+            for code in codes:
+                if not isinstance(code, str) or not re.match(pattern, code):
+                    yield RulesetError(f"vocabulary.routes.{key}.{kind}: code {code!r} is malformed", ruleset=label)
+                elif seen.setdefault(f"{kind}:{code}", key) != key:
+                    yield RulesetError(
+                        f"vocabulary.routes.{key}.{kind}: {code} already names routes.{seen[kind + ':' + code]}",
+                        ruleset=label,
+                    )
+    history: dict[str, Any] = voc["condition_history"] if isinstance(voc.get("condition_history"), dict) else {}
+    for code in history.get("chronic_snomed", []):
+        if not (isinstance(code, str) and code.isdigit() and 6 <= len(code) <= 18):
+            yield RulesetError(
+                f"vocabulary.condition_history.chronic_snomed: {code!r} must be 6-18 digits", ruleset=label
+            )
+    for phrase in history.get("chronic_phrases", []):
+        if not isinstance(phrase, str) or phrase != phrase.lower() or not phrase.strip():
+            yield RulesetError(
+                f"vocabulary.condition_history.chronic_phrases: {phrase!r} must be lower-case text", ruleset=label
+            )
 
 
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:

@@ -580,7 +580,8 @@ def test_a_draft_order_coded_only_by_rxnorm_is_found_through_the_vocabulary(with
         rs.load().vocabulary.drugs
     )
     record = bundle_to_record(data, ruleset=with_code)
-    assert record["supplement"]["form"] == f"RxNorm {MG_SULFATE_ORAL_SOLUTION}"
+    # the vocabulary names the drug of the code, so the salt (sulfate) is read from the form
+    assert record["supplement"]["form"] == f"magnesium sulfate (RxNorm {MG_SULFATE_ORAL_SOLUTION})"
     # an amoxicillin/clavulanate draft (the CDS Hooks spec example, RxNorm 617993) is not a magnesium order
     other = bundle(order(coded("617993"), {**code("BID"), **dose(1, "tablet")}))
     assert "supplement" not in bundle_to_record(other, ruleset=with_code)
