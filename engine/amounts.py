@@ -168,7 +168,7 @@ class AmountReader:
     def _read(self, text: str, drugs: list[ResolvedDrug], sources: list[ResolvedDrug]) -> Reading:
         ingredients = tuple(dict.fromkeys(d.ingredient for d in sources))
         t = fold(text)
-        frequency, how_often, assumed = self._frequency(t)
+        frequency, how_often, assumed = self.frequency(t)
         if frequency is None:
             return Reading(text, ingredients, None, how_often, "unknown")
         # a single-ingredient magnesium product: every amount written is magnesium (or its salt)
@@ -276,7 +276,7 @@ class AmountReader:
         return word in self.magnesium_words or word.startswith("magnesium")
 
     def _count(self, t: str) -> tuple[float | None, str]:
-        """Units per dose: '2 tabletten' or the 2 of '3dd2' (a schema such as '1-0-1' is read by _frequency)."""
+        """Units per dose: '2 tabletten' or the 2 of '3dd2' (a schema such as '1-0-1' is read by frequency)."""
         dd = re.search(rf"\b\d+\s*dd\s*({_NUM})(?![\d.,]*\s*(?:mg|g|gram|ml|mmol|mcg)\b)", t)
         if dd:
             return _number(dd.group(1)), dd.group(0)
@@ -303,7 +303,7 @@ class AmountReader:
                 return (_number(spoons.group(1)) if spoons.group(1) else 1.0) * ml
         return None
 
-    def _frequency(self, t: str) -> tuple[float | None, str, str]:
+    def frequency(self, t: str) -> tuple[float | None, str, str]:
         """Doses per day, how they were read, and any assumption; None when the frequency cannot be known."""
         as_needed = bool(self.as_needed and self.as_needed.search(t))
         schema = re.search(

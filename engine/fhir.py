@@ -611,7 +611,7 @@ def text_frequency(ruleset: Ruleset) -> dosage.FrequencyReader | None:
         reader = amounts.AmountReader(ruleset, forms)
 
         def read(text: str) -> tuple[float, str] | None:
-            n, how, assumed = reader._frequency(fold(text))
+            n, how, assumed = reader.frequency(fold(text))
             return None if n is None or not amounts.how_often_stated(assumed) else (n, how)
 
         if len(_FREQUENCY_READERS) > 16:
