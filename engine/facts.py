@@ -98,6 +98,7 @@ class Intake:
                     "product": d.product,
                     "matched_by": d.method,
                     "score": d.score,
+                    **({"local_route": d.local_route} if d.local_route else {}),
                 }
                 for d in self.drugs
             ],
