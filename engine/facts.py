@@ -110,6 +110,9 @@ class Intake:
                     "matched_by": [c.method for c in r.concepts],
                     "negated": list(r.negated),
                     **({"snomed": r.snomed} if r.snomed else {}),
+                    **({"history": list(r.past)} if r.past else {}),
+                    **({"family_history": list(r.family)} if r.family else {}),
+                    **({"read_from_wording": r.context} if r.context else {}),
                 }
                 for r in self.readings
             ],
