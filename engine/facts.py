@@ -813,6 +813,11 @@ def _dose_amount(
             r.fail("supplement.dose_basis", "mmol, or a strength stated as elemental, is elemental magnesium", basis)
             return None
         basis = "elemental"
+    elif basis is None and value.get("strength") is None and strength and out["supplement_form"] != "unknown":
+        # the strength is printed in a form naming the salt ("Magnesiumoxide 400 mg tablet"): salt weight, as
+        # the FHIR reading does (engine/fhir.py: salt weight unless the text says elemental)
+        basis = "salt"
+        r.notes.append(f"supplement: the strength in {form_text!r} is read as salt weight (the form names the salt)")
     r.notes.append(f"supplement: {written} read as {how} = {mg:g} mg per day")
     return mg, basis
 
