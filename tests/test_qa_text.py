@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.lexicon import PhraseIndex
 from tests.conftest import finding, ids, record
 
 QA_INPUTS = Path(__file__).resolve().parents[2] / "qa" / "qa_inputs"
@@ -278,3 +279,16 @@ def test_supplement_form_without_strength_still_needs_its_basis(evaluator):
     result = evaluator.evaluate(record(supplement={"form": "oxide", "dose_mg": 400}))
     assert result["status"] == "rejected"
     assert {e["field"] for e in result["errors"]} == {"supplement.dose_basis"}
+
+
+@pytest.mark.parametrize(
+    "word, found",
+    [
+        ("neuropathie", []),  # another organ: no guess, even with no neuropathy entry
+        ("nefropatie", ["ckd"]),  # a misspelling of the word itself
+        ("nefropathy", ["ckd"]),
+    ],
+)
+def test_spelling_keeps_the_first_letters(word, found):
+    index = PhraseIndex([("nefropathie", "ckd")])
+    assert [m.key for m in index.find(word)] == found
