@@ -72,7 +72,9 @@ def _phrases_re(words: list[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
-_YEAR = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
+# a year said to be when it happened: "in 2001", "(1985)", "van 1999"; a bare year may be this year's, so it is
+# not read as past (in doubt an acute episode stays current)
+_YEAR = re.compile(r"(?:(?<!\w)(?:in|van|from|uit|anno)\s+|\(\s*)(?:19|20)\d{2}(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class _ContextReader:
             return _Wording("past", found.group(0).strip())
         year = _YEAR.search(t) if self.years_are_past else None
         if year and not (self.ongoing and self.ongoing.search(t)):
-            return _Wording("past", year.group(0))
+            return _Wording("past", year.group(0).strip("( "))
         return _Wording("")
 
     def is_past(self, wording: _Wording, concept: str, phrase: str) -> bool:

@@ -52,6 +52,8 @@ def concepts_of(result):
         ("ileus in 2001", "GI_OBSTRUCTION", False, "past"),
         ("voorgeschiedenis: ileus", "GI_OBSTRUCTION", False, "past"),
         ("ileus", "GI_OBSTRUCTION", True, "current"),
+        ("ileus 2026", "GI_OBSTRUCTION", True, "current"),  # a bare year may be this year: stays current
+        ("tremor 2024", "RED_FLAG_SYMPTOMS", True, "current"),
         ("appendicitis", "GI_OBSTRUCTION", True, "current"),
         ("History of seizure", "RED_FLAG_SYMPTOMS", False, "none"),  # Synthea's past single seizure concept
         # ... but a chronic disease named in the past tense still counts (safe reading)
