@@ -535,7 +535,14 @@ def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, 
             yield RulesetError(f"vocabulary.condition_history: unknown source {tag!r}", ruleset=label)
 
 
-_HISTORY_WORD_LISTS = ("past_phrases", "family_phrases", "negation_answers", "chronic_names")
+_HISTORY_WORD_LISTS = (
+    "past_phrases",
+    "ended_phrases",
+    "ongoing_phrases",
+    "family_phrases",
+    "negation_answers",
+    "chronic_names",
+)
 
 
 def _check_local_routes_and_history_words(
@@ -568,13 +575,16 @@ def _check_local_routes_and_history_words(
                 yield RulesetError(
                     f"vocabulary.condition_history.{name}: {word!r} must be lower-case text", ruleset=label
                 )
-    for concept in history.get("past_concepts", []):
-        if concept not in concepts:
-            yield RulesetError(
-                f"vocabulary.condition_history.past_concepts: unknown concept {concept!r}",
-                ruleset=label,
-                suggestion=_suggest(str(concept), concepts),
-            )
+    for section in ("past_concepts", "ends_concepts"):
+        for concept in history.get(section, []):
+            if concept not in concepts:
+                yield RulesetError(
+                    f"vocabulary.condition_history.{section}: unknown concept {concept!r}",
+                    ruleset=label,
+                    suggestion=_suggest(str(concept), concepts),
+                )
+    if not isinstance(history.get("years_are_past", False), bool):
+        yield RulesetError("vocabulary.condition_history.years_are_past must be true or false", ruleset=label)
 
 
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:

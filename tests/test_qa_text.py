@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import ruleset as rs
 from engine.lexicon import PhraseIndex
 from tests.conftest import finding, ids, record
 
@@ -294,3 +295,27 @@ def test_supplement_form_without_strength_still_needs_its_basis(evaluator):
 def test_spelling_keeps_the_first_letters(word, found):
     index = PhraseIndex([("nefropathie", "ckd")])
     assert [m.key for m in index.find(word)] == found
+
+
+# --- the checker refuses malformed text-reading data ----------------------------------------------------------
+
+
+def _v2() -> dict:
+    return json.loads((Path(__file__).resolve().parents[1] / "rulesets" / "magnesium" / "v2.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v["condition_history"]["past_concepts"].append("nosuch"), "unknown concept 'nosuch'"),
+        (lambda v: v["condition_history"]["family_phrases"].append("Moeder heeft"), "must be lower-case"),
+        (lambda v: v["routes"]["oral"].update(local=True), "oral is never local"),
+        (lambda v: v["condition_history"].update(years_are_past="yes"), "years_are_past"),
+        (lambda v: v["route_policy"].update(sources=["NOSUCH"]), "unknown source 'NOSUCH'"),
+    ],
+)
+def test_checker_refuses_bad_text_reading_data(change, message):
+    doc = _v2()
+    assert not [e for e in rs.check_data(doc) if "condition_history" in str(e) or "route" in str(e)]
+    change(doc["vocabulary"])
+    assert any(message in str(e) for e in rs.check_data(doc))
