@@ -98,6 +98,7 @@ class Intake:
                     "product": d.product,
                     "matched_by": d.method,
                     "score": d.score,
+                    **({"local_route": d.local_route} if d.local_route else {}),
                 }
                 for d in self.drugs
             ],
@@ -109,6 +110,9 @@ class Intake:
                     "matched_by": [c.method for c in r.concepts],
                     "negated": list(r.negated),
                     **({"snomed": r.snomed} if r.snomed else {}),
+                    **({"history": list(r.past)} if r.past else {}),
+                    **({"family_history": list(r.family)} if r.family else {}),
+                    **({"read_from_wording": r.context} if r.context else {}),
                 }
                 for r in self.readings
             ],
@@ -813,6 +817,11 @@ def _dose_amount(
             r.fail("supplement.dose_basis", "mmol, or a strength stated as elemental, is elemental magnesium", basis)
             return None
         basis = "elemental"
+    elif basis is None and value.get("strength") is None and strength and out["supplement_form"] != "unknown":
+        # the strength is printed in a form naming the salt ("Magnesiumoxide 400 mg tablet"): salt weight, as
+        # the FHIR reading does (engine/fhir.py: salt weight unless the text says elemental)
+        basis = "salt"
+        r.notes.append(f"supplement: the strength in {form_text!r} is read as salt weight (the form names the salt)")
     r.notes.append(f"supplement: {written} read as {how} = {mg:g} mg per day")
     return mg, basis
 

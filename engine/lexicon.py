@@ -2,7 +2,8 @@
 
 Shared by medication and condition/symptom resolution. Matching works on lower-case word
 tokens, takes the longest phrase first (so "esomeprazole magnesium" wins over "magnesium"),
-and falls back to a spelling-similarity match for single words of five letters or more. Ambiguous
+and falls back to a spelling-similarity match for single words of five letters or more that keep their
+first three letters ("neuropathie" is never "nefropathie"). Ambiguous
 phrases count only in context ("insult" beside "epileptisch", "toeval" beside "epilepsie"), and
 are never matched by spelling; entries may be marked exact-only (no spelling match at all).
 """
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
 FUZZY_CUTOFF = 0.85  # similarity ratio for a misspelling to count as a match
 FUZZY_MIN_LENGTH = 5  # shorter words are too easily confused (e.g. "iron" / "irin")
+# A misspelling keeps its first letters: "neuropathie" is never "nefropathie" (another organ, another concept);
+# prefer no guess to a guess that crosses to a different clinical concept
+SPELLING_PREFIX = 3
 CACHE_LIMIT = 50_000  # texts remembered per index; cleared when full so memory stays flat over millions
 NEGATIONS = frozenset({"no", "not", "denies", "without", "geen", "niet", "zonder", "nooit", "never"})
 
@@ -157,7 +161,12 @@ class PhraseIndex:
     def _closest(self, word: str) -> tuple[str, float] | None:
         # ratio = 2*M/(a+b) >= 0.85 is impossible when the lengths differ by more than 15 %
         slack = int(len(word) * (1 - FUZZY_CUTOFF) / FUZZY_CUTOFF) + 1
-        candidates = [w for n in range(len(word) - slack, len(word) + slack + 1) for w in self._by_length.get(n, [])]
+        candidates = [
+            w
+            for n in range(len(word) - slack, len(word) + slack + 1)
+            for w in self._by_length.get(n, [])
+            if w[:SPELLING_PREFIX] == word[:SPELLING_PREFIX]
+        ]
         close = difflib.get_close_matches(word, candidates, n=2, cutoff=FUZZY_CUTOFF)
         if not close:
             return None

@@ -3,12 +3,15 @@
 RxNorm codes (ingredient, clinical and branded product codes) of drugs and of combination products
 come from the ruleset; an ATC code not listed under a drug still gives the drug classes of its class
 prefix (`atc_classes`, e.g. A02BC -> ppi). A drug without an interaction class is matched by its listed
-names only (no spelling guess: a near-miss spelling may as well be another, unknown drug).
+names only (no spelling guess: a near-miss spelling may as well be another, unknown drug). A medicine
+written with a local route (vocabulary.routes marked `local`: skin, eye, ear, nose) keeps its ingredient
+but no class: it neither binds magnesium in the gut nor adds magnesium ("Ciprofloxacine oordruppels").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import vocabulary as vocab
@@ -26,16 +29,32 @@ class ResolvedDrug:
     text: str
     method: str  # exact, spelling, rxnorm, atc, atc_class, or unrecognized
     score: float = 1.0
+    local_route: str = ""  # the local route word written ("oordruppels"): no interaction class then
 
     def fact(self) -> dict[str, Any]:
-        """The medication fact asserted into the rules engine."""
+        """The medication fact asserted into the rules engine; a locally applied medicine is asserted under
+        "ingredient (route)" with no class, so no rule written for the ingredient taken by mouth matches it."""
         return {
             "t": "medication",
-            "ingredient": self.ingredient,
+            "ingredient": f"{self.ingredient} ({self.local_route})" if self.local_route else self.ingredient,
             "classes": list(self.classes),
             "product": self.product,
             "text": self.text,
         }
+
+
+_MG_WORD = re.compile(r"\bmg\b", re.IGNORECASE)
+
+
+def _element_abbreviation(text: str) -> str:
+    """ "Mg" not written after a number is the element, not the unit: "Mg 150mg elementair" -> "magnesium 150mg
+    elementair", "calcium + Mg"; the "mg" of "20 mg" stays a unit."""
+
+    def element(m: re.Match[str]) -> str:
+        before = text[: m.start()].rstrip()
+        return m.group(0) if before and before[-1].isdigit() else "magnesium"
+
+    return _MG_WORD.sub(element, text) if _MG_WORD.search(text) else text
 
 
 class MedicationResolver:
@@ -61,6 +80,13 @@ class MedicationResolver:
         self._atc = {code.upper(): key for key, d in voc.drugs.items() for code in d.get("atc", [])}
         self._atc_classes = {p.upper(): tuple(c) for p, c in voc.atc_classes.items()}
         self._cache: dict[str, tuple[ResolvedDrug, ...]] = {}
+        routes = voc.routes
+        self._routes = PhraseIndex(
+            [(n, key) for key, r in routes.items() for n in [key, *r.get("names", [])] if isinstance(r, dict)],
+            exact_only=list(routes),
+        )
+        self._local = {key for key, r in routes.items() if isinstance(r, dict) and r.get("local") is True}
+        self._oral = {key for key, r in routes.items() if isinstance(r, dict) and r.get("route") == "oral"}
 
     def resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
         """Ingredients named by one medication entry; an unresolved entry yields one unrecognised drug."""
@@ -74,6 +100,21 @@ class MedicationResolver:
         return self._resolve(entry)
 
     def _resolve(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
+        found = self._resolve_drugs(entry)
+        text = entry if isinstance(entry, str) else str(entry.get("name") or "")
+        local = self.local_route(text) if text else ""
+        if not local:
+            return found
+        return [d if d.method == "unrecognized" else replace(d, classes=(), local_route=local) for d in found]
+
+    def local_route(self, text: str) -> str:
+        """The local route word of a text ("oordruppels", "crème"), or "" (none, or an oral route is named too)."""
+        matches = [m for m in self._routes.find(text, fuzzy=False) if not m.negated]
+        if not matches or any(m.key in self._oral for m in matches):
+            return ""
+        return next((m.phrase for m in matches if m.key in self._local), "")
+
+    def _resolve_drugs(self, entry: str | dict[str, Any]) -> list[ResolvedDrug]:
         if isinstance(entry, str):
             return self._by_name(entry) or [self._unrecognized(entry)]
         text = str(entry.get("name") or entry.get("rxnorm") or entry.get("atc") or "")
@@ -101,7 +142,7 @@ class MedicationResolver:
 
     def _by_name(self, text: str) -> list[ResolvedDrug]:
         found: list[ResolvedDrug] = []
-        for match in self._index.find(text):
+        for match in self._index.find(_element_abbreviation(text) if "magnesium" in self._drugs else text):
             kind, key = match.key.split(":", 1)
             if kind == "product":
                 found += [

@@ -98,6 +98,8 @@ class Vocabulary:
     concepts: dict[str, dict[str, Any]]
     forms: dict[str, dict[str, Any]]
     atc_classes: dict[str, list[str]] = field(default_factory=dict)  # ATC class prefix -> drug classes
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # route words; `local` routes do not chelate
+    condition_history: dict[str, Any] = field(default_factory=dict)  # history, family and form-negation wording
 
     @property
     def classes(self) -> set[str]:
@@ -267,6 +269,7 @@ def check_data(data: Any) -> Iterator[RulesetError]:
     yield from _check_codes_and_contexts(voc, label, sources)
     yield from _check_reading_sections(voc, label, sources)
     yield from _check_route_codes_and_chronic(voc, label)
+    yield from _check_local_routes_and_history_words(voc, label, sources)
     vocabulary = _vocabulary(voc)
     rules_raw = data.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
@@ -567,6 +570,58 @@ def _check_route_codes_and_chronic(voc: dict[str, Any], label: str) -> Iterator[
             )
 
 
+_HISTORY_WORD_LISTS = (
+    "past_phrases",
+    "ended_phrases",
+    "ongoing_phrases",
+    "family_phrases",
+    "negation_answers",
+    "chronic_names",
+)
+
+
+def _check_local_routes_and_history_words(
+    voc: dict[str, Any], label: str, sources: dict[str, str]
+) -> Iterator[RulesetError]:
+    """`local` on a route (true only for a route that is not oral), vocabulary.route_policy, and the text-reading
+    word lists of vocabulary.condition_history (past and family wording, form-style negation answers)."""
+    routes = voc.get("routes", {}) if isinstance(voc.get("routes", {}), dict) else {}
+    for key, entry in routes.items():
+        local = entry.get("local", False) if isinstance(entry, dict) else False
+        if not isinstance(local, bool) or (local and entry.get("route") != "not_oral"):
+            yield RulesetError(
+                f"vocabulary.routes.{key}: local must be true or false, and oral is never local", ruleset=label
+            )
+    policy = voc.get("route_policy")
+    if policy is not None:
+        if not isinstance(policy, dict) or not policy.get("sources") or not policy.get("note"):
+            yield RulesetError("vocabulary.route_policy needs sources and a note", ruleset=label)
+        else:
+            for tag in policy["sources"]:
+                if tag not in sources:
+                    yield RulesetError(f"vocabulary.route_policy: unknown source {tag!r}", ruleset=label)
+    history = voc.get("condition_history", {})
+    if not isinstance(history, dict):
+        return
+    concepts = voc.get("concepts", {}) if isinstance(voc.get("concepts"), dict) else {}
+    for name in _HISTORY_WORD_LISTS:
+        for word in history.get(name, []):
+            if not isinstance(word, str) or not word.strip() or word != word.lower():
+                yield RulesetError(
+                    f"vocabulary.condition_history.{name}: {word!r} must be lower-case text", ruleset=label
+                )
+    for section in ("past_concepts", "ends_concepts"):
+        for concept in history.get(section, []):
+            if concept not in concepts:
+                yield RulesetError(
+                    f"vocabulary.condition_history.{section}: unknown concept {concept!r}",
+                    ruleset=label,
+                    suggestion=_suggest(str(concept), concepts),
+                )
+    if not isinstance(history.get("years_are_past", False), bool):
+        yield RulesetError("vocabulary.condition_history.years_are_past must be true or false", ruleset=label)
+
+
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
     return Vocabulary(
         drugs=voc.get("drugs", {}),
@@ -574,6 +629,8 @@ def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
         concepts=voc.get("concepts", {}),
         forms=voc.get("forms", {}),
         atc_classes=voc.get("atc_classes", {}) if isinstance(voc.get("atc_classes", {}), dict) else {},
+        routes=voc.get("routes", {}) if isinstance(voc.get("routes", {}), dict) else {},
+        condition_history=voc.get("condition_history", {}) if isinstance(voc.get("condition_history"), dict) else {},
     )
 
 
