@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from engine import units
 from engine.lexicon import PhraseIndex, fold
 from engine.medications import ResolvedDrug
 from engine.ruleset import Ruleset
 from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION
 
 SOURCE_CLASSES = ("magnesium_source", "possible_magnesium_source")
-MG_PER_MMOL = 24.3  # 1 mmol Mg = 24.3 mg (REFERENCE §2)
+MG_PER_MMOL = units.MG_MOLAR_MASS_G_MOL  # mg per mmol of magnesium, declared once in engine.units [REFERENCE §6]
 _NUM = r"\d+(?:[.,]\d+)?"
 _MASS_UNITS = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "g": 1000.0, "gr": 1000.0, "gram": 1000.0}
 _MASS_UNITS.update({"grams": 1000.0, "mcg": 0.001, "microgram": 0.001, "micrograms": 0.001})

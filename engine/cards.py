@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import dosage
+from engine.vocabulary import SEVERITIES
 
 INDICATOR = {"contraindicated": "critical", "major": "critical", "moderate": "warning", "minor": "info", "info": "info"}
-SEVERITY_ORDER = ("contraindicated", "major", "moderate", "minor", "info")
+SEVERITY_ORDER = SEVERITIES  # most severe first, declared once in engine.vocabulary
 SUMMARY_LIMIT = 140  # CDS Hooks: summary "<140-character"
 CARD_NAMESPACE = uuid.UUID("6a2f41a6-7f53-4a4e-9a37-4f0f3f4d8b10")
 OVERRIDE_SYSTEM = "urn:mgreview:override-reason"

@@ -35,10 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import units
+
 # A frequency read from a text: (administrations a day, how it was read), or None when the text gives none.
 FrequencyReader = Callable[[str], "tuple[float, str] | None"]
 
-MG_PER_MMOL = 24.305  # magnesium, g/mol [REFERENCE §6]; mmol of magnesium are always elemental
+MG_PER_MMOL = units.MG_MOLAR_MASS_G_MOL  # declared once in engine.units [REFERENCE §6]; mmol of Mg are elemental
 MMOL_PER_MEQ = 0.5  # magnesium is divalent: 1 mmol = 2 mEq [REFERENCE §6]
 
 # timing-abbreviation value set (FHIR R4 4.0.1): administrations in the busiest day.

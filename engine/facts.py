@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engine import amounts, dosage, units
+from engine import vocabulary as vocab
 from engine.conditions import ConceptReading, ConceptResolver
 from engine.derived import ADULT_AGE_YEARS, ckd_epi_2021, kdigo_category
 from engine.errors import FieldError, RecordError
@@ -61,12 +62,16 @@ LAB_FIELDS = {
 LAB_PREFIX = {"egfr": "egfr", "serum_creatinine": "creatinine", "serum_magnesium": "serum_mg"}
 LAB_KEYS = ("status", "date", "code", "comparator")
 # FHIR R4 ObservationStatus: cancelled and entered-in-error results are not values (never sent as one).
-LAB_STATUSES = ("registered", "preliminary", "final", "amended", "corrected", "unknown")
-# Safe readings of a bound (how each is read is recorded in the facts and notes):
-EGFR_UPPER_BOUND_READ_BELOW = 15.0  # "<60": the true eGFR may be anywhere below: read as below 15 (G5)
-MG_LOWER_BOUND_READ_AT_LEAST = 1.74  # ">1.2 mmol/L": may be any higher value: read in the toxic range
-MG_UPPER_BOUND_READ_BELOW = 0.5  # "<0.6 mmol/L": may be any lower value: read as severe hypomagnesaemia
-DISAGREE_RATIO = 1.5  # lab eGFR vs CKD-EPI from a same-day creatinine: this far apart and in another band
+LAB_STATUSES = vocab.LAB_STATUSES
+# Safe readings of a bound, project policy (REFERENCE is silent on bounds; how each is read is recorded in the
+# facts and notes). The values are the worst-case category edges of REFERENCE: they repeat thresholds the
+# ruleset's rules hold, and must move with them.
+EGFR_UPPER_BOUND_READ_BELOW = 15.0  # "<60": may be anywhere below: read as below 15, KDIGO G5 [S32, §5.1]
+MG_LOWER_BOUND_READ_AT_LEAST = 1.74  # ">1.2 mmol/L": may be higher: read in the toxic range [§6, HYPERMAGNESEMIA_TOXIC]
+MG_UPPER_BOUND_READ_BELOW = 0.5  # "<0.6 mmol/L": may be lower: read as severe hypomagnesaemia [§6, S45]
+# Project policy (no source): a lab eGFR and a same-day CKD-EPI eGFR from creatinine this far apart, and on
+# different sides of 30 or 60, are shown together as a disagreement; the lab value is used [§5.2].
+DISAGREE_RATIO = 1.5
 HISTORY_KEYS = ("name", "snomed", "onset", "abatement", "reason")
 SUPPLEMENT_KEYS = ("form", "dose_mg", "dose_basis", "dose", "strength", "route")
 _SUPPLEMENT_KEY_SET = frozenset(SUPPLEMENT_KEYS)

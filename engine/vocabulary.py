@@ -27,6 +27,10 @@ def _fields(*fields: FactField) -> dict[str, FactField]:
     return {f.name: f for f in fields}
 
 
+# FHIR ObservationStatus values a lab result may be read with (cancelled and entered-in-error never are)
+LAB_STATUSES: tuple[str, ...] = ("registered", "preliminary", "final", "amended", "corrected", "unknown")
+
+
 def _lab_context_fields() -> tuple[FactField, ...]:
     """How each lab value was reported (present only when the record or the FHIR Observation says)."""
     out: list[FactField] = []
@@ -36,7 +40,7 @@ def _lab_context_fields() -> tuple[FactField, ...]:
                 f"{prefix}_status",
                 "string",
                 f"status of the {lab} result used (FHIR ObservationStatus)",
-                choices=("registered", "preliminary", "final", "amended", "corrected", "unknown"),
+                choices=LAB_STATUSES,
             ),
             FactField(f"{prefix}_date", "string", f"date of the {lab} result used, as reported"),
             FactField(f"{prefix}_code", "string", f"LOINC code of the {lab} result used"),
