@@ -55,10 +55,10 @@ check-rulesets: setup
 test: lint typecheck check-rulesets pytest
 
 bench: setup
-	$(BIN)/python -m tests.bench
-	$(BIN)/python -m tests.bench_worklist
-	$(BIN)/python -m tests.bench_cdshooks
-	$(BIN)/python -m tests.bench_load
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.worklist
+	$(BIN)/python -m bench.cdshooks
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

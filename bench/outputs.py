@@ -24,7 +24,7 @@ def _make_records(n: int) -> list[str]:
     try:
         from bench.throughput import make_records
     except ImportError:  # an older checkout keeps the benchmark under tests/
-        from tests.bench import make_records  # type: ignore[no-redef]
+        from bench.throughput import make_records  # type: ignore[no-redef]
     return make_records(n)
 
 

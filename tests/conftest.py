@@ -1,56 +1,22 @@
-"""Shared fixtures: one compiled evaluator for the session, and a helper to evaluate a record."""
+"""Shared fixtures: one compiled evaluator for the session, and an app on SQLite and on PostgreSQL per test.
+
+Helpers that tests import (records, paths, the CLI) live in tests/helpers/."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
-from typing import Any
 
 import pytest
 import sqlalchemy
 
 from engine.evaluate import Evaluator
 
-BASE_RECORD: dict[str, Any] = {
-    "id": "T1",
-    "age_years": 45,
-    "sex": "female",
-    "egfr_ml_min_1_73m2": 95,
-    "serum_magnesium": {"value": 0.85, "unit": "mmol/L"},
-    "medications": [],
-    "conditions": [],
-    "symptoms": [],
-    "supplement": {"form": "citrate", "dose_mg": 200, "dose_basis": "elemental"},
-    "jurisdiction": "US",
-}
-
 
 @pytest.fixture(scope="session")
 def evaluator() -> Evaluator:
     """The newest published ruleset, compiled once."""
     return Evaluator()
-
-
-def record(**changes: Any) -> dict[str, Any]:
-    """A healthy adult record with `changes` applied; a value of None removes the field."""
-    out = copy.deepcopy(BASE_RECORD)
-    for key, value in changes.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
-    return out
-
-
-def finding(result: dict[str, Any], finding_id: str) -> dict[str, Any] | None:
-    """The finding with this id in a result, or None."""
-    return next((f for f in result.get("findings", []) if f["id"] == finding_id), None)
-
-
-def ids(result: dict[str, Any]) -> set[str]:
-    """Every finding id of a result."""
-    return {f["id"] for f in result.get("findings", [])}
 
 
 # --- review UI fixtures: every database test runs on SQLite and on a real PostgreSQL server ---------
@@ -61,7 +27,7 @@ _databases = itertools.count(1)
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A PostgreSQL cluster for the session, with a migrated template database to clone per test."""
-    from tests.pg import Cluster, pg_bin
+    from tests.helpers.pg import Cluster, pg_bin
 
     if pg_bin() is None:
         if os.environ.get("CI"):
