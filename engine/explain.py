@@ -252,7 +252,9 @@ def explain_findings(ruleset: Ruleset, evaluation: Any) -> tuple[FindingExplaine
             for entry in trace:
                 if entry.get("rule") == rule_id:
                     explained.append(_explain_firing(rule, entry.get("matched", []), patient, trace, rules))
-        out.append(FindingExplained(finding["id"], tuple(explained), _common([r.would_not_apply_if for r in explained])))
+        out.append(
+            FindingExplained(finding["id"], tuple(explained), _common([r.would_not_apply_if for r in explained]))
+        )
     return tuple(out)
 
 
