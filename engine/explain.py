@@ -16,6 +16,7 @@ import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any, Protocol
 
 from engine.facts import LAB_EVIDENCE, lab_evidence
@@ -35,6 +36,9 @@ NEGATION = {
     "contains_any": "contains none of",
 }
 NUMERIC_OPS = ("<", "<=", ">", ">=")
+# Several rules (or several firings) behind one finding with no change in common: their changes are combined,
+# one of each, while that stays a short list a reader can take in; beyond it, each rule's own list stands.
+MAX_COMBINED = 16
 WITHOUT = "without"  # the negation of a medication or concept pattern: the record without the fact it matched
 
 
@@ -342,11 +346,15 @@ def _negated(c: Condition) -> Change:
 
 
 def _common(groups: list[tuple[WouldNotApply, ...]]) -> tuple[WouldNotApply, ...]:
-    """The changes found in every group (in the first group's order): each stops every rule at once."""
-    if not groups:
+    """Changes that stop every group's rule at once: those in every group, else one of each group taken together."""
+    if not groups or any(not g for g in groups):
         return ()
     rest = [set(g) for g in groups[1:]]
-    return tuple(w for w in dict.fromkeys(groups[0]) if all(w in g for g in rest))
+    shared = tuple(w for w in dict.fromkeys(groups[0]) if all(w in g for g in rest))
+    if shared or math.prod(len(g) for g in groups) > MAX_COMBINED:
+        return shared
+    combined = (WouldNotApply(tuple(dict.fromkeys(c for w in pick for c in w.all_of))) for pick in product(*groups))
+    return tuple(dict.fromkeys(combined))
 
 
 def _plain(value: Any) -> Any:

@@ -245,3 +245,26 @@ def test_the_adapter_reads_a_typed_evaluation_too(evaluator):
     )
     with pytest.raises(TypeError):
         explain.evaluation_dict(42)
+
+
+def test_two_firings_behind_one_finding_are_stopped_only_together(evaluator):
+    got = _explained(evaluator, record(medications=["doxycycline 100 mg", "minocycline 50 mg"]))
+    finding = got["TETRACYCLINE_SEPARATION"]
+    assert len(finding.rules) == 2
+    assert _changes(finding) == {
+        (
+            ("medication.ingredient", explain.WITHOUT, "doxycycline"),
+            ("medication.ingredient", explain.WITHOUT, "minocycline"),
+        )
+    }
+
+
+def test_a_fact_derived_twice_is_stopped_only_by_removing_both_causes(evaluator):
+    got = _explained(evaluator, record(egfr_ml_min_1_73m2=20, conditions=["dialysis"]))["RENAL_SEVERE"]
+    (condition,) = got.rules[0].conditions
+    assert set(condition.derived_by) == {"RENAL_SEVERE_BY_EGFR", "RENAL_SEVERE_BY_CONDITION"}
+    (change,) = _changes(got)
+    assert set(change) == {
+        (EGFR, ">=", _threshold("RENAL_SEVERE_BY_EGFR", "egfr_ml_min_1_73m2", "<")),
+        ("concept.concept", explain.WITHOUT, "dialysis"),
+    }
