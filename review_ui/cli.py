@@ -13,6 +13,7 @@ import click
 from flask import Flask
 
 from engine.cli import main, rulesets
+from review_ui.models import ROLES
 
 DEMO_USERS = (
     ("clinician", "clinician", "demo-clinician-2026", "Demo Clinician"),
@@ -61,7 +62,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["clinician", "rule_editor", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--full-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(username: str, role: str, full_name: str, password_stdin: bool) -> None:
