@@ -43,7 +43,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy engine audit
+	$(BIN)/mypy engine audit review_ui
 
 pytest: setup system-deps
 	$(BIN)/pytest

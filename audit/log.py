@@ -20,15 +20,16 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Connection, Integer, String, Text, insert, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 
 from audit.db import Base
 
 GENESIS = "0" * 64
 SEAL_ACTION = "audit.keyed"  # the first keyed entry of a log that had unkeyed (legacy) entries before it
+AnySession: TypeAlias = Session | scoped_session[Any]  # Flask-SQLAlchemy's db.session is a scoped_session
 
 
 class AuditKeyMissing(RuntimeError):
@@ -172,7 +173,7 @@ def _clip(name: str, value: str) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def append(session: Session, event: AuditEvent, *, key: bytes | None = None) -> AuditEntry:
+def append(session: AnySession, event: AuditEvent, *, key: bytes | None = None) -> AuditEntry:
     """Add one entry to the chain inside the caller's transaction (the caller commits)."""
     secret = current_key(key)
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
@@ -200,7 +201,7 @@ def append(session: Session, event: AuditEvent, *, key: bytes | None = None) -> 
 
 
 def read(
-    session: Session,
+    session: AnySession,
     *,
     target_type: str | None = None,
     target_types: tuple[str, ...] | None = None,
@@ -228,7 +229,7 @@ def read(
     return list(session.execute(query).scalars())
 
 
-def entry_at(session: Session, seq: int) -> AuditEntry | None:
+def entry_at(session: AnySession, seq: int) -> AuditEntry | None:
     """The entry with this sequence number, or None."""
     return session.get(AuditEntry, seq)
 
@@ -270,7 +271,7 @@ def key_existing_log(connection: Connection, key: bytes) -> str:
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
-def checkpoint(session: Session, *, key: bytes | None = None) -> dict[str, Any]:
+def checkpoint(session: AnySession, *, key: bytes | None = None) -> dict[str, Any]:
     """A signed checkpoint of the chain's head (sequence, head hash, time) to keep outside the database."""
     secret = current_key(key)
     head = session.get(AuditHead, 1)
@@ -314,7 +315,7 @@ class Verification:
         return f"audit log BROKEN at entry {self.broken_seq}: {self.problem}"
 
 
-def _walk(session: Session) -> Iterator[AuditEntry]:
+def _walk(session: AnySession) -> Iterator[AuditEntry]:
     yield from session.execute(select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)).scalars()
 
 
@@ -329,7 +330,7 @@ def _seal_vouches(entry: AuditEntry, legacy: int, prev: str) -> bool:
     return isinstance(details, dict) and details.get("legacy_entries") == legacy and details.get("legacy_head") == prev
 
 
-def verify(session: Session, *, key: bytes | None = None, checkpoint: dict[str, Any] | None = None) -> Verification:
+def verify(session: AnySession, *, key: bytes | None = None, checkpoint: dict[str, Any] | None = None) -> Verification:
     """Recompute every keyed hash, link and the head's MAC; name the first entry edited, removed, moved or forged.
 
     With `checkpoint` (from `checkpoint`, kept outside the database), also require that the chain still

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -10,23 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
-from flask_migrate import Migrate
-from flask_wtf import CSRFProtect
 
 from audit import log as audit_log
 from review_ui.db import db
+from review_ui.extensions import csrf, limiter, login_manager, migrate
 
-MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
-migrate = Migrate(directory=MIGRATIONS_DIR, render_as_batch=True)
-csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
-login_manager = LoginManager()
-login_manager.login_view = "auth.login"
-login_manager.login_message = "Please sign in to continue."
-login_manager.session_protection = "strong"
 MIN_AUDIT_KEY_LENGTH = 32
 
 
@@ -83,10 +72,29 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from review_ui import views
-
-    views.init_app(app)
+    _register_pages(app)
     return app
+
+
+def _register_pages(app: Flask) -> None:
+    """The blueprints, the error pages and the template filters."""
+    from audit import log  # noqa: F401  (its table must be known to migrations)
+    from engine import ruleset as rulesets
+    from review_ui import (
+        auth,
+        cdshooks,
+        error_pages,
+        models,  # noqa: F401  (its tables must be known to migrations)
+        ruleset_views,
+        views,
+    )
+
+    for blueprint in (auth.bp, views.cases, views.imports, views.audit_views, cdshooks.cds, ruleset_views.bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
+    error_pages.init_app(app)
+    app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
+    app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def _instance_secret(instance: Path, name: str = "secret_key") -> str:

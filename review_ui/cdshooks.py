@@ -37,6 +37,8 @@ from engine import fhir
 from engine.errors import RecordError
 from review_ui import workflow
 from review_ui.db import db
+from review_ui.intake import evaluator
+from review_ui.models import CdsTokenSeen
 
 cds = Blueprint("cds", __name__)
 LOINC_CODES = ",".join(
@@ -75,7 +77,7 @@ CLOCK_LEEWAY_S = 30
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 id
 MAX_JSON_DEPTH = 64  # FHIR in a hook request nests about 12 deep
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "CDS_HOOKS_JWT_KEYS": {},  # issuer -> PEM public key
     "CDS_HOOKS_BASE_URL": None,  # e.g. https://cds.example.org: the JWT audience is this + the path
     "CDS_HOOKS_ALLOW_ANONYMOUS": False,  # demo only: calls without a JWT get cards; nothing is written
@@ -178,8 +180,6 @@ def _authorize() -> Caller:
 
 def _remember_token(issuer: str, jti: str, exp: float) -> None:
     """Store (issuer, jti) until the token expires; a second use is a replay and is refused."""
-    from review_ui.models import CdsTokenSeen
-
     now = datetime.now(UTC)
     key = hashlib.sha256(f"{issuer}\0{jti}".encode()).hexdigest()
     db.session.execute(delete(CdsTokenSeen).where(CdsTokenSeen.expires_at < now))
@@ -211,8 +211,6 @@ def discovery() -> Any:
 @cds.route("/sources")
 def sources() -> Any:
     """The ruleset's source citations (cards link here)."""
-    from review_ui.views import evaluator
-
     return render_template("sources.html", sources=evaluator().ruleset.sources, ruleset=evaluator().ruleset)
 
 
@@ -341,8 +339,6 @@ def _lenient_medication_request(resource: dict[str, Any], notes: list[dict[str, 
 
 def _names_magnesium(resource: dict[str, Any]) -> bool:
     """A magnesium order as the engine reads one: by a magnesium RxNorm code of the ruleset, or by its text."""
-    from review_ui.views import evaluator
-
     try:
         return fhir.draft_magnesium_order([{**resource, "status": "draft"}], ruleset=evaluator().ruleset) is not None
     except (AttributeError, TypeError):
@@ -546,8 +542,6 @@ def _service(service_id: str) -> None:
 @cds.route("/cds-services/<service_id>", methods=["POST"])
 def hook(service_id: str) -> Any:
     """order-select / order-sign: cards for a draft magnesium order, none for other orders."""
-    from review_ui.views import evaluator
-
     caller = _authorize()
     _service(service_id)
     hook = HookRequest(_json_body(), service_id)

@@ -13,12 +13,13 @@ import click
 from flask import Flask
 
 from engine.cli import main, rulesets
+from review_ui.models import ROLES, Role
 
 DEMO_USERS = (
-    ("clinician", "clinician", "demo-clinician-2026", "Demo Clinician"),
-    ("editor", "rule_editor", "demo-editor-2026", "Demo Rule Editor"),
-    ("approver", "rule_editor", "demo-approver-2026", "Demo Second Rule Editor"),
-    ("admin", "admin", "demo-admin-2026", "Demo Admin"),
+    ("clinician", Role.CLINICIAN, "demo-clinician-2026", "Demo Clinician"),
+    ("editor", Role.RULE_EDITOR, "demo-editor-2026", "Demo Rule Editor"),
+    ("approver", Role.RULE_EDITOR, "demo-approver-2026", "Demo Second Rule Editor"),
+    ("admin", Role.ADMIN, "demo-admin-2026", "Demo Admin"),
 )
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "intake.jsonl"
 
@@ -61,7 +62,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["clinician", "rule_editor", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--full-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(username: str, role: str, full_name: str, password_stdin: bool) -> None:

@@ -379,7 +379,7 @@ def _update_draft(draft: RulesetDraft, expected_lock: int, **values: Any) -> Non
         .where(RulesetDraft.id == draft.id, RulesetDraft.lock == expected_lock)
         .values(lock=RulesetDraft.lock + 1, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     if changed != 1:
         db.session.rollback()
         raise ConflictError("Someone changed this draft while you were editing it; nothing was saved. Reload it.")
@@ -613,7 +613,7 @@ def reevaluate_case(case_id: int, *, actor: User, expected_version: int) -> Reev
                 updated_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         if changed != 1:
             db.session.rollback()
             raise ConflictError("This case changed while you were looking at it; nothing was re-evaluated. Reload.")

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from engine import vocabulary
 from review_ui.db import db
 
-ROLES = ("clinician", "rule_editor", "admin")
+
+class Role(StrEnum):
+    """What a user is: clinicians decide cases, rule editors write and publish rulesets, admins oversee both."""
+
+    CLINICIAN = "clinician"
+    RULE_EDITOR = "rule_editor"
+    ADMIN = "admin"
+
+
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+ANY_ROLE: tuple[str, ...] = ROLES
+CLINICAL: tuple[str, ...] = (Role.CLINICIAN, Role.ADMIN)  # work the worklist, import, decide
+RULESET_EDITORS: tuple[str, ...] = (Role.RULE_EDITOR,)  # edit drafts, approve and publish
+DRAFT_READERS: tuple[str, ...] = (Role.RULE_EDITOR, Role.ADMIN)  # see drafts; clinicians see published versions
+
 CASE_STATUSES = ("pending", "approved", "adjusted", "rejected", "referred")
-SEVERITY_RANK = {"contraindicated": 0, "major": 1, "moderate": 2, "minor": 3, "info": 4, "none": 5}
+# "none" ranks a case without findings after every severity
+SEVERITY_RANK: dict[str, int] = {**vocabulary.SEVERITY_RANK, "none": len(vocabulary.SEVERITIES)}
 
 
 def utcnow() -> datetime:
@@ -34,6 +51,21 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def works_cases(self) -> bool:
+        """Sees the worklist, imports and decides cases."""
+        return self.role in CLINICAL
+
+    @property
+    def reads_drafts(self) -> bool:
+        """Sees ruleset drafts (not only published versions)."""
+        return self.role in DRAFT_READERS
+
+    @property
+    def edits_rulesets(self) -> bool:
+        """Edits drafts, submits, approves and publishes them."""
+        return self.role in RULESET_EDITORS
 
 
 class UserSession(db.Model):  # type: ignore[name-defined,misc]
@@ -100,6 +132,11 @@ class Case(db.Model):  # type: ignore[name-defined,misc]
     def plan(self) -> dict[str, Any]:
         """The engine's suggested plan."""
         return dict(self.result.get("plan", {}))
+
+    @property
+    def change_needs_override(self) -> bool:
+        """Any change to the suggested plan needs a coded override reason: a finding is major or worse."""
+        return self.severity_rank <= SEVERITY_RANK["major"]
 
 
 class CaseFinding(db.Model):  # type: ignore[name-defined,misc]

@@ -286,47 +286,68 @@ def set_rule_choices(form: RuleForm, sources: dict[str, str], forms: dict[str, A
 
 def rule_from_form(form: RuleForm) -> tuple[dict[str, Any], dict[str, str]]:
     """The rule a submitted form describes, and where each condition came from (checker path -> form field)."""
+    when, where_from = _when_from_form(form)
+    rule: dict[str, Any] = {"id": form.rule_id.data.strip(), "description": form.description.data.strip()}
+    rule.update(
+        when=when, then=_then_from_form(form), sources=list(form.sources.data or []), confidence=form.confidence.data
+    )
+    if form.note.data and form.note.data.strip():
+        rule["note"] = form.note.data.strip()
+    return rule, where_from
+
+
+def _when_from_form(form: RuleForm) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The rule's patterns, skipping blank ones, and the form field each checker path points back to."""
     where_from: dict[str, str] = {}
-    when = []
+    when: list[dict[str, Any]] = []
     for pattern_field in (entry.form for entry in form.patterns):
-        rows = [row.form for row in pattern_field.conditions if row.form.field.data]
         if pattern_field.on.data == "derived":
             if pattern_field.derived.data.strip():
                 where_from[f"when[{len(when)}]"] = pattern_field.derived.id
                 when.append({"derived": pattern_field.derived.data.strip()})
-            continue
-        on = pattern_field.on.data
-        if not on:  # an unused (blank) pattern
-            continue
-        pattern: dict[str, Any] = {"on": on, "where": []}
-        index = len(when)
-        where_from[f"when[{index}]"] = pattern_field.on.id
-        where_from[f"when[{index}].on"] = pattern_field.on.id
-        for row in rows:
-            fact, _, name = row.field.data.partition(".")
-            section = "where_any" if row.any.data else "where"
-            conditions = pattern.setdefault(section, [])
-            where_from[f"when[{index}].{section}[{len(conditions)}]"] = row.value.id
-            if fact != on:  # a fact of another type: the checker names it with a did-you-mean
-                name = row.field.data
-            spec = vocab.FACT_TYPES.get(on, {}).get(name)
-            kind = spec.type if spec else "string"
-            if row.op.data in ("in", "contains_any"):
-                value: Any = [_typed(v, "string" if kind == "string_list" else kind) for v in row.value.data.split(",")]
-                value = [v for v in value if v != ""]
-            else:
-                value = _typed(row.value.data, "string" if kind == "string_list" else kind)
-            conditions.append([name, row.op.data, value])
-        when.append(pattern)
+        elif pattern_field.on.data:  # else an unused (blank) pattern
+            when.append(_pattern_from_form(pattern_field, len(when), where_from))
+    return when, where_from
+
+
+def _pattern_from_form(pattern_field: Any, index: int, where_from: dict[str, str]) -> dict[str, Any]:
+    """One fact pattern (`when[index]`) with its typed conditions; records where each came from."""
+    on = pattern_field.on.data
+    pattern: dict[str, Any] = {"on": on, "where": []}
+    where_from[f"when[{index}]"] = pattern_field.on.id
+    where_from[f"when[{index}].on"] = pattern_field.on.id
+    for row in (row.form for row in pattern_field.conditions if row.form.field.data):
+        fact, _, name = row.field.data.partition(".")
+        section = "where_any" if row.any.data else "where"
+        conditions = pattern.setdefault(section, [])
+        where_from[f"when[{index}].{section}[{len(conditions)}]"] = row.value.id
+        if fact != on:  # a fact of another type: the checker names it with a did-you-mean
+            name = row.field.data
+        spec = vocab.FACT_TYPES.get(on, {}).get(name)
+        conditions.append([name, row.op.data, _condition_value(row, spec.type if spec else "string")])
+    return pattern
+
+
+def _condition_value(row: Any, kind: str) -> Any:
+    """A condition's value typed as its fact field; a list for `in` and `contains_any` (comma-separated)."""
+    item_kind = "string" if kind == "string_list" else kind
+    if row.op.data in ("in", "contains_any"):
+        values = [_typed(v, item_kind) for v in row.value.data.split(",")]
+        return [v for v in values if v != ""]
+    return _typed(row.value.data, item_kind)
+
+
+def _then_from_form(form: RuleForm) -> dict[str, Any]:
+    """The rule's effects, in the order the vocabulary lists them; an empty field adds nothing."""
     then: dict[str, Any] = {}
     if form.finding.data:
         then["finding"] = form.finding.data
     if form.severity.data:
         then["severity"] = form.severity.data
-    if form.message.data and form.message.data.strip():
-        then["message"] = form.message.data.strip()
-    if form.derive.data and form.derive.data.strip():
-        then["derive"] = form.derive.data.strip()
+    for key in ("message", "derive"):
+        text = getattr(form, key).data
+        if text and text.strip():
+            then[key] = text.strip()
     if form.cap_mg.data is not None:
         then["cap_mg"] = _number(form.cap_mg.data)
     if form.requires_physician.data:
@@ -346,11 +367,7 @@ def rule_from_form(form: RuleForm) -> tuple[dict[str, Any], dict[str, str]]:
     if form.urgent.data:
         then["urgent"] = True
     _plan_contract_from_form(form, then)
-    rule: dict[str, Any] = {"id": form.rule_id.data.strip(), "description": form.description.data.strip()}
-    rule.update(when=when, then=then, sources=list(form.sources.data or []), confidence=form.confidence.data)
-    if form.note.data and form.note.data.strip():
-        rule["note"] = form.note.data.strip()
-    return rule, where_from
+    return then
 
 
 def in_order_of(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:

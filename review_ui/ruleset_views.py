@@ -21,26 +21,25 @@ from engine import ruleset as rulesets
 from engine.errors import RulesetError
 from review_ui import governance
 from review_ui import ruleset_forms as forms
+from review_ui.auth import roles_required
 from review_ui.db import db
-from review_ui.models import RulesetDraft, RulesetVersion
-from review_ui.views import ANY_ROLE, roles_required, uploaded_items
+from review_ui.intake import uploaded_items
+from review_ui.models import ANY_ROLE, DRAFT_READERS, RULESET_EDITORS, RulesetDraft, RulesetVersion
 from review_ui.workflow import ConflictError, WorkflowError
 
 bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
-EDITORS = ("rule_editor",)
-READERS = ("rule_editor", "admin")
 
 
 @bp.route("/")
 @roles_required(*ANY_ROLE)
 def index() -> Any:
     """Published versions, open drafts, and a form to compare any two."""
-    versions = db.session.execute(
-        select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
-    ).scalars()
-    versions = list(versions) or [governance.latest_version(governance.DEFAULT_RULESET)]
+    newest_first = select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
+    versions = list(db.session.execute(newest_first).scalars()) or [
+        governance.latest_version(governance.DEFAULT_RULESET)
+    ]
     drafts: list[RulesetDraft] = []
-    if current_user.role in READERS:  # clinicians see published versions only
+    if current_user.reads_drafts:  # clinicians see published versions only
         drafts = list(db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars())
     refused = {v.id: problem for v in versions if (problem := governance.version_problem(v))}
     usable = [v for v in versions if v.id not in refused]
@@ -66,7 +65,7 @@ def version_page(name: str, version: int) -> Any:
 
 
 @bp.route("/<name>/drafts", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def new_draft(name: str) -> Any:
     """Start a draft of the next version from the newest published one."""
     try:
@@ -112,7 +111,7 @@ def _after_save(problem: list[RulesetError] | str | None, draft: RulesetDraft, w
 
 
 @bp.route("/drafts/<int:draft_id>")
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def draft_page(draft_id: int) -> Any:
     """A draft: its change note, rules, checks and scenarios, and what can be done with it next."""
     draft = _draft(draft_id)
@@ -129,12 +128,12 @@ def draft_page(draft_id: int) -> Any:
         submit_form=forms.LockForm(expected_lock=draft.lock),
         publish_form=forms.PublishForm(expected_lock=draft.lock),
         discard_form=forms.DiscardForm(expected_lock=draft.lock),
-        may_approve=current_user.role == "rule_editor" and current_user.username not in draft.contributors,
+        may_approve=current_user.edits_rulesets and current_user.username not in draft.contributors,
     )
 
 
 @bp.route("/drafts/<int:draft_id>/note", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def save_note(draft_id: int) -> Any:
     """Save the change note."""
     draft = _draft(draft_id)
@@ -148,7 +147,7 @@ def save_note(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/rules/<rule_id>", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def edit_rule(draft_id: int, rule_id: str) -> Any:
     """The structured editor of one rule (`new` adds a rule)."""
     draft = _draft(draft_id)
@@ -162,7 +161,7 @@ def edit_rule(draft_id: int, rule_id: str) -> Any:
         rule = data["rules"][index] if index is not None else {"id": "", "when": [], "then": {}, "sources": []}
         forms.rule_to_form(form, rule, data["sources"], forms_voc)
         return render_template("rulesets/rule.html", draft=draft, form=form, rule_id=rule_id, errors={}, other=[])
-    if current_user.role not in EDITORS:
+    if not current_user.edits_rulesets:
         abort(403)
     form = forms.RuleForm()
     forms.set_rule_choices(form, data["sources"], forms_voc)
@@ -191,7 +190,7 @@ def _form_ids(form: forms.RuleForm) -> dict[str, str]:
 
 
 @bp.route("/drafts/<int:draft_id>/rules/<rule_id>/delete", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def delete_rule(draft_id: int, rule_id: str) -> Any:
     """Remove a rule (refused when the checker needs it, e.g. the only rule reporting a catalogue finding)."""
     draft = _draft(draft_id)
@@ -208,7 +207,7 @@ def delete_rule(draft_id: int, rule_id: str) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/limits", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def edit_limits(draft_id: int) -> Any:
     """The upper-limit table by jurisdiction and age band."""
     draft = _draft(draft_id)
@@ -217,7 +216,7 @@ def edit_limits(draft_id: int) -> Any:
         form = forms.LimitsForm(expected_lock=draft.lock)
         forms.limits_to_form(form, data.get("upper_limits", []))
         return render_template("rulesets/limits.html", draft=draft, form=form, errors={}, other=[])
-    if current_user.role not in EDITORS:
+    if not current_user.edits_rulesets:
         abort(403)
     form = forms.LimitsForm()
     errors: dict[str, list[str]] = {}
@@ -240,7 +239,7 @@ def edit_limits(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/drugs")
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def drugs(draft_id: int) -> Any:
     """The drug vocabulary, searchable by any name."""
     draft = _draft(draft_id)
@@ -251,7 +250,7 @@ def drugs(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/drugs/<key>", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def edit_drug(draft_id: int, key: str) -> Any:
     """One drug: its names and synonyms, classes, codes and sources (`new` adds a drug)."""
     draft = _draft(draft_id)
@@ -264,7 +263,7 @@ def edit_drug(draft_id: int, key: str) -> Any:
         form = forms.DrugForm(expected_lock=draft.lock)
         forms.drug_to_form(form, "" if key == "new" else key, before, data["sources"])
         return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=[])
-    if current_user.role not in EDITORS:
+    if not current_user.edits_rulesets:
         abort(403)
     form = forms.DrugForm()
     form.sources.choices = forms.source_choices(data["sources"])
@@ -288,7 +287,7 @@ def edit_drug(draft_id: int, key: str) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/sources", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def edit_sources(draft_id: int) -> Any:
     """Source tags and their citations."""
     draft = _draft(draft_id)
@@ -297,7 +296,7 @@ def edit_sources(draft_id: int) -> Any:
         form = forms.SourcesForm(expected_lock=draft.lock)
         forms.sources_to_form(form, data["sources"])
         return render_template("rulesets/sources.html", draft=draft, form=form, problems=[])
-    if current_user.role not in EDITORS:
+    if not current_user.edits_rulesets:
         abort(403)
     form = forms.SourcesForm()
     problems: list[str] = []
@@ -313,14 +312,14 @@ def edit_sources(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/raw", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def edit_raw(draft_id: int) -> Any:
     """The whole draft and its scenarios as JSON text, for power users."""
     draft = _draft(draft_id)
     if request.method == "GET":
         form = forms.RawForm(expected_lock=draft.lock, content=draft.content, scenarios=draft.scenarios)
         return render_template("rulesets/raw.html", draft=draft, form=form, problems=[])
-    if current_user.role not in EDITORS:
+    if not current_user.edits_rulesets:
         abort(403)
     form = forms.RawForm()
     problems: list[str] = []
@@ -339,7 +338,7 @@ def edit_raw(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/impact", methods=["GET", "POST"])
-@roles_required(*READERS)
+@roles_required(*DRAFT_READERS)
 def impact(draft_id: int) -> Any:
     """Replay stored cases or an uploaded intake file through the published version and the draft."""
     draft = _draft(draft_id)
@@ -369,7 +368,7 @@ def impact(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/submit", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def submit(draft_id: int) -> Any:
     """Ask another rule editor to approve."""
     form = forms.LockForm()
@@ -383,7 +382,7 @@ def submit(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/publish", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def publish(draft_id: int) -> Any:
     """The second rule editor approves and publishes, signing with the password."""
     form = forms.PublishForm()
@@ -408,7 +407,7 @@ def publish(draft_id: int) -> Any:
 
 
 @bp.route("/drafts/<int:draft_id>/discard", methods=["POST"])
-@roles_required(*EDITORS)
+@roles_required(*RULESET_EDITORS)
 def discard(draft_id: int) -> Any:
     """Give a draft up."""
     form = forms.DiscardForm()
@@ -444,7 +443,7 @@ def _text_of(ref: str) -> tuple[str, str] | None:
     if not re.fullmatch(r"(v|draft-)[0-9]{1,9}", ref):
         return None
     if ref.startswith("draft-"):
-        if current_user.role not in READERS:
+        if not current_user.reads_drafts:
             abort(403)
         draft = db.session.get(RulesetDraft, int(ref[6:]))
         return (draft.label, draft.content) if draft else None

@@ -16,6 +16,9 @@ from sqlalchemy.exc import DataError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from review_ui.db import db
+from review_ui.error_pages import render_error
+
 MAX_ID = 2**31 - 1  # the largest value of an INTEGER column on PostgreSQL (and what SQLite ids stay below)
 
 CONTENT_SECURITY_POLICY = (
@@ -67,9 +70,6 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
 
     def bad_input(e: Exception) -> Any:
-        from review_ui.db import db
-        from review_ui.views import render_error
-
         db.session.rollback()
         return render_error(400)
 

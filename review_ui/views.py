@@ -1,126 +1,28 @@
-"""Blueprints: thin views that validate a form, call the workflow, flash and redirect."""
+"""The clinicians' pages (worklist, case and decision, import) and the audit log: thin views that validate a form,
+call the workflow, flash and redirect."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Callable
 from decimal import Decimal
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import (
-    Blueprint,
-    Flask,
-    Response,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
 from audit import log as audit
-from engine import ruleset as rulesets
-from engine.batch import InputError, read_stream
-from engine.evaluate import Evaluator
-from review_ui import governance, limiter, login_manager, workflow
+from review_ui import governance, workflow
+from review_ui.auth import login_required, roles_required
 from review_ui.db import db
-from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, ReevaluateForm, WorklistFilter
-from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
+from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
+from review_ui.intake import evaluator, uploaded_items
+from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, Role
 
-F = TypeVar("F", bound=Callable[..., Any])
-auth = Blueprint("auth", __name__)
 cases = Blueprint("cases", __name__)
 imports = Blueprint("imports", __name__)
 audit_views = Blueprint("audit", __name__)
-
-
-def roles_required(*roles: str) -> Callable[[F], F]:
-    """Require login and one of `roles`; others get a 403 page."""
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        @login_required
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if current_user.role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapped  # type: ignore[return-value]
-
-    return decorate
-
-
-CLINICAL = ("clinician", "admin")
-ANY_ROLE = ("clinician", "rule_editor", "admin")
-
-
-def evaluator() -> Evaluator:
-    """The app's evaluator: the newest published ruleset version (or the pinned file), compiled once."""
-    return governance.active_evaluator()
-
-
-@login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader: only for a live server-side session (not signed out, not past its lifetime)."""
-    return workflow.session_user(session.get("sid"), int(user_id))
-
-
-# --- sign-in ----------------------------------------------------------------------------------
-
-
-def _account_key() -> str:
-    """The throttle key of the account being signed in to (the same for unknown users)."""
-    return "account:" + (request.form.get("username") or "").strip().lower()[:80]
-
-
-@auth.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_account_key)
-def login() -> Any:
-    """Sign in; failures and lockouts are audited by the workflow; throttled per client and per account."""
-    form = LoginForm()
-    if form.validate_on_submit():
-        try:
-            user = workflow.authenticate(form.username.data or "", form.password.data or "")
-        except workflow.WorkflowError as e:
-            flash(e.message, "error")
-        else:
-            session.clear()
-            session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
-            session["sid"] = workflow.start_session(user, lifetime=current_app.config["SESSION_ABSOLUTE_LIFETIME"])
-            login_user(user)
-            return redirect(url_for("cases.worklist"))
-    return render_template("login.html", form=form)
-
-
-@auth.route("/logout", methods=["POST"])
-@login_required
-def logout() -> Any:
-    """Sign out: the server-side session is revoked, so a saved cookie no longer works."""
-    workflow.end_session(session.get("sid"), actor=current_user.username)
-    logout_user()
-    session.clear()
-    flash("Signed out.", "info")
-    return redirect(url_for("auth.login"))
-
-
-@auth.route("/logout/everywhere", methods=["POST"])
-@login_required
-def logout_everywhere() -> Any:
-    """Sign out on every browser and device: every session of this user is revoked."""
-    count = workflow.end_all_sessions(current_user, actor=current_user.username)
-    logout_user()
-    session.clear()
-    flash(f"Signed out everywhere ({count} session(s) ended).", "info")
-    return redirect(url_for("auth.login"))
 
 
 # --- worklist and cases -----------------------------------------------------------------------
@@ -180,7 +82,7 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
             form=form,
             entries=[e.as_dict() for e in entries],
             sources=evaluator().ruleset.sources,
-            needs_override=case.severity_rank <= SEVERITY_RANK["major"],
+            needs_override=case.change_needs_override,
             newest=newest,
             reevaluate_form=ReevaluateForm(expected_version=case.version),
         ),
@@ -273,7 +175,7 @@ def decide(case_id: int) -> Any:
             field.errors = [*field.errors, e.message]
         else:
             flash(e.message, "error")
-        return _render_case(db.session.get(Case, case_id), form, 400)
+        return _render_case(db.get_or_404(Case, case_id), form, 400)
     flash(f"Decision signed: case {case.patient_ref} {workflow.DECISION_STATUS[kind]}.", "success")
     return redirect(url_for("cases.case_page", case_id=case_id))
 
@@ -324,14 +226,6 @@ def upload() -> Any:
     return render_template("import.html", form=form, batches=batches)
 
 
-def uploaded_items(storage: Any) -> list[tuple[int, Any]]:
-    """(line, record) items of an uploaded intake file, read exactly as the CLI reads a file (engine.batch)."""
-    try:
-        return list(read_stream(storage.stream, storage.filename or "upload"))
-    except InputError as e:
-        raise workflow.WorkflowError(str(e), "file") from None
-
-
 @imports.route("/batches/<int:batch_id>")
 @roles_required(*CLINICAL)
 def batch_page(batch_id: int) -> Any:
@@ -350,7 +244,7 @@ RULE_EDITOR_AUDIT = ("ruleset", "ruleset_draft")  # rule editors see rulesets' e
 def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntry]:
     return audit.read(
         db.session,
-        target_types=RULE_EDITOR_AUDIT if current_user.role == "rule_editor" else None,
+        target_types=RULE_EDITOR_AUDIT if current_user.role == Role.RULE_EDITOR else None,
         action=form.action.data or None,
         actor=form.actor.data or None,
         target_type=form.target_type.data or None,
@@ -394,46 +288,3 @@ def spreadsheet_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
-
-
-# --- errors -----------------------------------------------------------------------------------
-
-ERROR_MESSAGES = {
-    400: "The request could not be understood.",
-    403: "Your role does not give access to this page.",
-    404: "There is nothing at this address.",
-    413: "The file is too large.",
-    429: "Too many attempts from here or for this account; wait a minute and try again.",
-    500: "Something went wrong on our side. The error was logged; nothing you entered was half-saved.",
-}
-
-
-def _error(e: Any) -> Any:
-    code = getattr(e, "code", 500) or 500
-    if code == 500:
-        db.session.rollback()
-    return render_error(code)
-
-
-def render_error(code: int) -> Any:
-    """The error page for an HTTP status."""
-    return render_template("error.html", code=code, message=ERROR_MESSAGES.get(code, "Error.")), code
-
-
-def init_app(app: Flask) -> None:
-    """Register blueprints, the user loader and error pages."""
-    from audit import log  # noqa: F401  (the audit tables must be known to migrations)
-    from review_ui import (
-        csrf,
-        models,  # noqa: F401
-    )
-    from review_ui.cdshooks import cds
-    from review_ui.ruleset_views import bp as ruleset_pages
-
-    for blueprint in (auth, cases, imports, audit_views, cds, ruleset_pages):
-        app.register_blueprint(blueprint)
-    csrf.exempt(cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
-    for code in ERROR_MESSAGES:
-        app.register_error_handler(code, _error)
-    app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
-    app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)

@@ -216,7 +216,7 @@ def end_all_sessions(user: User, *, actor: str) -> int:
         update(UserSession)
         .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     audit.append(
         db.session, audit.AuditEvent(actor, "logout.everywhere", "user", user.username, after={"sessions": revoked})
     )
@@ -349,7 +349,7 @@ def needs_override(case: Case, kind: str, final_plan: dict[str, Any] | None) -> 
     cap = case.plan.get("max_elemental_mg_per_day") or 0
     if (final_plan.get("max_elemental_mg_per_day") or 0) > cap:
         return True
-    return case.severity_rank <= SEVERITY_RANK["major"]
+    return case.change_needs_override
 
 
 def decide(
@@ -397,7 +397,7 @@ def decide(
         .where(Case.id == case_id, Case.version == expected_version, Case.status == "pending")
         .values(status=status, version=Case.version + 1, reviewer=actor.username, updated_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     if changed != 1:
         db.session.rollback()
         current = db.session.get(Case, case_id)

@@ -155,6 +155,27 @@ def test_decision_validation_messages(app, client, changes, message):
     assert message in response.get_data(as_text=True)
 
 
+def test_decision_on_a_case_removed_meanwhile_is_a_404_not_a_500(app, client, monkeypatch):
+    from sqlalchemy import delete
+
+    from review_ui.models import CaseFinding
+
+    login(client)
+    upload(client, record(id="A1"))
+    cid = case_id(app, "A1")
+
+    def removed_while_deciding(case_id, **_):
+        db.session.execute(delete(CaseFinding).where(CaseFinding.case_id == case_id))
+        db.session.execute(delete(Case).where(Case.id == case_id))
+        db.session.commit()
+        raise workflow.WorkflowError("No such case.")
+
+    monkeypatch.setattr(workflow, "decide", removed_while_deciding)
+    response = client.post(f"/cases/{cid}/decide", data={"kind": "approve", "expected_version": "1", "password": "x"})
+    assert response.status_code == 404
+    assert "There is nothing at this address." in response.get_data(as_text=True)
+
+
 def test_second_clinician_gets_a_conflict_message(app, client):
     login(client)
     upload(client, record(id="A1"))
