@@ -42,13 +42,33 @@ FIELDS = (
     "notes",
 )
 _FIELD_SET = frozenset(FIELDS)
-# Plausible ranges: values outside are typing errors, not patients.
-AGE_RANGE = (0.0, 130.0)
-WEIGHT_RANGE_KG = (0.3, 400.0)
-EGFR_RANGE = (0.0, 250.0)
-CREATININE_RANGE_MG_DL = (0.05, 40.0)
-MAGNESIUM_RANGE_MMOL_L = (0.01, 20.0)
-DOSE_RANGE_MG = (0.001, 100_000.0)
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """A plausible range: a value outside it is a typing error, not a patient."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def reason(self, *, converted: bool = False) -> str:
+        """The rejection reason naming the range; with its unit for a value converted from the unit written."""
+        return f"outside the plausible range {self.low:g} to {self.high:g}" + (f" {self.unit}" if converted else "")
+
+
+AGE_RANGE = Plausible(0.0, 130.0)
+WEIGHT_RANGE_KG = Plausible(0.3, 400.0)
+EGFR_RANGE = Plausible(0.0, 250.0)
+CREATININE_RANGE_MG_DL = Plausible(0.05, 40.0, "mg/dL")
+MAGNESIUM_RANGE_MMOL_L = Plausible(0.01, 20.0, "mmol/L")
+LAB_UPPER_LIMIT_RANGE = Plausible(0.001, 100.0)  # in the unit of the lab value it bounds
+DOSE_RANGE_MG = Plausible(0.001, 100_000.0, "mg")
+AMOUNT_RANGE = Plausible(1e-6, 1e9)  # in any unit: the mg it gives is checked against DOSE_RANGE_MG
+TIMES_PER_DAY_RANGE = Plausible(0.01, 48.0)
 MAX_LIST_ITEMS = 5_000
 DECIMALS = 6  # facts are rounded so no float ever serialises with an exponent (durable_rules rejects 1e-05)
 # A number as a desk types it: ASCII digits, one decimal point or comma, an optional bound for lab values.
@@ -139,7 +159,7 @@ class _Reader:
     def fail(self, name: str, reason: str, value: Any = None, expected: list[str] | None = None) -> None:
         self.errors.append(FieldError(name, reason, value, expected or []))
 
-    def number(self, name: str, value: Any, bounds: tuple[float, float], *, comparator: bool = False) -> float | None:
+    def number(self, name: str, value: Any, bounds: Plausible, *, comparator: bool = False) -> float | None:
         if value is None:
             return None
         if isinstance(value, str):
@@ -152,12 +172,11 @@ class _Reader:
         if math.isnan(value) or math.isinf(value):
             self.fail(name, "expected a finite number", str(value))
             return None
-        low, high = bounds
         if value < 0:
             self.fail(name, "must not be negative", value)
             return None
-        if not low <= value <= high:
-            self.fail(name, f"outside the plausible range {low:g} to {high:g}", value)
+        if value not in bounds:
+            self.fail(name, bounds.reason(), value)
             return None
         return float(value)
 
@@ -346,18 +365,18 @@ def parse(
     creatinine_mg_dl = None
     if creat_value is not None and creat_unit is not None:
         creatinine_mg_dl = units.creatinine_to_mg_dl(creat_value, creat_unit)
-        if not CREATININE_RANGE_MG_DL[0] <= creatinine_mg_dl <= CREATININE_RANGE_MG_DL[1]:
-            r.fail("serum_creatinine.value", "outside the plausible range 0.05 to 40 mg/dL", creat_value)
+        if creatinine_mg_dl not in CREATININE_RANGE_MG_DL:
+            r.fail("serum_creatinine.value", CREATININE_RANGE_MG_DL.reason(converted=True), creat_value)
     mg_mmol_l = None
     mg_upper_mmol_l = None
     if mg_value is not None and mg_unit is not None:
         mg_mmol_l = units.magnesium_to_mmol_l(mg_value, mg_unit)
-        if not MAGNESIUM_RANGE_MMOL_L[0] <= mg_mmol_l <= MAGNESIUM_RANGE_MMOL_L[1]:
-            r.fail("serum_magnesium.value", "outside the plausible range 0.01 to 20 mmol/L", mg_value)
+        if mg_mmol_l not in MAGNESIUM_RANGE_MMOL_L:
+            r.fail("serum_magnesium.value", MAGNESIUM_RANGE_MMOL_L.reason(converted=True), mg_value)
         mg_mmol_l = _magnesium_bound(r, mg_mmol_l)
         upper = mg_raw.get("upper_limit")
         if upper is not None:
-            upper_value = r.number("serum_magnesium.upper_limit", upper, (0.001, 100.0))
+            upper_value = r.number("serum_magnesium.upper_limit", upper, LAB_UPPER_LIMIT_RANGE)
             if upper_value is not None:
                 mg_upper_mmol_l = units.magnesium_to_mmol_l(upper_value, mg_unit)
 
@@ -792,8 +811,8 @@ def _dose_amount(
         else:
             r.fail(f"{where}.value", "missing: the amount, or a text when it cannot be given as a number")
         return None
-    number = r.number(f"{where}.value", amount["value"], (1e-6, 1e9))  # the mg it gives is range-checked
-    times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), (0.01, 48.0))
+    number = r.number(f"{where}.value", amount["value"], AMOUNT_RANGE)
+    times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), TIMES_PER_DAY_RANGE)
     unit = amount.get("unit")
     if not isinstance(unit, str) or not unit.strip():
         r.fail(f"{where}.unit", "missing: mg, g, mcg, mmol, tablet, capsule, sachet or mL", unit)
@@ -814,8 +833,8 @@ def _dose_amount(
         _unreadable(r, out, written, why)
         return None
     mg, elemental, how = converted
-    if not DOSE_RANGE_MG[0] <= mg <= DOSE_RANGE_MG[1]:
-        r.fail(where, f"{written} is {mg:g} mg: outside the plausible range 0.001 to 100000 mg", amount)
+    if mg not in DOSE_RANGE_MG:
+        r.fail(where, f"{written} is {mg:g} mg: {DOSE_RANGE_MG.reason(converted=True)}", amount)
         return None
     if elemental:
         if basis == "salt":
