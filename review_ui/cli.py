@@ -34,6 +34,20 @@ def _app() -> Flask:
     return create_app()
 
 
+def _migrated_app() -> Flask:
+    """The app, for a command that reads or writes the database: one line when its schema was never created."""
+    from sqlalchemy import inspect
+
+    from review_ui.db import db as database
+
+    app = _app()
+    with app.app_context():
+        migrated = inspect(database.engine).has_table("alembic_version")
+    if not migrated:
+        raise click.ClickException("the database has no schema yet: run `mgreview db upgrade` first")
+    return app
+
+
 def _upgrade(app: Flask) -> None:
     """Migrate the schema and register the published ruleset versions shipped in rulesets/."""
     from flask_migrate import upgrade
@@ -78,7 +92,7 @@ def users_add(username: str, role: str, full_name: str, password_stdin: bool) ->
         if password_stdin
         else click.prompt("Password", hide_input=True, confirmation_prompt=True)
     )
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         try:
             workflow.add_user(username, password, role, actor="cli", full_name=full_name)
@@ -92,7 +106,7 @@ def users_add(username: str, role: str, full_name: str, password_stdin: bool) ->
 @click.option("--actor", default="cli", show_default=True, help="Who is importing (recorded in the audit log).")
 def import_command(input_path: Path, actor: str) -> None:
     """Evaluate an intake file and import its records as cases (re-importing is idempotent)."""
-    report = _import(_app(), input_path, actor)
+    report = _import(_migrated_app(), input_path, actor)
     click.echo(
         f"batch {report.batch_id}: {report.records} records, {len(report.accepted)} new cases, "
         f"{len(report.duplicates)} already imported, {len(report.rejected)} rejected"
@@ -153,7 +167,7 @@ def export_rulesets(directory: Path | None) -> None:
     from engine import ruleset
     from review_ui import governance, workflow
 
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         try:
             written = governance.export_versions(directory or ruleset.RULESETS_DIR)
@@ -190,7 +204,7 @@ def audit_verify(checkpoint_path: Path | None) -> None:
             point = json.loads(checkpoint_path.read_text("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise click.ClickException(f"{checkpoint_path}: not a checkpoint file ({e})") from None
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         result = log.verify(database.session, checkpoint=point)
     click.echo(result.message())
@@ -212,7 +226,7 @@ def audit_checkpoint(output: Path | None) -> None:
     from audit import log
     from review_ui.db import db as database
 
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         result = log.verify(database.session)
         if not result.ok:
