@@ -27,6 +27,7 @@ import orjson
 from engine import fhir
 from engine.errors import MgReviewError, RecordError
 from engine.evaluate import Evaluator, to_json_line
+from engine.vocabulary import SEVERITIES
 
 LIST_FIELDS = ("medications", "conditions", "symptoms")
 BOOLEAN_FIELDS = ("pregnant", "lactating")
@@ -71,8 +72,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         """The closing summary as printed by the CLI."""
-        order = ("contraindicated", "major", "moderate", "minor", "info")
-        by_severity = ", ".join(f"{s} {self.findings_by_severity.get(s, 0)}" for s in order)
+        by_severity = ", ".join(f"{s} {self.findings_by_severity.get(s, 0)}" for s in SEVERITIES)
         return [
             f"records: {self.records}  ok: {self.ok}  rejected: {self.rejected}",
             f"findings by severity: {by_severity}",

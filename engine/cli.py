@@ -1,19 +1,34 @@
-"""The `mgreview` command line: evaluate intake files, check rulesets."""
+"""The `mgreview` command line: evaluate intake files, check rulesets.
+
+The engine's commands never import Flask. Other installed packages add commands through entry points (the review
+UI adds `db`, `users`, `import`, `audit`, `serve`, `demo`, `rulesets export` and the check of stored versions);
+they are imported only when one of their commands runs or when help lists them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import Any
 
 import click
 
 from engine import ENGINE_VERSION
+from engine.errors import MgReviewError
 
 # Exit statuses of `evaluate`: 0 every record evaluated; 1 done, some records rejected (listed);
 # 2 failed: the input could not be read, an output could not be written, or the ruleset is invalid.
 EXIT_REJECTED = 1
 EXIT_FAILED = 2
+
+# Entry-point groups through which other packages extend this command line.
+COMMANDS_GROUP = "mgreview.commands"  # top-level commands
+RULESETS_COMMANDS_GROUP = "mgreview.rulesets_commands"  # commands under `mgreview rulesets`
+STORED_RULESETS_GROUP = "mgreview.stored_rulesets"  # () -> number of stored versions refused, for `rulesets check`
 
 
 class Failed(click.ClickException):
@@ -22,7 +37,52 @@ class Failed(click.ClickException):
     exit_code = EXIT_FAILED
 
 
-@click.group()
+def _os_message(error: OSError) -> str:
+    """`path: reason` for a file that could not be read or written."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
+class CommandLine(click.Group):
+    """A command group whose domain errors end as one line on stderr and exit status 2, never a traceback;
+    its commands may also come from other installed packages (an entry-point group), loaded when used."""
+
+    def __init__(self, *args: Any, plugins: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugins = plugins
+
+    def _plugin_entries(self) -> dict[str, EntryPoint]:
+        if self.plugins is None:
+            return {}
+        return {entry.name: entry for entry in entry_points(group=self.plugins)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The group's own commands and those of installed packages, sorted."""
+        return sorted({*super().list_commands(ctx), *self._plugin_entries()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A command of the group, else one an installed package adds (imported only now)."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and (entry := self._plugin_entries().get(cmd_name)) is not None:
+            loaded = entry.load()
+            if not isinstance(loaded, click.Command):
+                raise TypeError(f"entry point {entry.value} is not a click command")
+            command = loaded
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an error of the engine's error tree or of the file system becomes one line."""
+        try:
+            return super().invoke(ctx)
+        except MgReviewError as e:
+            raise Failed(str(e)) from None
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # click ends quietly when the reader of stdout went away
+            raise Failed(_os_message(e)) from None
+
+
+@click.group(cls=CommandLine, plugins=COMMANDS_GROUP)
 @click.version_option(ENGINE_VERSION, prog_name="mgreview")
 def main() -> None:
     """mgreview: decision support for oral magnesium supplementation."""
@@ -71,7 +131,6 @@ def evaluate(
 ) -> None:
     """Evaluate a JSONL or CSV intake file; one JSON result line per record."""
     from engine import batch
-    from engine.errors import MgReviewError
 
     if resume and output is None:
         raise click.UsageError("--resume needs -o/--output: it continues the files of a killed batch")
@@ -103,8 +162,6 @@ def evaluate(
             dask=dask_address,
             output_format=output_format,
         )
-    except MgReviewError as e:
-        raise Failed(str(e)) from None
     finally:
         for stream in (out if output else None, rej):
             if stream is not None:
@@ -146,18 +203,34 @@ def report(results: tuple[Path, ...], output: Path) -> None:
     click.echo(f"{output}: {tally.records} records, {tally.ok} evaluated, {tally.rejected} rejected")
 
 
-@main.group()
+@main.group(cls=CommandLine, plugins=RULESETS_COMMANDS_GROUP)
 def rulesets() -> None:
     """Inspect and check ruleset files."""
 
 
 @rulesets.command("check")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def rulesets_check(paths: tuple[Path, ...]) -> None:
-    """Validate ruleset files (default: every file under rulesets/)."""
+@click.option("--no-db", is_flag=True, help="Check the files only, not the versions stored in the database.")
+def rulesets_check(paths: tuple[Path, ...], no_db: bool) -> None:
+    """Validate ruleset files (default: every file under rulesets/) and every version stored in the database."""
+    failure: click.ClickException | None = None
+    try:
+        _check_files(list(paths))
+    except click.ClickException as e:
+        failure = e
+    if not no_db:
+        refused = sum(check() for check in _stored_ruleset_checks())
+        if refused and failure is None:
+            failure = click.ClickException(f"{refused} stored ruleset version(s) refused")
+    if failure is not None:
+        raise failure
+
+
+def _check_files(paths: list[Path]) -> None:
+    """Print each file's problems, or ok with its rule count and hash; fail when any file has problems."""
     from engine import ruleset
 
-    files = list(paths) or ruleset.ruleset_files()
+    files = paths or ruleset.ruleset_files()
     if not files:
         raise click.ClickException("no ruleset files found")
     failed = 0
@@ -172,6 +245,11 @@ def rulesets_check(paths: tuple[Path, ...]) -> None:
             click.echo(f"{file}: ok ({len(loaded.rules)} rules, {loaded.status}, sha256 {loaded.sha256[:16]}…)")
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} ruleset files have errors")
+
+
+def _stored_ruleset_checks() -> list[Callable[[], int]]:
+    """Checks of ruleset versions stored by installed packages (the review UI's database), by entry point."""
+    return [entry.load() for entry in sorted(entry_points(group=STORED_RULESETS_GROUP), key=lambda e: e.name)]
 
 
 @rulesets.command("test")
@@ -205,13 +283,9 @@ def rulesets_test(paths: tuple[Path, ...]) -> None:
 def rulesets_impact(old: Path, new: Path, records: Path, show_all: bool) -> None:
     """Replay an intake file (JSONL, NDJSON of FHIR Bundles, CSV) through two ruleset files; show what changes."""
     from engine import batch, impact
-    from engine.errors import MgReviewError
     from engine.evaluate import Evaluator
 
-    try:
-        result = impact.replay(batch.read_records(records), Evaluator(old), Evaluator(new))
-    except MgReviewError as e:
-        raise click.ClickException(str(e)) from None
+    result = impact.replay(batch.read_records(records), Evaluator(old), Evaluator(new))
     for line in result.summary():
         click.echo(line)
     for change in result.changed if show_all else result.changed[:50]:
@@ -223,12 +297,17 @@ def rulesets_impact(old: Path, new: Path, records: Path, show_all: bool) -> None
 @click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def rulesets_diff(old: Path, new: Path) -> None:
     """What changed between two ruleset files, rule by rule."""
-    import json
-
     from engine.rulediff import diff
 
-    lines = diff(json.loads(old.read_text("utf-8")), json.loads(new.read_text("utf-8")))
+    lines = diff(_ruleset_data(old), _ruleset_data(new))
     click.echo("\n".join(lines) if lines else "no differences")
+
+
+def _ruleset_data(path: Path) -> dict[str, Any]:
+    """The JSON object of a ruleset file, unchecked (a draft may be compared too)."""
+    from engine import ruleset
+
+    return ruleset.parse_text(ruleset.exact_text(path), str(path))
 
 
 if __name__ == "__main__":

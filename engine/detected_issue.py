@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# FHIR DetectedIssue.severity has three levels; each severity of engine.vocabulary.SEVERITIES maps onto one
+# (tests/engine/test_severity_tables.py checks the table covers exactly those).
 SEVERITY = {"contraindicated": "high", "major": "high", "moderate": "moderate", "minor": "low", "info": "low"}
 FINDING_SYSTEM = "urn:mgreview:finding"
 

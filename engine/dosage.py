@@ -252,6 +252,44 @@ def _timing_code(code: str) -> int | None:
     return n
 
 
+def _per_day_from_timing_code(
+    code_concept: dict[str, Any], read_frequency: FrequencyReader | None
+) -> tuple[int | None, str]:
+    """Administrations a day from timing.code: the first coding we read, else its text; None when neither reads."""
+    codes = _timing_codes(code_concept)
+    known = [(c, _timing_code(c)) for c in codes if _timing_code(c) is not None]
+    text = str(code_concept.get("text") or "").strip()
+    from_text = read_frequency(text) if read_frequency and text and not known else None
+    if known:
+        code, n = known[0]
+        return int(n or 0), f"timing.code {code}"
+    if from_text:
+        return math.ceil(from_text[0] - 1e-9), f"timing.code.text: {from_text[1]}"
+    shown = ", ".join(codes) or text
+    return None, f"timing code {shown!r} is not one we read"
+
+
+def _per_day_from_repeat(repeat: dict[str, Any]) -> tuple[int | None, str]:
+    """Administrations a day from timing.repeat's frequency per period (a short boundsDuration caps it)."""
+    frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
+    period = repeat.get("period") or 1
+    unit = repeat.get("periodUnit") or "d"
+    if unit not in PERIOD_DAYS or not _positive(frequency) or not _positive(period):
+        return None, f"repeat {frequency} per {period} {unit} is not a schedule we read"
+    days = float(period) * PERIOD_DAYS[unit]
+    word = "frequencyMax" if repeat.get("frequencyMax") else "frequency"
+    n = math.ceil(float(frequency) / days - 1e-9)
+    how = f"repeat {word} {_num(frequency)} per {_num(period)} {unit}"
+    bounds = repeat.get("boundsDuration") or {}
+    bounds_unit = str(bounds.get("code") or bounds.get("unit") or "")
+    if _positive(bounds.get("value")) and bounds_unit in PERIOD_DAYS:
+        span = float(bounds["value"]) * PERIOD_DAYS[bounds_unit]
+        if span < 1:  # every hour for 3 hours: at most 4 administrations (both ends) in that day
+            n = min(n, math.floor(float(frequency) * span / days + 1e-9) + 1)
+            how += f" for {_num(bounds['value'])} {bounds_unit}"
+    return n, how
+
+
 def administrations_per_day(
     dosage: dict[str, Any], read_frequency: FrequencyReader | None = None
 ) -> tuple[int | None, str]:
@@ -266,36 +304,15 @@ def administrations_per_day(
     found: list[tuple[int, str]] = []
     code_concept = timing.get("code")
     if isinstance(code_concept, dict) and (code_concept.get("coding") or code_concept.get("text")):
-        codes = _timing_codes(code_concept)
-        known = [(c, _timing_code(c)) for c in codes if _timing_code(c) is not None]
-        text = str(code_concept.get("text") or "").strip()
-        from_text = read_frequency(text) if read_frequency and text and not known else None
-        if known:
-            code, n = known[0]
-            found.append((int(n or 0), f"timing.code {code}"))
-        elif from_text:
-            found.append((math.ceil(from_text[0] - 1e-9), f"timing.code.text: {from_text[1]}"))
-        else:
-            shown = ", ".join(codes) or text
-            return None, f"timing code {shown!r} is not one we read"
+        n_code, how_code = _per_day_from_timing_code(code_concept, read_frequency)
+        if n_code is None:
+            return None, how_code
+        found.append((n_code, how_code))
     if any(k in repeat for k in ("frequency", "frequencyMax", "period", "periodUnit")):
-        frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
-        period = repeat.get("period") or 1
-        unit = repeat.get("periodUnit") or "d"
-        if unit not in PERIOD_DAYS or not _positive(frequency) or not _positive(period):
-            return None, f"repeat {frequency} per {period} {unit} is not a schedule we read"
-        days = float(period) * PERIOD_DAYS[unit]
-        word = "frequencyMax" if repeat.get("frequencyMax") else "frequency"
-        n = math.ceil(float(frequency) / days - 1e-9)
-        how = f"repeat {word} {_num(frequency)} per {_num(period)} {unit}"
-        bounds = repeat.get("boundsDuration") or {}
-        bounds_unit = str(bounds.get("code") or bounds.get("unit") or "")
-        if _positive(bounds.get("value")) and bounds_unit in PERIOD_DAYS:
-            span = float(bounds["value"]) * PERIOD_DAYS[bounds_unit]
-            if span < 1:  # every hour for 3 hours: at most 4 administrations (both ends) in that day
-                n = min(n, math.floor(float(frequency) * span / days + 1e-9) + 1)
-                how += f" for {_num(bounds['value'])} {bounds_unit}"
-        found.append((n, how))
+        n_repeat, how_repeat = _per_day_from_repeat(repeat)
+        if n_repeat is None:
+            return None, how_repeat
+        found.append((n_repeat, how_repeat))
     when = [str(w) for w in repeat.get("when") or []]
     if when:
         n = sum(3 if w in MEAL_CODES else 1 for w in set(when))

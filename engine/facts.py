@@ -42,13 +42,33 @@ FIELDS = (
     "notes",
 )
 _FIELD_SET = frozenset(FIELDS)
-# Plausible ranges: values outside are typing errors, not patients.
-AGE_RANGE = (0.0, 130.0)
-WEIGHT_RANGE_KG = (0.3, 400.0)
-EGFR_RANGE = (0.0, 250.0)
-CREATININE_RANGE_MG_DL = (0.05, 40.0)
-MAGNESIUM_RANGE_MMOL_L = (0.01, 20.0)
-DOSE_RANGE_MG = (0.001, 100_000.0)
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """A plausible range: a value outside it is a typing error, not a patient."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def reason(self, *, converted: bool = False) -> str:
+        """The rejection reason naming the range; with its unit for a value converted from the unit written."""
+        return f"outside the plausible range {self.low:g} to {self.high:g}" + (f" {self.unit}" if converted else "")
+
+
+AGE_RANGE = Plausible(0.0, 130.0)
+WEIGHT_RANGE_KG = Plausible(0.3, 400.0)
+EGFR_RANGE = Plausible(0.0, 250.0)
+CREATININE_RANGE_MG_DL = Plausible(0.05, 40.0, "mg/dL")
+MAGNESIUM_RANGE_MMOL_L = Plausible(0.01, 20.0, "mmol/L")
+LAB_UPPER_LIMIT_RANGE = Plausible(0.001, 100.0)  # in the unit of the lab value it bounds
+DOSE_RANGE_MG = Plausible(0.001, 100_000.0, "mg")
+AMOUNT_RANGE = Plausible(1e-6, 1e9)  # in any unit: the mg it gives is checked against DOSE_RANGE_MG
+TIMES_PER_DAY_RANGE = Plausible(0.01, 48.0)
 MAX_LIST_ITEMS = 5_000
 DECIMALS = 6  # facts are rounded so no float ever serialises with an exponent (durable_rules rejects 1e-05)
 # A number as a desk types it: ASCII digits, one decimal point or comma, an optional bound for lab values.
@@ -139,7 +159,7 @@ class _Reader:
     def fail(self, name: str, reason: str, value: Any = None, expected: list[str] | None = None) -> None:
         self.errors.append(FieldError(name, reason, value, expected or []))
 
-    def number(self, name: str, value: Any, bounds: tuple[float, float], *, comparator: bool = False) -> float | None:
+    def number(self, name: str, value: Any, bounds: Plausible, *, comparator: bool = False) -> float | None:
         if value is None:
             return None
         if isinstance(value, str):
@@ -152,12 +172,11 @@ class _Reader:
         if math.isnan(value) or math.isinf(value):
             self.fail(name, "expected a finite number", str(value))
             return None
-        low, high = bounds
         if value < 0:
             self.fail(name, "must not be negative", value)
             return None
-        if not low <= value <= high:
-            self.fail(name, f"outside the plausible range {low:g} to {high:g}", value)
+        if value not in bounds:
+            self.fail(name, bounds.reason(), value)
             return None
         return float(value)
 
@@ -294,43 +313,9 @@ def parse(
     if not isinstance(record, dict):
         raise RecordError(None, [FieldError("record", "expected a JSON object", type(record).__name__)])
     r = _Reader(record)
-    record_id = record.get("id")
-    if isinstance(record_id, int) and not isinstance(record_id, bool):
-        record_id = str(record_id)
-    if not isinstance(record_id, str) or not record_id.strip():
-        r.fail("id", "missing: every record needs an id", record_id)
-        record_id = None
-    for key in record:
-        if key not in _FIELD_SET:
-            close = difflib.get_close_matches(key, FIELDS, n=1)
-            r.fail(
-                key if key.strip() else repr(key),  # an empty key still gets a readable name
-                "unknown field" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                expected=list(FIELDS),
-            )
-
-    age = r.number("age_years", record.get("age_years"), AGE_RANGE)
-    if record.get("age_years") is None:
-        r.fail("age_years", "missing: the upper limit and the eGFR equation depend on age")
-    sex = record.get("sex")
-    if sex is not None and sex not in ("female", "male"):
-        r.fail("sex", "expected 'female' or 'male'", sex, ["female", "male"])
-        sex = None
-    pregnant = r.boolean("pregnant", record.get("pregnant"))
-    lactating = r.boolean("lactating", record.get("lactating"))
-    if pregnant and sex == "male":
-        r.fail("pregnant", "is true but sex is 'male'", True)
-    weight = r.number("weight_kg", record.get("weight_kg"), WEIGHT_RANGE_KG)
-    lab_egfr = r.number("egfr_ml_min_1_73m2", record.get("egfr_ml_min_1_73m2"), EGFR_RANGE, comparator=True)
-
-    jurisdiction = record.get("jurisdiction", default_jurisdiction)
-    if jurisdiction is None:
-        jurisdiction = default_jurisdiction
-    if isinstance(jurisdiction, str) and jurisdiction.upper() in ("US", "EU"):
-        jurisdiction = jurisdiction.upper()
-    else:
-        r.fail("jurisdiction", "expected 'US' or 'EU'", jurisdiction, ["US", "EU"])
-
+    record_id = _record_id(r, record)
+    _check_field_names(r, record)
+    person = _person(r, record, default_jurisdiction)
     creat_value, creat_unit, _ = r.lab("serum_creatinine", record.get("serum_creatinine"), units.CREATININE_UNITS)
     mg_value, mg_unit, mg_raw = r.lab(
         "serum_magnesium", record.get("serum_magnesium"), units.MAGNESIUM_UNITS, ("upper_limit",)
@@ -343,57 +328,21 @@ def parse(
     history = _history(r, record.get("history"))
     notes = r.notes
     given_notes = r.text_list("notes", record.get("notes"))
-    creatinine_mg_dl = None
-    if creat_value is not None and creat_unit is not None:
-        creatinine_mg_dl = units.creatinine_to_mg_dl(creat_value, creat_unit)
-        if not CREATININE_RANGE_MG_DL[0] <= creatinine_mg_dl <= CREATININE_RANGE_MG_DL[1]:
-            r.fail("serum_creatinine.value", "outside the plausible range 0.05 to 40 mg/dL", creat_value)
-    mg_mmol_l = None
-    mg_upper_mmol_l = None
-    if mg_value is not None and mg_unit is not None:
-        mg_mmol_l = units.magnesium_to_mmol_l(mg_value, mg_unit)
-        if not MAGNESIUM_RANGE_MMOL_L[0] <= mg_mmol_l <= MAGNESIUM_RANGE_MMOL_L[1]:
-            r.fail("serum_magnesium.value", "outside the plausible range 0.01 to 20 mmol/L", mg_value)
-        mg_mmol_l = _magnesium_bound(r, mg_mmol_l)
-        upper = mg_raw.get("upper_limit")
-        if upper is not None:
-            upper_value = r.number("serum_magnesium.upper_limit", upper, (0.001, 100.0))
-            if upper_value is not None:
-                mg_upper_mmol_l = units.magnesium_to_mmol_l(upper_value, mg_unit)
+    creatinine_mg_dl = _creatinine_mg_dl(r, creat_value, creat_unit)
+    mg_mmol_l, mg_upper_mmol_l = _magnesium_mmol_l(r, mg_value, mg_unit, mg_raw)
 
     if r.errors:
         raise RecordError(record_id, r.errors)
-    assert age is not None and isinstance(record_id, str)  # guaranteed by the checks above
+    assert person.age is not None and isinstance(record_id, str)  # guaranteed by the checks above
 
-    egfr, egfr_source = lab_egfr, "lab" if lab_egfr is not None else "none"
-    egfr_bound = _egfr_bound(r, "egfr_ml_min_1_73m2")
-    if egfr is not None and egfr_bound == "upper":
-        egfr = _egfr_upper_bound(r, egfr, "egfr_ml_min_1_73m2")
-    if egfr is None and creatinine_mg_dl is not None:
-        if age < ADULT_AGE_YEARS:
-            notes.append("creatinine given for a child: CKD-EPI 2021 is for adults, eGFR not computed [S33b]")
-        elif sex is None:
-            notes.append("creatinine given without sex: CKD-EPI 2021 needs sex, eGFR not computed")
-        else:
-            egfr, egfr_source = ckd_epi_2021(creatinine_mg_dl, age, sex), "ckd_epi_2021"
-            if pregnant:
-                notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
-            # a creatinine bound flips: creatinine ">L" means eGFR below the one computed from L
-            creat_bound = _egfr_bound(r, "serum_creatinine.value")
-            if creat_bound == "lower":
-                egfr_bound = "upper"
-                egfr = _egfr_upper_bound(r, egfr, "serum_creatinine.value")
-            elif creat_bound == "upper":
-                egfr_bound = "lower"
-                notes.append(f"serum_creatinine.value is an upper bound: eGFR {egfr:.1f} is a lower bound (at least)")
-
+    egfr, egfr_source, egfr_bound = _egfr(r, person, person.age, creatinine_mg_dl, notes)
     patient: dict[str, Any] = {
         "t": "patient",
-        "age_years": _round(age),
-        "sex": sex or "unknown",
-        "pregnant": pregnant,
-        "lactating": lactating,
-        "jurisdiction": jurisdiction,
+        "age_years": _round(person.age),
+        "sex": person.sex or "unknown",
+        "pregnant": person.pregnant,
+        "lactating": person.lactating,
+        "jurisdiction": person.jurisdiction,
         "renal_data_known": egfr is not None,
         "egfr_source": egfr_source,
         "kdigo_category": kdigo_category(egfr),
@@ -411,12 +360,142 @@ def parse(
         "serum_mg_mmol_l": _round(mg_mmol_l),
         "serum_mg_lab_upper_limit_mmol_l": _round(mg_upper_mmol_l),
         "creatinine_mg_dl": _round(creatinine_mg_dl),
-        "weight_kg": _round(weight),
+        "weight_kg": _round(person.weight_kg),
     }
     patient.update({k: v for k, v in optional.items() if v is not None})
     _lab_context(r, patient, labs, egfr_bound, egfr_source, creatinine_mg_dl)
     notes += given_notes
 
+    drugs, resolved = _resolve_medications(meds_raw, medications)
+    readings = [concepts.read(t, "condition") for t in conditions_raw]
+    readings += [concepts.read(t, "symptom") for t in symptoms_raw]
+    _patient_facts_from_concepts(patient, readings, ruleset, notes)
+    other_mg = _other_magnesium(patient, resolved, ruleset, forms)
+    return Intake(record_id, patient, drugs, readings, notes, history=history, other_mg=other_mg)
+
+
+def _record_id(r: _Reader, record: dict[str, Any]) -> str | None:
+    """The record's id as text (a number is read as its digits), or None with the field named."""
+    record_id = record.get("id")
+    if isinstance(record_id, int) and not isinstance(record_id, bool):
+        record_id = str(record_id)
+    if not isinstance(record_id, str) or not record_id.strip():
+        r.fail("id", "missing: every record needs an id", record_id)
+        return None
+    return record_id
+
+
+def _check_field_names(r: _Reader, record: dict[str, Any]) -> None:
+    """Name every field the intake format does not have, with the nearest one that it does."""
+    for key in record:
+        if key not in _FIELD_SET:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            r.fail(
+                key if key.strip() else repr(key),  # an empty key still gets a readable name
+                "unknown field" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                expected=list(FIELDS),
+            )
+
+
+@dataclass
+class _Person:
+    """Who the record is about, as read (None where not given or not readable)."""
+
+    age: float | None
+    sex: str | None
+    pregnant: bool
+    lactating: bool
+    weight_kg: float | None
+    lab_egfr: float | None
+    jurisdiction: Any
+
+
+def _person(r: _Reader, record: dict[str, Any], default_jurisdiction: str) -> _Person:
+    """Age, sex, pregnancy, lactation, weight, a laboratory eGFR and the jurisdiction of a record."""
+    age = r.number("age_years", record.get("age_years"), AGE_RANGE)
+    if record.get("age_years") is None:
+        r.fail("age_years", "missing: the upper limit and the eGFR equation depend on age")
+    sex = record.get("sex")
+    if sex is not None and sex not in ("female", "male"):
+        r.fail("sex", "expected 'female' or 'male'", sex, ["female", "male"])
+        sex = None
+    pregnant = r.boolean("pregnant", record.get("pregnant"))
+    lactating = r.boolean("lactating", record.get("lactating"))
+    if pregnant and sex == "male":
+        r.fail("pregnant", "is true but sex is 'male'", True)
+    weight = r.number("weight_kg", record.get("weight_kg"), WEIGHT_RANGE_KG)
+    lab_egfr = r.number("egfr_ml_min_1_73m2", record.get("egfr_ml_min_1_73m2"), EGFR_RANGE, comparator=True)
+    jurisdiction = record.get("jurisdiction", default_jurisdiction)
+    if jurisdiction is None:
+        jurisdiction = default_jurisdiction
+    if isinstance(jurisdiction, str) and jurisdiction.upper() in ("US", "EU"):
+        jurisdiction = jurisdiction.upper()
+    else:
+        r.fail("jurisdiction", "expected 'US' or 'EU'", jurisdiction, ["US", "EU"])
+    return _Person(age, sex, pregnant, lactating, weight, lab_egfr, jurisdiction)
+
+
+def _creatinine_mg_dl(r: _Reader, value: float | None, unit: str | None) -> float | None:
+    """Serum creatinine in mg/dL, range-checked after conversion."""
+    if value is None or unit is None:
+        return None
+    creatinine_mg_dl = units.creatinine_to_mg_dl(value, unit)
+    if creatinine_mg_dl not in CREATININE_RANGE_MG_DL:
+        r.fail("serum_creatinine.value", CREATININE_RANGE_MG_DL.reason(converted=True), value)
+    return creatinine_mg_dl
+
+
+def _magnesium_mmol_l(
+    r: _Reader, value: float | None, unit: str | None, raw: dict[str, Any]
+) -> tuple[float | None, float | None]:
+    """Serum magnesium and the laboratory's upper limit in mmol/L, range-checked after conversion."""
+    if value is None or unit is None:
+        return None, None
+    mg_mmol_l = units.magnesium_to_mmol_l(value, unit)
+    if mg_mmol_l not in MAGNESIUM_RANGE_MMOL_L:
+        r.fail("serum_magnesium.value", MAGNESIUM_RANGE_MMOL_L.reason(converted=True), value)
+    mg_mmol_l = _magnesium_bound(r, mg_mmol_l)
+    upper = raw.get("upper_limit")
+    if upper is None:
+        return mg_mmol_l, None
+    upper_value = r.number("serum_magnesium.upper_limit", upper, LAB_UPPER_LIMIT_RANGE)
+    return mg_mmol_l, None if upper_value is None else units.magnesium_to_mmol_l(upper_value, unit)
+
+
+def _egfr(
+    r: _Reader, person: _Person, age: float, creatinine_mg_dl: float | None, notes: list[str]
+) -> tuple[float | None, str, str | None]:
+    """eGFR, where it came from (lab, ckd_epi_2021, none) and whether it is a bound; notes say why it is missing."""
+    egfr, egfr_source = person.lab_egfr, "lab" if person.lab_egfr is not None else "none"
+    egfr_bound = _egfr_bound(r, "egfr_ml_min_1_73m2")
+    if egfr is not None and egfr_bound == "upper":
+        egfr = _egfr_upper_bound(r, egfr, "egfr_ml_min_1_73m2")
+    if egfr is not None or creatinine_mg_dl is None:
+        return egfr, egfr_source, egfr_bound
+    if age < ADULT_AGE_YEARS:
+        notes.append("creatinine given for a child: CKD-EPI 2021 is for adults, eGFR not computed [S33b]")
+        return egfr, egfr_source, egfr_bound
+    if person.sex is None:
+        notes.append("creatinine given without sex: CKD-EPI 2021 needs sex, eGFR not computed")
+        return egfr, egfr_source, egfr_bound
+    egfr, egfr_source = ckd_epi_2021(creatinine_mg_dl, age, person.sex), "ckd_epi_2021"
+    if person.pregnant:
+        notes.append("eGFR computed by CKD-EPI 2021, which is not validated in pregnancy [S33b]")
+    # a creatinine bound flips: creatinine ">L" means eGFR below the one computed from L
+    creat_bound = _egfr_bound(r, "serum_creatinine.value")
+    if creat_bound == "lower":
+        egfr_bound = "upper"
+        egfr = _egfr_upper_bound(r, egfr, "serum_creatinine.value")
+    elif creat_bound == "upper":
+        egfr_bound = "lower"
+        notes.append(f"serum_creatinine.value is an upper bound: eGFR {egfr:.1f} is a lower bound (at least)")
+    return egfr, egfr_source, egfr_bound
+
+
+def _resolve_medications(
+    meds_raw: list[Any], medications: MedicationResolver
+) -> tuple[list[ResolvedDrug], list[tuple[str | dict[str, Any], list[ResolvedDrug]]]]:
+    """Each drug once, in the order first named, and each medication line with the drugs it names."""
     drugs: list[ResolvedDrug] = []
     resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]] = []
     for entry in meds_raw:
@@ -425,11 +504,7 @@ def parse(
         for drug in found:
             if drug not in drugs:
                 drugs.append(drug)
-    readings = [concepts.read(t, "condition") for t in conditions_raw]
-    readings += [concepts.read(t, "symptom") for t in symptoms_raw]
-    _patient_facts_from_concepts(patient, readings, ruleset, notes)
-    other_mg = _other_magnesium(patient, resolved, ruleset, forms)
-    return Intake(record_id, patient, drugs, readings, notes, history=history, other_mg=other_mg)
+    return drugs, resolved
 
 
 def _date_text(r: _Reader, name: str, value: Any) -> str | None:
@@ -462,44 +537,54 @@ def _labs(r: _Reader, value: Any) -> dict[str, dict[str, str]]:
         if not isinstance(meta, dict):
             r.fail(where, "expected an object {status, date, code, comparator}", meta)
             continue
-        unknown = sorted(set(meta) - set(LAB_KEYS))
-        if unknown:
-            r.fail(where, f"unknown keys {unknown}", meta, list(LAB_KEYS))
-        entry: dict[str, str] = {}
-        status = meta.get("status")
-        if status is not None:
-            if status in ("cancelled", "entered-in-error"):
-                r.fail(f"{where}.status", "a cancelled or entered-in-error result is not a value: leave it out", status)
-            elif status not in LAB_STATUSES:
-                r.fail(f"{where}.status", "expected a FHIR observation status", status, list(LAB_STATUSES))
-            else:
-                entry["status"] = status
-        when = _date_text(r, f"{where}.date", meta.get("date"))
-        if when:
-            entry["date"] = when
-        code = meta.get("code")
-        if code is not None:
-            if isinstance(code, str) and code.strip():
-                entry["code"] = code.strip()
-            else:
-                r.fail(f"{where}.code", "expected text", code)
-        op = meta.get("comparator")
-        if op is not None:
-            if op not in COMPARATORS:
-                r.fail(f"{where}.comparator", "expected <, <=, > or >=", op, ["<", "<=", ">", ">="])
-            else:
-                name = LAB_FIELDS[lab] + ("" if lab == "egfr" else ".value")
-                written = r.bounds.get(name)
-                if written and written[0] != COMPARATORS[op]:
-                    r.fail(f"{where}.comparator", f"disagrees with the value written {written[1]!r}", op)
-                elif not written:
-                    raw = r.record.get(LAB_FIELDS[lab])
-                    number = raw.get("value") if isinstance(raw, dict) else raw
-                    shown = f"{number:g}" if isinstance(number, int | float) else str(number)
-                    r.bounds[name] = (COMPARATORS[op], f"{op}{shown}")
-                    r.notes.append(f"{name}: {shown} read as a bound {op} {shown} ({where}.comparator)")
-        out[lab] = entry
+        out[lab] = _lab_meta(r, lab, meta, where)
     return out
+
+
+def _lab_meta(r: _Reader, lab: str, meta: dict[str, Any], where: str) -> dict[str, str]:
+    """One lab's {status, date, code} as given; its comparator is kept as the bound of the value."""
+    unknown = sorted(set(meta) - set(LAB_KEYS))
+    if unknown:
+        r.fail(where, f"unknown keys {unknown}", meta, list(LAB_KEYS))
+    entry: dict[str, str] = {}
+    status = meta.get("status")
+    if status is not None:
+        if status in ("cancelled", "entered-in-error"):
+            r.fail(f"{where}.status", "a cancelled or entered-in-error result is not a value: leave it out", status)
+        elif status not in LAB_STATUSES:
+            r.fail(f"{where}.status", "expected a FHIR observation status", status, list(LAB_STATUSES))
+        else:
+            entry["status"] = status
+    when = _date_text(r, f"{where}.date", meta.get("date"))
+    if when:
+        entry["date"] = when
+    code = meta.get("code")
+    if code is not None:
+        if isinstance(code, str) and code.strip():
+            entry["code"] = code.strip()
+        else:
+            r.fail(f"{where}.code", "expected text", code)
+    op = meta.get("comparator")
+    if op is not None:
+        _lab_comparator(r, lab, op, where)
+    return entry
+
+
+def _lab_comparator(r: _Reader, lab: str, op: Any, where: str) -> None:
+    """A comparator given beside a lab value: the value becomes a bound, unless the value written disagrees."""
+    if op not in COMPARATORS:
+        r.fail(f"{where}.comparator", "expected <, <=, > or >=", op, ["<", "<=", ">", ">="])
+        return
+    name = LAB_FIELDS[lab] + ("" if lab == "egfr" else ".value")
+    written = r.bounds.get(name)
+    if written and written[0] != COMPARATORS[op]:
+        r.fail(f"{where}.comparator", f"disagrees with the value written {written[1]!r}", op)
+    elif not written:
+        raw = r.record.get(LAB_FIELDS[lab])
+        number = raw.get("value") if isinstance(raw, dict) else raw
+        shown = f"{number:g}" if isinstance(number, int | float) else str(number)
+        r.bounds[name] = (COMPARATORS[op], f"{op}{shown}")
+        r.notes.append(f"{name}: {shown} read as a bound {op} {shown} ({where}.comparator)")
 
 
 # Patient fields whose evidence carries the lab's status, date, code and bound (engine.plan).
@@ -715,16 +800,7 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
     out["supplement_requested"] = True
     out["supplement_route"] = "oral"  # until the record says otherwise
     _route(r, value.get("route"), ruleset, out)
-    form_text = value.get("form")
-    if form_text is not None and not isinstance(form_text, str):
-        r.fail("supplement.form", "expected text", form_text)
-        form_text = None
-    if form_text:
-        found = [m for m in forms.find(form_text) if not m.negated]
-        out["supplement_form"] = found[0].key if found else "unknown"
-        out["supplement_form_text"] = form_text
-    else:
-        out["supplement_form"] = "unknown"
+    form_text = _supplement_form(r, value.get("form"), forms, out)
     dose = value.get("dose_mg")
     basis = value.get("dose_basis")
     amount = value.get("dose")
@@ -752,8 +828,27 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
         r.fail("supplement.dose_basis", reason, basis, ["elemental", "salt"])
         return out
     out["dose_basis"] = basis
-    if dose_mg is None:
-        return out
+    if dose_mg is not None:
+        _elemental_dose(dose_mg, basis, ruleset, out)
+    return out
+
+
+def _supplement_form(r: _Reader, given: Any, forms: PhraseIndex, out: dict[str, Any]) -> str | None:
+    """The form named in `supplement.form` (unknown when none is recognised); the text as given."""
+    if given is not None and not isinstance(given, str):
+        r.fail("supplement.form", "expected text", given)
+    form_text = given if isinstance(given, str) else None
+    if form_text:
+        found = [m for m in forms.find(form_text) if not m.negated]
+        out["supplement_form"] = found[0].key if found else "unknown"
+        out["supplement_form_text"] = form_text
+    else:
+        out["supplement_form"] = "unknown"
+    return form_text
+
+
+def _elemental_dose(dose_mg: float, basis: str, ruleset: Ruleset, out: dict[str, Any]) -> None:
+    """The dose as entered and as elemental magnesium (a salt weight through its form's elemental fraction)."""
     out["supplement_dose_mg_as_entered"] = _round(dose_mg)
     if basis == "elemental":
         out["supplement_dose_elemental_mg"] = _round(dose_mg)
@@ -761,7 +856,6 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
         fraction = float(ruleset.vocabulary.forms[out["supplement_form"]]["elemental_fraction"])
         out["supplement_dose_elemental_mg"] = _round(dose_mg * fraction)
         out["elemental_fraction"] = fraction
-    return out
 
 
 def _unreadable(r: _Reader, out: dict[str, Any], text: str, why: str) -> None:
@@ -770,30 +864,37 @@ def _unreadable(r: _Reader, out: dict[str, Any], text: str, why: str) -> None:
     r.notes.append(f"supplement: the amount {text!r} cannot be read as mg of magnesium ({why})")
 
 
-def _dose_amount(
-    r: _Reader, amount: Any, value: dict[str, Any], basis: Any, form_text: str | None, out: dict[str, Any]
-) -> tuple[float, Any] | None:
-    """`supplement.dose` as (mg per day, dose basis); None when rejected or unreadable (then flagged)."""
-    where = "supplement.dose"
+def _has_amount_value(r: _Reader, amount: Any, where: str, out: dict[str, Any]) -> bool:
+    """Whether `supplement.dose` is an object with a value to read; a text without a value is unreadable."""
     if not isinstance(amount, dict):
         r.fail(where, "expected an object {value, unit, times_per_day, text}", amount)
-        return None
+        return False
     unknown = sorted(set(amount) - set(DOSE_KEYS))
     if unknown:
         r.fail(where, f"unknown keys {unknown}", amount, list(DOSE_KEYS))
-        return None
+        return False
     text = amount.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip()):
         r.fail(f"{where}.text", "expected text", text)
-        return None
+        return False
     if amount.get("value") is None:
         if text:
             _unreadable(r, out, text.strip(), "no number")
         else:
             r.fail(f"{where}.value", "missing: the amount, or a text when it cannot be given as a number")
+        return False
+    return True
+
+
+def _dose_amount(
+    r: _Reader, amount: Any, value: dict[str, Any], basis: Any, form_text: str | None, out: dict[str, Any]
+) -> tuple[float, Any] | None:
+    """`supplement.dose` as (mg per day, dose basis); None when rejected or unreadable (then flagged)."""
+    where = "supplement.dose"
+    if not _has_amount_value(r, amount, where, out):
         return None
-    number = r.number(f"{where}.value", amount["value"], (1e-6, 1e9))  # the mg it gives is range-checked
-    times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), (0.01, 48.0))
+    number = r.number(f"{where}.value", amount["value"], AMOUNT_RANGE)
+    times = r.number(f"{where}.times_per_day", amount.get("times_per_day"), TIMES_PER_DAY_RANGE)
     unit = amount.get("unit")
     if not isinstance(unit, str) or not unit.strip():
         r.fail(f"{where}.unit", "missing: mg, g, mcg, mmol, tablet, capsule, sachet or mL", unit)
@@ -814,8 +915,8 @@ def _dose_amount(
         _unreadable(r, out, written, why)
         return None
     mg, elemental, how = converted
-    if not DOSE_RANGE_MG[0] <= mg <= DOSE_RANGE_MG[1]:
-        r.fail(where, f"{written} is {mg:g} mg: outside the plausible range 0.001 to 100000 mg", amount)
+    if mg not in DOSE_RANGE_MG:
+        r.fail(where, f"{written} is {mg:g} mg: {DOSE_RANGE_MG.reason(converted=True)}", amount)
         return None
     if elemental:
         if basis == "salt":

@@ -8,6 +8,7 @@ with the entry, resource and field named. Mapping choices are documented where t
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -210,29 +211,8 @@ def _labs(resources: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
     Usable: final, amended, corrected or preliminary (never cancelled or entered-in-error). Of two results
     at the same time a final one wins over a preliminary one.
     """
-    newest: dict[str, tuple[tuple[str, int], dict[str, Any], str, dict[str, Any]]] = {}
     red_cell: list[str] = []
-    for r in resources:
-        if r.get("resourceType") != "Observation" or r.get("status") not in USABLE_OBSERVATION:
-            continue
-        quantity = _observation_quantity(r)
-        if quantity is None:
-            continue
-        for code in _codes(r.get("code"), LOINC):
-            if code in RED_CELL_MAGNESIUM_LOINC:
-                red_cell.append(f"{code} ({_when(r)[:10]})")
-            kind = (
-                "egfr"
-                if code in EGFR_LOINC
-                else "creatinine"
-                if code in CREATININE_LOINC
-                else "magnesium"
-                if code in MAGNESIUM_LOINC
-                else None
-            )
-            key = (_when(r), 1 if r.get("status") in FINAL_OBSERVATION else 0)
-            if kind and (kind not in newest or key > newest[kind][0]):
-                newest[kind] = (key, quantity, code, r)
+    newest = _newest_results(resources, red_cell)
     out: dict[str, Any] = {}
     labs: dict[str, dict[str, str]] = {}
     for kind, field, lab in (
@@ -265,6 +245,39 @@ def _labs(resources: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
     if labs:
         out["labs"] = labs
     return out
+
+
+_NewestResult = tuple[tuple[str, int], dict[str, Any], str, dict[str, Any]]  # (when, final), quantity, code, resource
+
+
+def _newest_results(resources: list[dict[str, Any]], red_cell: list[str]) -> dict[str, _NewestResult]:
+    """Per kind (egfr, creatinine, magnesium) the newest usable Observation; red-cell magnesium tests are listed."""
+    newest: dict[str, _NewestResult] = {}
+    for r in resources:
+        if r.get("resourceType") != "Observation" or r.get("status") not in USABLE_OBSERVATION:
+            continue
+        quantity = _observation_quantity(r)
+        if quantity is None:
+            continue
+        for code in _codes(r.get("code"), LOINC):
+            if code in RED_CELL_MAGNESIUM_LOINC:
+                red_cell.append(f"{code} ({_when(r)[:10]})")
+            kind = _lab_kind(code)
+            key = (_when(r), 1 if r.get("status") in FINAL_OBSERVATION else 0)
+            if kind and (kind not in newest or key > newest[kind][0]):
+                newest[kind] = (key, quantity, code, r)
+    return newest
+
+
+def _lab_kind(loinc: str) -> str | None:
+    """egfr, creatinine or magnesium for a LOINC code we read as one; None for any other test."""
+    if loinc in EGFR_LOINC:
+        return "egfr"
+    if loinc in CREATININE_LOINC:
+        return "creatinine"
+    if loinc in MAGNESIUM_LOINC:
+        return "magnesium"
+    return None
 
 
 def _observation_quantity(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -403,13 +416,7 @@ def _conditions(
     concept (seizure) holds single episodes too (condition_history.chronic_snomed / chronic_phrases).
     Refuted or entered-in-error: left out.
     """
-    policy = (ruleset.raw.get("vocabulary") or {}).get("condition_history") or {}
-    acute = set(policy.get("acute_concepts", []))
-    chronic_codes = {str(c) for c in policy.get("chronic_snomed", [])}
-    chronic_phrases = [str(p) for p in policy.get("chronic_phrases", [])]
-    days = int(policy.get("acute_current_days", 365))
-    phrases = [str(p) for p in policy.get("history_phrases", [])]
-    resolver = _concepts(ruleset)
+    policy = _HistoryPolicy.of(ruleset)
     current: list[Any] = []
     history: list[dict[str, str]] = []
     for r in resources:
@@ -427,27 +434,9 @@ def _conditions(
             continue
         entry: dict[str, str] = {k: v for k, v in (("name", text), ("snomed", snomed)) if v}
         onset = _onset(r)
-        reason = ""
-        if clinical & INACTIVE_CONDITION or r.get("abatementDateTime") or r.get("abatementPeriod"):
-            reason = "resolved" if not clinical & INACTIVE_CONDITION else sorted(clinical & INACTIVE_CONDITION)[0]
-        elif any(p in text.lower() for p in phrases):
-            reason = "history wording"
-        elif (
-            onset
-            and not set(_codes(r.get("code"), SNOMED)) & chronic_codes
-            and not any(p in text.lower() for p in chronic_phrases)
-            and as_of
-            and parse_date(onset) < as_of - timedelta(days=days)
-            and acute & _concepts_of(resolver, ruleset, text, snomed)
-        ):
-            reason = f"acute episode from {onset[:10]}, more than {days} days before {as_of.isoformat()}"
+        reason = _history_reason(r, clinical, text, snomed, onset, policy, ruleset, as_of)
         if reason:
-            item = {**entry, "reason": reason}
-            if onset:
-                item["onset"] = onset[:10]
-            abated = str(r.get("abatementDateTime") or (r.get("abatementPeriod") or {}).get("end") or "")
-            if abated:
-                item["abatement"] = abated[:10]
+            item = _history_item(r, entry, reason, onset)
             if not any(h.get("name") == item.get("name") and h.get("snomed") == item.get("snomed") for h in history):
                 history.append(item)
             continue
@@ -455,6 +444,69 @@ def _conditions(
         if value not in current:
             current.append(value)
     return current, history
+
+
+@dataclass(frozen=True)
+class _HistoryPolicy:
+    """The ruleset's vocabulary.condition_history: what makes a coded condition history rather than current."""
+
+    acute: set[str]
+    chronic_codes: set[str]
+    chronic_phrases: list[str]
+    days: int
+    phrases: list[str]
+    resolver: Any
+
+    @classmethod
+    def of(cls, ruleset: Ruleset) -> _HistoryPolicy:
+        """The policy a ruleset declares (defaults where it is silent)."""
+        policy = (ruleset.raw.get("vocabulary") or {}).get("condition_history") or {}
+        return cls(
+            acute=set(policy.get("acute_concepts", [])),
+            chronic_codes={str(c) for c in policy.get("chronic_snomed", [])},
+            chronic_phrases=[str(p) for p in policy.get("chronic_phrases", [])],
+            days=int(policy.get("acute_current_days", 365)),
+            phrases=[str(p) for p in policy.get("history_phrases", [])],
+            resolver=_concepts(ruleset),
+        )
+
+
+def _history_reason(
+    r: dict[str, Any],
+    clinical: set[str],
+    text: str,
+    snomed: str,
+    onset: str,
+    policy: _HistoryPolicy,
+    ruleset: Ruleset,
+    as_of: date | None,
+) -> str:
+    """Why a Condition is history (resolved, history wording, an old acute episode); empty when it is current."""
+    if clinical & INACTIVE_CONDITION or r.get("abatementDateTime") or r.get("abatementPeriod"):
+        return "resolved" if not clinical & INACTIVE_CONDITION else sorted(clinical & INACTIVE_CONDITION)[0]
+    if any(p in text.lower() for p in policy.phrases):
+        return "history wording"
+    if (
+        onset
+        and not set(_codes(r.get("code"), SNOMED)) & policy.chronic_codes
+        and not any(p in text.lower() for p in policy.chronic_phrases)
+        and as_of
+        and parse_date(onset) < as_of - timedelta(days=policy.days)
+        and policy.acute & _concepts_of(policy.resolver, ruleset, text, snomed)
+    ):
+        return f"acute episode from {onset[:10]}, more than {policy.days} days before {as_of.isoformat()}"
+    return ""
+
+
+def _history_item(r: dict[str, Any], entry: dict[str, str], reason: str, onset: str) -> dict[str, str]:
+    """A history entry as shown on the case: the condition, why it is history, onset and abatement dates."""
+    item = {**entry, "reason": reason}
+    if onset:
+        item["onset"] = onset[:10]
+    abated = str(r.get("abatementDateTime") or (r.get("abatementPeriod") or {}).get("end") or "")
+    if abated:
+        item["abatement"] = abated[:10]
+    return item
 
 
 def _onset(r: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SEVERITIES = ("contraindicated", "major", "moderate", "minor", "info")
+from engine.vocabulary import SEVERITIES
+
 COLORS = {
     "contraindicated": "#7d1020",
     "major": "#c0392b",

@@ -202,15 +202,18 @@ def load(path: str | Path | None = None) -> Ruleset:
 
 def exact_text(path: Path) -> str:
     """A file's text exactly as stored (no newline translation), so its sha256 is the file's."""
-    return path.read_bytes().decode("utf-8")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RulesetError(f"not UTF-8 text (byte {e.start})", path=str(path)) from None
 
 
 def check_file(path: Path) -> list[RulesetError]:
     """Every problem in one ruleset file (empty when it is valid)."""
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as e:
-        return [RulesetError(f"not valid JSON: line {e.lineno} column {e.colno}: {e.msg}", path=str(path))]
+        data = parse_text(exact_text(path), str(path))
+    except RulesetError as e:
+        return [e]
     errors = list(check_data(data))
     errors.extend(_check_published_unchanged(path, data))
     return errors

@@ -1,19 +1,24 @@
-"""The full `mgreview` command: the engine's commands plus users, import, audit, database and server.
+"""The review UI's commands of `mgreview`: users, import, audit, database, server and demo.
 
-The engine's CLI (`engine.cli`) never imports Flask; this module adds the commands that need the app.
+The engine's command line (`engine.cli.main`, the `mgreview` script) stays free of Flask: it finds these commands
+through the entry points declared in pyproject.toml and imports this module only when one of them runs.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask
 
-from engine.cli import main, rulesets
+from engine.cli import main
 from review_ui.models import ROLES, Role
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["main"]  # the whole command line, for `python -c "from review_ui.cli import main; main()"`
 
 DEMO_USERS = (
     ("clinician", Role.CLINICIAN, "demo-clinician-2026", "Demo Clinician"),
@@ -30,6 +35,20 @@ def _app() -> Flask:
     return create_app()
 
 
+def _migrated_app() -> Flask:
+    """The app, for a command that reads or writes the database: one line when its schema was never created."""
+    from sqlalchemy import inspect
+
+    from review_ui.db import db as database
+
+    app = _app()
+    with app.app_context():
+        migrated = inspect(database.engine).has_table("alembic_version")
+    if not migrated:
+        raise click.ClickException("the database has no schema yet: run `mgreview db upgrade` first")
+    return app
+
+
 def _upgrade(app: Flask) -> None:
     """Migrate the schema and register the published ruleset versions shipped in rulesets/."""
     from flask_migrate import upgrade
@@ -42,7 +61,7 @@ def _upgrade(app: Flask) -> None:
             click.echo(f"registered published ruleset {version.label} (sha256 {version.sha256[:16]}…)")
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """Database schema (migrations)."""
 
@@ -55,7 +74,7 @@ def db_upgrade() -> None:
     click.echo(f"database ready: {app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
 
 
-@main.group()
+@click.group()
 def users() -> None:
     """Manage users."""
 
@@ -74,7 +93,7 @@ def users_add(username: str, role: str, full_name: str, password_stdin: bool) ->
         if password_stdin
         else click.prompt("Password", hide_input=True, confirmation_prompt=True)
     )
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         try:
             workflow.add_user(username, password, role, actor="cli", full_name=full_name)
@@ -83,12 +102,12 @@ def users_add(username: str, role: str, full_name: str, password_stdin: bool) ->
     click.echo(f"added {role} {username}")
 
 
-@main.command("import")
+@click.command("import")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--actor", default="cli", show_default=True, help="Who is importing (recorded in the audit log).")
 def import_command(input_path: Path, actor: str) -> None:
     """Evaluate an intake file and import its records as cases (re-importing is idempotent)."""
-    report = _import(_app(), input_path, actor)
+    report = _import(_migrated_app(), input_path, actor)
     click.echo(
         f"batch {report.batch_id}: {report.records} records, {len(report.accepted)} new cases, "
         f"{len(report.duplicates)} already imported, {len(report.rejected)} rejected"
@@ -109,28 +128,7 @@ def _import(app: Flask, path: Path, actor: str) -> Any:
         return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
 
 
-_check_files = rulesets.commands["check"]
-
-
-@rulesets.command("check")
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--no-db", is_flag=True, help="Check the files only, not the versions stored in the database.")
-def rulesets_check(paths: tuple[Path, ...], no_db: bool) -> None:
-    """Validate ruleset files (default: every file under rulesets/) and every version stored in the database."""
-    failure: click.ClickException | None = None
-    try:
-        click.get_current_context().invoke(_check_files, paths=paths)
-    except click.ClickException as e:
-        failure = e
-    if not no_db:
-        refused = _check_stored_versions()
-        if refused and failure is None:
-            failure = click.ClickException(f"{refused} stored ruleset version(s) refused")
-    if failure is not None:
-        raise failure
-
-
-def _check_stored_versions() -> int:
+def check_stored_versions() -> int:
     """Print each stored version that is refused (hash, publication); the number refused."""
     from sqlalchemy import inspect
 
@@ -157,7 +155,7 @@ def _check_stored_versions() -> int:
     return refused
 
 
-@rulesets.command("export")
+@click.command("export")
 @click.option(
     "--to",
     "directory",
@@ -170,7 +168,7 @@ def export_rulesets(directory: Path | None) -> None:
     from engine import ruleset
     from review_ui import governance, workflow
 
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         try:
             written = governance.export_versions(directory or ruleset.RULESETS_DIR)
@@ -182,7 +180,7 @@ def export_rulesets(directory: Path | None) -> None:
         click.echo("every published version is already a file")
 
 
-@main.group()
+@click.group()
 def audit() -> None:
     """The audit log."""
 
@@ -207,7 +205,7 @@ def audit_verify(checkpoint_path: Path | None) -> None:
             point = json.loads(checkpoint_path.read_text("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise click.ClickException(f"{checkpoint_path}: not a checkpoint file ({e})") from None
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         result = log.verify(database.session, checkpoint=point)
     click.echo(result.message())
@@ -229,7 +227,7 @@ def audit_checkpoint(output: Path | None) -> None:
     from audit import log
     from review_ui.db import db as database
 
-    app = _app()
+    app = _migrated_app()
     with app.app_context():
         result = log.verify(database.session)
         if not result.ok:
@@ -242,7 +240,7 @@ def audit_checkpoint(output: Path | None) -> None:
         click.echo(f"checkpoint of {result.checked} entries written to {output}", err=True)
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--production", is_flag=True, help="gunicorn with worker processes (use PostgreSQL).")
@@ -281,7 +279,7 @@ def _allow_anonymous_cds_hooks(app: Flask) -> None:
         )
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="Set up only; do not start the server.")

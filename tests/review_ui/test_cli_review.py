@@ -143,3 +143,11 @@ def test_serve_production_runs_gunicorn_workers_without_a_version_header(tmp_pat
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert "with 2 workers x 4 threads" in stderr and "use PostgreSQL" in stderr
+
+
+def test_a_database_without_schema_is_one_line(tmp_path):
+    db = tmp_path / "fresh.db"
+    for args in (("import", str(SAMPLE)), ("audit", "verify")):
+        result = mgreview(db, *args)
+        assert result.returncode == 1
+        assert result.stderr == "Error: the database has no schema yet: run `mgreview db upgrade` first\n"
