@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "mgreview needs Python 3.11 or 3.12 (durable-rules fails to import on 3.13)"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
+	# setuptools prints a notice on every editable install (not a problem of ours): keep set-up quiet
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 lock:  # needs .venv (make setup); does not depend on it, since setup itself reads the lock
