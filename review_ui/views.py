@@ -30,7 +30,7 @@ from audit import log as audit
 from engine import ruleset as rulesets
 from engine.batch import InputError, read_stream
 from engine.evaluate import Evaluator
-from review_ui import governance, limiter, login_manager, workflow
+from review_ui import limiter, login_manager, ruleset_versions, workflow
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, LoginForm, ReevaluateForm, WorklistFilter
 from review_ui.models import SEVERITY_RANK, Batch, Case, CaseFinding, User
@@ -64,7 +64,7 @@ ANY_ROLE = ("clinician", "rule_editor", "admin")
 
 def evaluator() -> Evaluator:
     """The app's evaluator: the newest published ruleset version (or the pinned file), compiled once."""
-    return governance.active_evaluator()
+    return ruleset_versions.active_evaluator()
 
 
 @login_manager.user_loader
@@ -172,7 +172,7 @@ def case_page(case_id: int) -> Any:
 
 def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
     entries = audit.read(db.session, target_type="case", target_id=str(case.id))
-    newest = governance.latest_version(case.ruleset_id)
+    newest = ruleset_versions.latest_version(case.ruleset_id)
     return (
         render_template(
             "case.html",
@@ -285,7 +285,7 @@ def reevaluate(case_id: int) -> Any:
     db.get_or_404(Case, case_id)
     form = ReevaluateForm()
     try:
-        done = governance.reevaluate_case(
+        done = workflow.reevaluate_case(
             case_id, actor=current_user, expected_version=int(form.expected_version.data or 0)
         )
     except workflow.WorkflowError as e:
