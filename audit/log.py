@@ -18,18 +18,21 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 from sqlalchemy import Connection, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 
 from audit.db import Base
+from audit.events import AuditEvent as AuditEvent
+from audit.events import Event
 
+# A session, or the scoped session of a web app (Flask-SQLAlchemy's db.session), which proxies one.
+DbSession = Session | scoped_session[Any]
 GENESIS = "0" * 64
 SEAL_ACTION = "audit.keyed"  # the first keyed entry of a log that had unkeyed (legacy) entries before it
-AnySession: TypeAlias = Session | scoped_session[Any]  # Flask-SQLAlchemy's db.session is a scoped_session
 
 
 class AuditKeyMissing(RuntimeError):
@@ -56,21 +59,6 @@ def current_key(key: bytes | None = None) -> bytes:
     if _key_source is None:
         raise AuditKeyMissing("no audit key configured (audit.log.use_key)")
     return _key_source()
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """What happened: who did what to which target, the state before and after, and why."""
-
-    actor: str
-    action: str
-    target_type: str
-    target_id: str
-    before: Any = None
-    after: Any = None
-    reason: str = ""
-    ruleset: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class AuditEntry(Base):
@@ -173,24 +161,25 @@ def _clip(name: str, value: str) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def append(session: AnySession, event: AuditEvent, *, key: bytes | None = None) -> AuditEntry:
+def append(session: DbSession, event: Event, *, key: bytes | None = None) -> AuditEntry:
     """Add one entry to the chain inside the caller's transaction (the caller commits)."""
     secret = current_key(key)
+    stored = event.record()
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:  # the migration writes it: a missing head means someone removed it
         raise AuditChainError("the audit chain's head row is missing (the log was emptied or replaced); not appending")
     entry = AuditEntry(
         seq=head.seq + 1,
         at=now(),
-        actor=_clip("actor", event.actor),
-        action=_clip("action", event.action),
-        target_type=_clip("target_type", event.target_type),
-        target_id=_clip("target_id", str(event.target_id)),
-        before=canonical(event.before),
-        after=canonical(event.after),
-        reason=event.reason,
-        ruleset=_clip("ruleset", event.ruleset),
-        details=canonical(event.details),
+        actor=_clip("actor", stored.actor),
+        action=_clip("action", stored.action),
+        target_type=_clip("target_type", stored.target_type),
+        target_id=_clip("target_id", str(stored.target_id)),
+        before=canonical(stored.before),
+        after=canonical(stored.after),
+        reason=stored.reason,
+        ruleset=_clip("ruleset", stored.ruleset),
+        details=canonical(stored.details),
         prev_hash=head.hash,
     )
     entry.hash = entry_hash(entry.content(), secret)
@@ -201,7 +190,7 @@ def append(session: AnySession, event: AuditEvent, *, key: bytes | None = None) 
 
 
 def read(
-    session: AnySession,
+    session: DbSession,
     *,
     target_type: str | None = None,
     target_types: tuple[str, ...] | None = None,
@@ -229,7 +218,7 @@ def read(
     return list(session.execute(query).scalars())
 
 
-def entry_at(session: AnySession, seq: int) -> AuditEntry | None:
+def entry_at(session: DbSession, seq: int) -> AuditEntry | None:
     """The entry with this sequence number, or None."""
     return session.get(AuditEntry, seq)
 
@@ -271,7 +260,7 @@ def key_existing_log(connection: Connection, key: bytes) -> str:
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
-def checkpoint(session: AnySession, *, key: bytes | None = None) -> dict[str, Any]:
+def checkpoint(session: DbSession, *, key: bytes | None = None) -> dict[str, Any]:
     """A signed checkpoint of the chain's head (sequence, head hash, time) to keep outside the database."""
     secret = current_key(key)
     head = session.get(AuditHead, 1)
@@ -315,7 +304,7 @@ class Verification:
         return f"audit log BROKEN at entry {self.broken_seq}: {self.problem}"
 
 
-def _walk(session: AnySession) -> Iterator[AuditEntry]:
+def _walk(session: DbSession) -> Iterator[AuditEntry]:
     yield from session.execute(select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)).scalars()
 
 
@@ -330,7 +319,71 @@ def _seal_vouches(entry: AuditEntry, legacy: int, prev: str) -> bool:
     return isinstance(details, dict) and details.get("legacy_entries") == legacy and details.get("legacy_head") == prev
 
 
-def verify(session: AnySession, *, key: bytes | None = None, checkpoint: dict[str, Any] | None = None) -> Verification:
+_UNSEALED = "entries 1-{} are unkeyed and no keyed seal vouches for them"
+_MISMATCH = "content does not match its keyed hash (edited or forged, or the audit key is not this log's key)"
+
+
+@dataclass
+class _Walk:
+    """How far the chain checked out: the next expected seq, the last hash, the counts so far."""
+
+    expected_seq: int = 1
+    prev: str = GENESIS
+    checked: int = 0
+    legacy: int = 0
+    keyed_seen: bool = False
+
+    def broken(self, seq: int | None, problem: str) -> Verification:
+        """The verdict for a break found at `seq`."""
+        return Verification(False, self.checked, seq, problem)
+
+
+def _check_entry(walk: _Walk, entry: AuditEntry, secret: bytes) -> Verification | None:
+    """Check one entry's place, link and hash, advancing `walk`; a broken verdict, or None when it holds."""
+    if entry.seq != walk.expected_seq:
+        return walk.broken(walk.expected_seq, f"entry {walk.expected_seq} is missing (next is {entry.seq})")
+    if entry.prev_hash != walk.prev:
+        return walk.broken(entry.seq, "does not link to the entry before it (moved or replaced)")
+    if hmac.compare_digest(entry_hash(entry.content(), secret), entry.hash):
+        if not walk.keyed_seen and walk.legacy and not _seal_vouches(entry, walk.legacy, walk.prev):
+            return walk.broken(1, _UNSEALED.format(walk.legacy))
+        walk.keyed_seen = True
+    elif not walk.keyed_seen and legacy_hash(entry.content()) == entry.hash:
+        walk.legacy += 1  # written before the log was keyed: valid only if the first keyed entry seals it
+    else:
+        return walk.broken(entry.seq, _MISMATCH)
+    walk.prev, walk.expected_seq, walk.checked = entry.hash, walk.expected_seq + 1, walk.checked + 1
+    return None
+
+
+def _check_head(session: DbSession, walk: _Walk, secret: bytes) -> Verification | None:
+    """The head row must carry its keyed MAC and name the last entry walked."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return walk.broken(walk.checked, "the chain's head row is missing (the log was emptied)")
+    if not hmac.compare_digest(head_mac(secret, head.seq, head.hash), head.mac or ""):
+        return walk.broken(head.seq, "the chain's head was rewritten (its keyed MAC does not match)")
+    if head.seq != walk.checked or head.hash != walk.prev:
+        return walk.broken(head.seq, f"the chain ends at entry {walk.checked} but {head.seq} were written")
+    return None
+
+
+def _check_checkpoint(session: DbSession, walk: _Walk, point: dict[str, Any], secret: bytes) -> Verification:
+    """The chain must still hold the checkpoint's entry with the same hash."""
+    problem = checkpoint_problem(point, key=secret)
+    if problem:
+        return walk.broken(None, problem)
+    seq = point["seq"]
+    if seq > walk.checked:
+        return walk.broken(seq, f"the checkpoint has {seq} entries but the chain ends at {walk.checked} (truncated)")
+    if seq:
+        found = session.get(AuditEntry, seq)
+        if found is None or found.hash != point["hash"]:
+            return walk.broken(seq, "differs from the checkpoint's entry (the log was replaced)")
+    return Verification(True, walk.checked, legacy=walk.legacy, checkpoint_seq=seq)
+
+
+def verify(session: DbSession, *, key: bytes | None = None, checkpoint: dict[str, Any] | None = None) -> Verification:
     """Recompute every keyed hash, link and the head's MAC; name the first entry edited, removed, moved or forged.
 
     With `checkpoint` (from `checkpoint`, kept outside the database), also require that the chain still
@@ -338,44 +391,16 @@ def verify(session: AnySession, *, key: bytes | None = None, checkpoint: dict[st
     head was rewound to a consistent earlier state.
     """
     secret = current_key(key)
-    expected_seq, prev, checked, legacy, keyed_seen = 1, GENESIS, 0, 0, False
-    unsealed = "entries 1-{} are unkeyed and no keyed seal vouches for them"
-    mismatch = "content does not match its keyed hash (edited or forged, or the audit key is not this log's key)"
+    walk = _Walk()
     for entry in _walk(session):
-        if entry.seq != expected_seq:
-            return Verification(False, checked, expected_seq, f"entry {expected_seq} is missing (next is {entry.seq})")
-        if entry.prev_hash != prev:
-            return Verification(False, checked, entry.seq, "does not link to the entry before it (moved or replaced)")
-        if hmac.compare_digest(entry_hash(entry.content(), secret), entry.hash):
-            if not keyed_seen and legacy and not _seal_vouches(entry, legacy, prev):
-                return Verification(False, checked, 1, unsealed.format(legacy))
-            keyed_seen = True
-        elif not keyed_seen and legacy_hash(entry.content()) == entry.hash:
-            legacy += 1  # written before the log was keyed: valid only if the first keyed entry seals it
-        else:
-            return Verification(False, checked, entry.seq, mismatch)
-        prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-    if legacy and not keyed_seen:
-        return Verification(False, checked, 1, unsealed.format(legacy))
-    head = session.get(AuditHead, 1)
-    if head is None:
-        return Verification(False, checked, checked, "the chain's head row is missing (the log was emptied)")
-    if not hmac.compare_digest(head_mac(secret, head.seq, head.hash), head.mac or ""):
-        return Verification(False, checked, head.seq, "the chain's head was rewritten (its keyed MAC does not match)")
-    elif head.seq != checked or head.hash != prev:
-        return Verification(False, checked, head.seq, f"the chain ends at entry {checked} but {head.seq} were written")
+        broken = _check_entry(walk, entry, secret)
+        if broken is not None:
+            return broken
+    if walk.legacy and not walk.keyed_seen:
+        return walk.broken(1, _UNSEALED.format(walk.legacy))
+    broken = _check_head(session, walk, secret)
+    if broken is not None:
+        return broken
     if checkpoint is not None:
-        problem = checkpoint_problem(checkpoint, key=secret)
-        if problem:
-            return Verification(False, checked, None, problem)
-        seq = checkpoint["seq"]
-        if seq > checked:
-            return Verification(
-                False, checked, seq, f"the checkpoint has {seq} entries but the chain ends at {checked} (truncated)"
-            )
-        if seq:
-            found = session.get(AuditEntry, seq)
-            if found is None or found.hash != checkpoint["hash"]:
-                return Verification(False, checked, seq, "differs from the checkpoint's entry (the log was replaced)")
-        return Verification(True, checked, legacy=legacy, checkpoint_seq=seq)
-    return Verification(True, checked, legacy=legacy)
+        return _check_checkpoint(session, walk, checkpoint, secret)
+    return Verification(True, walk.checked, legacy=walk.legacy)

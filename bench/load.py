@@ -118,14 +118,14 @@ def _setup(url: str, env: dict[str, str]) -> None:
     subprocess.run([*MGREVIEW, "db", "upgrade"], env=env, check=True, capture_output=True)
     os.environ.update(env)
     from bench.throughput import make_records
-    from review_ui import create_app, governance, workflow
+    from review_ui import create_app, ruleset_versions, workflow
 
     app = create_app()
     with app.app_context():
         for n in range(CLINICIANS):
             workflow.add_user(f"clinician{n}", PASSWORD, "clinician", actor="bench")
         items = list(enumerate(make_records(CASES), start=1))
-        workflow.import_records(items, filename="load", actor="bench", evaluator=governance.active_evaluator())
+        workflow.import_records(items, filename="load", actor="bench", evaluator=ruleset_versions.active_evaluator())
         from review_ui.db import db
 
         db.engine.dispose()

@@ -53,11 +53,11 @@ def _upgrade(app: Flask) -> None:
     """Migrate the schema and register the published ruleset versions shipped in rulesets/."""
     from flask_migrate import upgrade
 
-    from review_ui import governance
+    from review_ui import ruleset_versions
 
     with app.app_context():
         upgrade()
-        for version in governance.register_files():
+        for version in ruleset_versions.register_files():
             click.echo(f"registered published ruleset {version.label} (sha256 {version.sha256[:16]}…)")
 
 
@@ -121,10 +121,10 @@ def import_command(input_path: Path, actor: str) -> None:
 
 def _import(app: Flask, path: Path, actor: str) -> Any:
     from engine.batch import read_records
-    from review_ui import governance, workflow
+    from review_ui import ruleset_versions, workflow
 
     with app.app_context():
-        evaluator = governance.active_evaluator()
+        evaluator = ruleset_versions.active_evaluator()
         return workflow.import_records(read_records(path), filename=path.name, actor=actor, evaluator=evaluator)
 
 
@@ -132,7 +132,7 @@ def check_stored_versions() -> int:
     """Print each stored version that is refused (hash, publication); the number refused."""
     from sqlalchemy import inspect
 
-    from review_ui import governance
+    from review_ui import ruleset_versions
     from review_ui.db import db as database
 
     app = _app()
@@ -144,7 +144,7 @@ def check_stored_versions() -> int:
         if not inspect(database.engine).has_table("ruleset_version"):
             click.echo("database: not migrated yet; no stored versions to check")
             return 0
-        checked = governance.check_versions()
+        checked = ruleset_versions.check_versions()
         for version, problem in checked:
             if problem:
                 click.echo(f"database: {version.label} refused: {problem}", err=True)
@@ -166,12 +166,12 @@ def check_stored_versions() -> int:
 def export_rulesets(directory: Path | None) -> None:
     """Write versions published in the review UI as files (v<N>.json, scenarios, manifest) to commit."""
     from engine import ruleset
-    from review_ui import governance, workflow
+    from review_ui import ruleset_versions, workflow
 
     app = _migrated_app()
     with app.app_context():
         try:
-            written = governance.export_versions(directory or ruleset.RULESETS_DIR)
+            written = ruleset_versions.export_versions(directory or ruleset.RULESETS_DIR)
         except workflow.WorkflowError as e:
             raise click.ClickException(e.message) from None
     for path in written:

@@ -6,13 +6,13 @@ from typing import Any
 
 from engine.batch import InputError, read_stream
 from engine.evaluate import Evaluator
-from review_ui import governance
+from review_ui import ruleset_versions
 from review_ui.workflow import WorkflowError
 
 
 def evaluator() -> Evaluator:
     """The app's evaluator: the newest published ruleset version (or the pinned file), compiled once."""
-    return governance.active_evaluator()
+    return ruleset_versions.active_evaluator()
 
 
 def uploaded_items(storage: Any) -> list[tuple[int, Any]]:

@@ -1,7 +1,7 @@
 """Ruleset pages: versions, drafts and their structured editors, checks, impact preview, diff, publishing.
 
-Views stay thin: they fill and read forms (review_ui.ruleset_forms) and call review_ui.governance,
-which checks, writes and audits.
+Views stay thin: they fill and read forms (review_ui.ruleset_forms) and call review_ui.ruleset_drafts,
+ruleset_publishing and ruleset_versions, which check, write and audit.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from engine import rulediff
 from engine import ruleset as rulesets
 from engine.errors import RulesetError
-from review_ui import governance
+from review_ui import ruleset_drafts, ruleset_publishing, ruleset_versions, workflow
 from review_ui import ruleset_forms as forms
 from review_ui.auth import roles_required
 from review_ui.db import db
@@ -36,12 +36,12 @@ def index() -> Any:
     """Published versions, open drafts, and a form to compare any two."""
     newest_first = select(RulesetVersion).order_by(RulesetVersion.name, RulesetVersion.version.desc())
     versions = list(db.session.execute(newest_first).scalars()) or [
-        governance.latest_version(governance.DEFAULT_RULESET)
+        ruleset_versions.latest_version(ruleset_versions.DEFAULT_RULESET)
     ]
     drafts: list[RulesetDraft] = []
     if current_user.reads_drafts:  # clinicians see published versions only
         drafts = list(db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars())
-    refused = {v.id: problem for v in versions if (problem := governance.version_problem(v))}
+    refused = {v.id: problem for v in versions if (problem := ruleset_versions.version_problem(v))}
     usable = [v for v in versions if v.id not in refused]
     return render_template(
         "rulesets/index.html", versions=versions, refused=refused, drafts=drafts, refs=_refs(usable, drafts)
@@ -57,7 +57,7 @@ def _refs(versions: list[RulesetVersion], drafts: list[RulesetDraft]) -> list[tu
 def version_page(name: str, version: int) -> Any:
     """One published version: who wrote and approved it, its change note, rules, and exact text."""
     try:
-        found = governance.get_version(name, version)
+        found = ruleset_versions.get_version(name, version)
     except WorkflowError:
         abort(404)
     data = rulesets.parse_text(found.content)
@@ -69,7 +69,7 @@ def version_page(name: str, version: int) -> Any:
 def new_draft(name: str) -> Any:
     """Start a draft of the next version from the newest published one."""
     try:
-        draft = governance.create_draft(name, actor=current_user)
+        draft = ruleset_drafts.create_draft(name, actor=current_user)
     except WorkflowError as e:
         flash(e.message, "error")
         return redirect(url_for("rulesets.index"))
@@ -86,14 +86,14 @@ def _save(
 ) -> list[RulesetError] | str | None:
     """Save through the workflow: None when saved, the checker's errors, or a message for the user."""
     try:
-        governance.save_draft(
+        ruleset_drafts.save_draft(
             draft.id,
             actor=current_user,
             expected_lock=int(lock or 0),
             data=data,
             scenarios_text=scenarios_text,
         )
-    except governance.DraftInvalid as e:
+    except ruleset_drafts.DraftInvalid as e:
         return e.errors
     except WorkflowError as e:
         return e.message
@@ -115,8 +115,8 @@ def _after_save(problem: list[RulesetError] | str | None, draft: RulesetDraft, w
 def draft_page(draft_id: int) -> Any:
     """A draft: its change note, rules, checks and scenarios, and what can be done with it next."""
     draft = _draft(draft_id)
-    data = governance.draft_data(draft)
-    check = governance.check_draft(draft)
+    data = ruleset_drafts.draft_data(draft)
+    check = ruleset_drafts.check_draft(draft)
     problems = check.problems(change_note=data.get("change_note", ""))
     return render_template(
         "rulesets/draft.html",
@@ -138,7 +138,7 @@ def save_note(draft_id: int) -> Any:
     """Save the change note."""
     draft = _draft(draft_id)
     form = forms.ChangeNoteForm()
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     data["change_note"] = (form.change_note.data or "").strip()
     problem = _save(draft, form.expected_lock.data, data)
     if isinstance(problem, list):
@@ -151,7 +151,7 @@ def save_note(draft_id: int) -> Any:
 def edit_rule(draft_id: int, rule_id: str) -> Any:
     """The structured editor of one rule (`new` adds a rule)."""
     draft = _draft(draft_id)
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     index = next((i for i, r in enumerate(data["rules"]) if r.get("id") == rule_id), None)
     if index is None and rule_id != "new":
         abort(404)
@@ -195,7 +195,7 @@ def delete_rule(draft_id: int, rule_id: str) -> Any:
     """Remove a rule (refused when the checker needs it, e.g. the only rule reporting a catalogue finding)."""
     draft = _draft(draft_id)
     form = forms.LockForm()
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     data["rules"] = [r for r in data["rules"] if r.get("id") != rule_id]
     problem = _save(draft, form.expected_lock.data, data)
     if isinstance(problem, list):
@@ -211,7 +211,7 @@ def delete_rule(draft_id: int, rule_id: str) -> Any:
 def edit_limits(draft_id: int) -> Any:
     """The upper-limit table by jurisdiction and age band."""
     draft = _draft(draft_id)
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     if request.method == "GET":
         form = forms.LimitsForm(expected_lock=draft.lock)
         forms.limits_to_form(form, data.get("upper_limits", []))
@@ -243,7 +243,7 @@ def edit_limits(draft_id: int) -> Any:
 def drugs(draft_id: int) -> Any:
     """The drug vocabulary, searchable by any name."""
     draft = _draft(draft_id)
-    voc = governance.draft_data(draft)["vocabulary"]["drugs"]
+    voc = ruleset_drafts.draft_data(draft)["vocabulary"]["drugs"]
     q = (request.args.get("q") or "").strip().lower()
     shown = {k: v for k, v in voc.items() if not q or q in k or any(q in n for n in v.get("names", []))}
     return render_template("rulesets/drugs.html", draft=draft, drugs=shown, q=q, total=len(voc))
@@ -254,7 +254,7 @@ def drugs(draft_id: int) -> Any:
 def edit_drug(draft_id: int, key: str) -> Any:
     """One drug: its names and synonyms, classes, codes and sources (`new` adds a drug)."""
     draft = _draft(draft_id)
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     voc = data["vocabulary"]["drugs"]
     if key not in voc and key != "new":
         abort(404)
@@ -291,7 +291,7 @@ def edit_drug(draft_id: int, key: str) -> Any:
 def edit_sources(draft_id: int) -> Any:
     """Source tags and their citations."""
     draft = _draft(draft_id)
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     if request.method == "GET":
         form = forms.SourcesForm(expected_lock=draft.lock)
         forms.sources_to_form(form, data["sources"])
@@ -356,11 +356,11 @@ def impact(draft_id: int) -> Any:
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
             what = form.file.data.filename or "upload"
         else:
-            items = governance.stored_case_items(form.limit.data or 2000)
+            items = workflow.stored_case_items(form.limit.data or 2000)
             what = f"the newest {len(items)} stored cases"
         try:
-            result = governance.draft_impact(draft, items)
-        except governance.DraftInvalid as e:
+            result = ruleset_drafts.draft_impact(draft, items)
+        except ruleset_drafts.DraftInvalid as e:
             flash(f"The draft does not pass the checker: {e.errors[0]}", "error")
         else:
             flash(f"Replayed {what} through v{draft.base_version} and the draft.", "info")
@@ -373,7 +373,7 @@ def submit(draft_id: int) -> Any:
     """Ask another rule editor to approve."""
     form = forms.LockForm()
     try:
-        governance.submit_draft(draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0))
+        ruleset_drafts.submit_draft(draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0))
     except WorkflowError as e:
         flash(e.message, "error")
     else:
@@ -390,13 +390,13 @@ def publish(draft_id: int) -> Any:
         flash("Sign with your password to approve.", "error")
         return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
     try:
-        version = governance.publish_draft(
+        version = ruleset_publishing.publish_draft(
             draft_id,
             actor=current_user,
             password=form.password.data or "",
             expected_lock=int(form.expected_lock.data or 0),
         )
-    except governance.PublishBlocked as e:
+    except ruleset_publishing.PublishBlocked as e:
         flash("Publishing is blocked: " + "; ".join(e.problems[:5]), "error")
     except (ConflictError, WorkflowError) as e:
         flash(e.message, "error")
@@ -412,7 +412,7 @@ def discard(draft_id: int) -> Any:
     """Give a draft up."""
     form = forms.DiscardForm()
     try:
-        governance.discard_draft(
+        ruleset_drafts.discard_draft(
             draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0), reason=form.reason.data or ""
         )
     except WorkflowError as e:
@@ -449,7 +449,7 @@ def _text_of(ref: str) -> tuple[str, str] | None:
         return (draft.label, draft.content) if draft else None
     if ref.startswith("v"):
         try:
-            version = governance.get_version(governance.DEFAULT_RULESET, int(ref[1:]))
+            version = ruleset_versions.get_version(ruleset_versions.DEFAULT_RULESET, int(ref[1:]))
         except WorkflowError:
             return None
         return version.label, version.content

@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from audit import log as audit
-from review_ui import governance, workflow
+from review_ui import ruleset_versions, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
@@ -74,7 +74,7 @@ def case_page(case_id: int) -> Any:
 
 def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
     entries = audit.read(db.session, target_type="case", target_id=str(case.id))
-    newest = governance.latest_version(case.ruleset_id)
+    newest = ruleset_versions.latest_version(case.ruleset_id)
     return (
         render_template(
             "case.html",
@@ -187,7 +187,7 @@ def reevaluate(case_id: int) -> Any:
     db.get_or_404(Case, case_id)
     form = ReevaluateForm()
     try:
-        done = governance.reevaluate_case(
+        done = workflow.reevaluate_case(
             case_id, actor=current_user, expected_version=int(form.expected_version.data or 0)
         )
     except workflow.WorkflowError as e:

@@ -16,11 +16,30 @@ from typing import Any
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from audit import events
 from audit import log as audit
+from engine import impact
 from engine.batch import evaluate_one
 from engine.evaluate import Evaluator
+from review_ui import ruleset_versions
 from review_ui.db import db
-from review_ui.models import ROLES, SEVERITY_RANK, Batch, Case, CaseFinding, Decision, User, UserSession, utcnow
+from review_ui.models import (
+    ROLES,
+    SEVERITY_RANK,
+    Batch,
+    Case,
+    CaseFinding,
+    Decision,
+    Reevaluation,
+    User,
+    UserSession,
+    utcnow,
+)
+from review_ui.writes import ConflictError as ConflictError
+from review_ui.writes import WorkflowError as WorkflowError
+from review_ui.writes import commit_or_rollback as commit_or_rollback
+from review_ui.writes import rowcount as _rowcount
+from review_ui.writes import update_if_unchanged
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -45,27 +64,6 @@ SIGNATURE_MEANINGS: dict[str, str] = {
 DECISION_STATUS = {"approve": "approved", "adjust": "adjusted", "reject": "rejected", "refer": "referred"}
 
 
-class WorkflowError(Exception):
-    """A request the workflow refuses, with the message a user reads and the field it concerns."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class ConflictError(WorkflowError):
-    """Someone else decided the case first; nothing was overwritten."""
-
-
-def commit_or_rollback() -> None:
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-
-
 # --- users and sign-in ----------------------------------------------------------------------
 
 
@@ -83,10 +81,7 @@ def add_user(username: str, password: str, role: str, *, actor: str, full_name: 
     user = User(username=username, full_name=full_name, password_hash=generate_password_hash(password), role=role)
     db.session.add(user)
     db.session.flush()
-    audit.append(
-        db.session,
-        audit.AuditEvent(actor, "user.add", "user", username, after={"username": username, "role": role}),
-    )
+    audit.append(db.session, events.UserAdded(actor, username, role))
     commit_or_rollback()
     return user
 
@@ -117,25 +112,22 @@ def authenticate(username: str, password: str, *, now: datetime | None = None) -
     user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
     matches = _check_password(user, password)
     if user is None:
-        audit.append(
-            db.session,
-            audit.AuditEvent(username or "?", "login.failed", "user", username or "?", reason="unknown user"),
-        )
+        audit.append(db.session, events.LoginFailed(username, "unknown user"))
         commit_or_rollback()
         raise WorkflowError(SIGN_IN_FAILED)
     locked_until = _aware(user.locked_until)
     if locked_until and locked_until > now:
-        audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason="locked"))
+        audit.append(db.session, events.LoginFailed(username, "locked"))
         commit_or_rollback()
         raise WorkflowError(SIGN_IN_FAILED)
     if not matches:
         reason = _count_failure(user, now, "wrong password")
-        audit.append(db.session, audit.AuditEvent(username, "login.failed", "user", username, reason=reason))
+        audit.append(db.session, events.LoginFailed(username, reason))
         commit_or_rollback()
         raise WorkflowError(SIGN_IN_FAILED)
     user.failed_logins = 0
     user.locked_until = None
-    audit.append(db.session, audit.AuditEvent(username, "login", "user", username))
+    audit.append(db.session, events.LoggedIn(username))
     commit_or_rollback()
     return user
 
@@ -162,7 +154,7 @@ def verify_signature(user: User, password: str, *, refused: str, target_type: st
         return
     else:
         reason = _count_failure(user, now, "wrong signature password")
-    audit.append(db.session, audit.AuditEvent(user.username, "signature.failed", target_type, target_id, reason=reason))
+    audit.append(db.session, events.SignatureFailed(user.username, target_type, target_id, reason))
     commit_or_rollback()
     if "locked" in reason:
         raise WorkflowError(
@@ -206,20 +198,20 @@ def end_session(token: str | None, *, actor: str) -> None:
             .where(UserSession.token_hash == _token_hash(token), UserSession.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
-    audit.append(db.session, audit.AuditEvent(actor, "logout", "user", actor))
+    audit.append(db.session, events.LoggedOut(actor))
     commit_or_rollback()
 
 
 def end_all_sessions(user: User, *, actor: str) -> int:
     """Sign out everywhere: revoke every live session of `user`; audited. The number revoked."""
-    revoked = db.session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
-    audit.append(
-        db.session, audit.AuditEvent(actor, "logout.everywhere", "user", user.username, after={"sessions": revoked})
+    revoked = _rowcount(
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
     )
+    audit.append(db.session, events.LoggedOutEverywhere(actor, user.username, revoked))
     commit_or_rollback()
     return int(revoked)
 
@@ -285,23 +277,17 @@ def import_records(
         report.accepted.append(result["record_id"])
     batch.records, batch.accepted = report.records, len(report.accepted)
     batch.duplicates, batch.rejected, batch.rejects = len(report.duplicates), len(report.rejected), report.rejected
-    audit.append(
-        db.session,
-        audit.AuditEvent(
-            actor,
-            "import",
-            "batch",
-            str(batch.id),
-            after={
-                "filename": filename,
-                "records": report.records,
-                "accepted": len(report.accepted),
-                "duplicates": len(report.duplicates),
-                "rejected": len(report.rejected),
-            },
-            ruleset=ruleset_label(evaluator.ruleset.ref),
-        ),
+    imported = events.CasesImported(
+        actor,
+        batch.id,
+        filename,
+        records=report.records,
+        accepted=len(report.accepted),
+        duplicates=len(report.duplicates),
+        rejected=len(report.rejected),
+        ruleset=ruleset_label(evaluator.ruleset.ref),
     )
+    audit.append(db.session, imported)
     commit_or_rollback()
     return report
 
@@ -314,28 +300,35 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _case(record: dict[str, Any], result: dict[str, Any], key: str, batch_id: int) -> Case:
-    findings = result["findings"]
-    highest = findings[0]["severity"] if findings else "none"  # the engine sorts findings most severe first
+    columns, findings = stored_result(result)
     case = Case(
-        patient_ref=result["record_id"],
-        batch_id=batch_id,
-        input_hash=key,
-        intake=record,
-        result=result,
-        highest_severity=highest,
-        severity_rank=SEVERITY_RANK[highest],
-        status="pending",
-        ruleset_id=result["ruleset"]["id"],
-        ruleset_version=result["ruleset"]["version"],
-        ruleset_sha256=result["ruleset"]["sha256"],
+        patient_ref=result["record_id"], batch_id=batch_id, input_hash=key, intake=record, status="pending", **columns
     )
-    case.findings = [
-        CaseFinding(finding_id=f["id"], severity=f["severity"], rank=SEVERITY_RANK[f["severity"]]) for f in findings
-    ]
+    case.findings = findings
     return case
 
 
+def stored_result(result: dict[str, Any]) -> tuple[dict[str, Any], list[CaseFinding]]:
+    """How a case stores an evaluation: its columns (result, highest severity, ruleset) and its finding rows."""
+    findings = result["findings"]
+    highest = findings[0]["severity"] if findings else "none"  # the engine sorts findings most severe first
+    ref = result["ruleset"]
+    columns = {
+        "result": result,
+        "highest_severity": highest,
+        "severity_rank": SEVERITY_RANK[highest],
+        "ruleset_id": ref["id"],
+        "ruleset_version": ref["version"],
+        "ruleset_sha256": ref["sha256"],
+    }
+    rows = [
+        CaseFinding(finding_id=f["id"], severity=f["severity"], rank=SEVERITY_RANK[f["severity"]]) for f in findings
+    ]
+    return columns, rows
+
+
 def ruleset_label(ref: dict[str, Any]) -> str:
+    """A ruleset reference as audit entries name it: id, version and the start of its sha256."""
     return f"{ref['id']} v{ref['version']} {ref['sha256'][:12]}"
 
 
@@ -392,39 +385,39 @@ def decide(
         final_plan = case.plan if kind == "approve" else None
         override_code, override_text = None, ""
     status = DECISION_STATUS[kind]
-    changed = db.session.execute(
-        update(Case)
-        .where(Case.id == case_id, Case.version == expected_version, Case.status == "pending")
-        .values(status=status, version=Case.version + 1, reviewer=actor.username, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
-    if changed != 1:
-        db.session.rollback()
+
+    def decided_by() -> str:
         current = db.session.get(Case, case_id)
         who = f" by {current.reviewer}" if current and current.reviewer else ""
-        raise ConflictError(
+        return (
             f"This case was decided{who} while you were working on it (now {current.status if current else '?'}); "
             "nothing was overwritten. Reload the case to see the decision."
         )
-    full_reason = reason if not override_text else f"{reason}\n[{override_code}] {override_text.strip()}"
-    entry = audit.append(
-        db.session,
-        audit.AuditEvent(
-            actor.username,
-            f"decision.{kind}",
-            "case",
-            str(case_id),
-            before={"status": "pending", "plan": case.plan},
-            after={"status": status, "plan": final_plan},
-            reason=full_reason,
-            ruleset=ruleset_label(case.result["ruleset"]),
-            details={
-                "override_code": override_code,
-                "signature_meaning": SIGNATURE_MEANINGS[kind],
-                "patient_ref": case.patient_ref,
-            },
-        ),
+
+    update_if_unchanged(
+        Case.version,
+        case_id,
+        expected_version,
+        where=(Case.status == "pending",),
+        conflict=decided_by,
+        status=status,
+        reviewer=actor.username,
     )
+    full_reason = reason if not override_text else f"{reason}\n[{override_code}] {override_text.strip()}"
+    signed = events.DecisionSigned(
+        actor.username,
+        kind,
+        case_id,
+        suggested_plan=case.plan,
+        status=status,
+        final_plan=final_plan,
+        reason=full_reason,
+        ruleset=ruleset_label(case.result["ruleset"]),
+        override_code=override_code,
+        signature_meaning=SIGNATURE_MEANINGS[kind],
+        patient_ref=case.patient_ref,
+    )
+    entry = audit.append(db.session, signed)
     decision = Decision(
         case_id=case_id,
         kind=kind,
@@ -451,24 +444,85 @@ def record_cds_feedback(service_id: str, feedback: list[dict[str, Any]], *, acto
             raise WorkflowError("Each feedback item needs a card id and an outcome of accepted or overridden.")
         override = item.get("overrideReason") or {}
         reason = override.get("reason") or {}
-        audit.append(
-            db.session,
-            audit.AuditEvent(
-                actor,
-                f"cds.feedback.{outcome}",
-                "card",
-                str(item["card"]),
-                after={
-                    "outcome": outcome,
-                    "outcomeTimestamp": item.get("outcomeTimestamp"),
-                    "acceptedSuggestions": item.get("acceptedSuggestions", []),
-                },
-                reason=" ".join(
-                    p for p in (str(reason.get("code") or ""), str(override.get("userComment") or "")) if p
-                ),
-                details={"service": service_id, "overrideReason": override},
-            ),
+        feedback_event = events.CdsFeedback(
+            actor,
+            service_id,
+            str(item["card"]),
+            outcome,
+            outcome_timestamp=item.get("outcomeTimestamp"),
+            accepted_suggestions=item.get("acceptedSuggestions", []),
+            override=override,
+            reason=" ".join(p for p in (str(reason.get("code") or ""), str(override.get("userComment") or "")) if p),
         )
+        audit.append(db.session, feedback_event)
         count += 1
     commit_or_rollback()
     return count
+
+
+# --- re-evaluation under a newer ruleset version ----------------------------------------------
+
+
+def stored_case_items(limit: int) -> list[tuple[int, Any]]:
+    """The newest `limit` stored cases as (case id, intake record) items to replay."""
+    rows = db.session.execute(select(Case.id, Case.intake).order_by(Case.id.desc()).limit(limit)).all()
+    return [(case_id, intake) for case_id, intake in rows]
+
+
+def reevaluate_case(case_id: int, *, actor: User, expected_version: int) -> Reevaluation:
+    """Evaluate a case under the newest published version and record what changed.
+
+    A pending case takes the new result (findings, plan, ruleset); a decided case keeps its result
+    and its signed decision untouched, and the re-evaluation is recorded beside them.
+    """
+    case = db.session.get(Case, case_id)
+    if case is None:
+        raise WorkflowError("No such case.")
+    newest = ruleset_versions.latest_version(case.ruleset_id)
+    if newest.version <= case.ruleset_version:
+        raise WorkflowError(f"This case is already evaluated under {newest.label}, the newest version.")
+    result = impact.result_of(ruleset_versions.version_evaluator(newest), (case.result.get("line", 0), case.intake))
+    change = impact.compare(case.result, result)
+    adopt = case.status == "pending" and result["status"] == "ok"
+    previous = case.result["ruleset"]
+    if adopt:
+        columns, findings = stored_result(result)
+        update_if_unchanged(
+            Case.version,
+            case_id,
+            expected_version,
+            where=(Case.status == "pending",),
+            conflict="This case changed while you were looking at it; nothing was re-evaluated. Reload.",
+            **columns,
+        )
+        for old in case.findings:
+            db.session.delete(old)
+        for row in findings:
+            row.case_id = case_id
+        db.session.add_all(findings)
+    reevaluated = events.CaseReevaluated(
+        actor.username,
+        case_id,
+        previous_ruleset=previous,
+        status=case.status,
+        new_ruleset=result["ruleset"],
+        adopted=adopt,
+        ruleset=ruleset_label(result["ruleset"]),
+        changes=change.lines(),
+        patient_ref=case.patient_ref,
+    )
+    entry = audit.append(db.session, reevaluated)
+    record = Reevaluation(
+        case_id=case_id,
+        actor=actor.username,
+        previous_ruleset=previous,
+        ruleset=result["ruleset"],
+        result=result,
+        changes=change.lines(),
+        adopted=adopt,
+        audit_seq=entry.seq,
+    )
+    db.session.add(record)
+    commit_or_rollback()
+    db.session.expire_all()
+    return record

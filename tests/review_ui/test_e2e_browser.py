@@ -149,9 +149,9 @@ def test_two_rule_editors_change_a_message_and_publish_the_next_version(server, 
         page.screenshot(path=str(ARTIFACTS / f"e2e-ruleset-published-{app.config['DB_KIND']}.png"), full_page=True)
         browser.close()
     with app.app_context():
-        from review_ui import governance
+        from review_ui import ruleset_versions
 
-        published = governance.latest_version("magnesium")
+        published = ruleset_versions.latest_version("magnesium")
         rule = next(r for r in json.loads(published.content)["rules"] if r["id"] == "SPLIT_DOSE")
         assert (published.version, published.authors, published.approver) == (NEWEST + 1, ["rita"], "peter")
         assert rule["then"]["message"] == message

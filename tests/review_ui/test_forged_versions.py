@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from engine import ruleset as rs
-from review_ui import governance, workflow
+from review_ui import ruleset_versions, workflow
 from review_ui.db import db
 from review_ui.models import RulesetVersion
 from tests.review_ui.test_governance import lowered_draft, people, publish  # noqa: F401  (people is a fixture)
@@ -49,14 +49,14 @@ def insert_forged_v3(base):
 
 
 def test_a_forged_version_inserted_in_the_database_is_not_used_and_is_reported(people, caplog):  # noqa: F811
-    newest = governance.latest_version("magnesium")
+    newest = ruleset_versions.latest_version("magnesium")
     insert_forged_v3(newest)
-    assert governance.latest_version("magnesium").version == NEWEST
-    assert governance.active_evaluator().ruleset.ref["version"] == NEWEST
+    assert ruleset_versions.latest_version("magnesium").version == NEWEST
+    assert ruleset_versions.active_evaluator().ruleset.ref["version"] == NEWEST
     assert f"magnesium v{FORGED} (id" in caplog.text and "does not record the publication" in caplog.text
     with pytest.raises(workflow.WorkflowError, match=f"magnesium v{FORGED} is refused"):
-        governance.get_version("magnesium", FORGED)
-    problems = {v.label: p for v, p in governance.check_versions()}
+        ruleset_versions.get_version("magnesium", FORGED)
+    problems = {v.label: p for v, p in ruleset_versions.check_versions()}
     assert problems[f"magnesium v{NEWEST}"] is None
     assert "does not record the publication of this version and hash" in problems[f"magnesium v{FORGED}"]
 
@@ -64,7 +64,7 @@ def test_a_forged_version_inserted_in_the_database_is_not_used_and_is_reported(p
 def test_an_edited_version_keeping_its_old_sha256_is_refused(people, app):  # noqa: F811
     published = publish(lowered_draft(people), people)
     original, sha = published.content, published.sha256
-    assert governance.latest_version("magnesium").version == FORGED
+    assert ruleset_versions.latest_version("magnesium").version == FORGED
     if app.config["DB_KIND"] == "postgresql":
         db.session.execute(text("DROP TRIGGER ruleset_version_no_update_delete ON ruleset_version"))
     else:
@@ -74,15 +74,15 @@ def test_an_edited_version_keeping_its_old_sha256_is_refused(people, app):  # no
     )
     db.session.commit()
     db.session.expire_all()
-    assert governance.latest_version("magnesium").version == NEWEST
+    assert ruleset_versions.latest_version("magnesium").version == NEWEST
     with pytest.raises(workflow.WorkflowError, match="does not match its sha256"):
-        governance.get_version("magnesium", FORGED)
+        ruleset_versions.get_version("magnesium", FORGED)
     stored = db.session.get(RulesetVersion, published.id)
     assert stored.sha256 == sha and stored.content != original
 
 
 def test_the_rulesets_page_reports_a_refused_version(people, app):  # noqa: F811
-    insert_forged_v3(governance.latest_version("magnesium"))
+    insert_forged_v3(ruleset_versions.latest_version("magnesium"))
     client = app.test_client()
     client.post("/login", data={"username": "rita", "password": "correct horse battery"})
     page = client.get("/rulesets/").get_data(as_text=True)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from audit import log as audit
 from engine import ruleset as rs
-from review_ui import governance, workflow
+from review_ui import ruleset_drafts, ruleset_publishing, ruleset_versions, workflow
 from review_ui.db import db
 from review_ui.models import Case, Decision, RulesetVersion
 from tests.helpers import record
@@ -53,11 +53,11 @@ def rescope(scenarios_text, old, new):
 
 def lowered_draft(people, mg=300, note="US adult upper limit lowered (test)"):
     """A draft by the author that lowers the US adult limit, with its scenarios updated."""
-    draft = governance.create_draft("magnesium", actor=people["author"])
-    data = governance.draft_data(draft)
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
+    data = ruleset_drafts.draft_data(draft)
     old = us_limit(data, mg)
     data["change_note"] = note
-    return governance.save_draft(
+    return ruleset_drafts.save_draft(
         draft.id,
         actor=people["author"],
         expected_lock=draft.lock,
@@ -67,16 +67,18 @@ def lowered_draft(people, mg=300, note="US adult upper limit lowered (test)"):
 
 
 def publish(draft, people, who="approver"):
-    submitted = governance.submit_draft(draft.id, actor=people["author"], expected_lock=draft.lock)
-    return governance.publish_draft(draft.id, actor=people[who], password=PASSWORD, expected_lock=submitted.lock)
+    submitted = ruleset_drafts.submit_draft(draft.id, actor=people["author"], expected_lock=draft.lock)
+    return ruleset_publishing.publish_draft(
+        draft.id, actor=people[who], password=PASSWORD, expected_lock=submitted.lock
+    )
 
 
 def test_shipped_versions_are_registered_once_and_cannot_change(people, app):
-    first = governance.latest_version("magnesium")
+    first = ruleset_versions.latest_version("magnesium")
     path = rs.latest_published()
     assert (first.version, first.sha256, first.origin) == (NEWEST, rs.sha256_of(path), "file")
     assert first.content == path.read_text("utf-8")
-    assert governance.register_files() == []
+    assert ruleset_versions.register_files() == []
     assert actions().count("ruleset.register") == SHIPPED
     with pytest.raises(sqlalchemy.exc.DatabaseError, match="immutable"):
         db.session.execute(sqlalchemy.text("UPDATE ruleset_version SET change_note = 'quietly changed'"))
@@ -86,14 +88,14 @@ def test_shipped_versions_are_registered_once_and_cannot_change(people, app):
         db.session.execute(sqlalchemy.text("DELETE FROM ruleset_version"))
         db.session.commit()
     db.session.rollback()
-    assert governance.latest_version("magnesium").sha256 == first.sha256
+    assert ruleset_versions.latest_version("magnesium").sha256 == first.sha256
 
 
 def test_only_rule_editors_make_drafts(people):
     with pytest.raises(workflow.WorkflowError, match="rule editor"):
-        governance.create_draft("magnesium", actor=people["clinician"])
-    draft = governance.create_draft("magnesium", actor=people["author"])
-    data = governance.draft_data(draft)
+        ruleset_drafts.create_draft("magnesium", actor=people["clinician"])
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
+    data = ruleset_drafts.draft_data(draft)
     assert (draft.version, data["version"], data["supersedes"], data["status"]) == (NEXT, NEXT, NEWEST, "draft")
     assert actions()[-1] == "ruleset.draft.create"
 
@@ -119,53 +121,53 @@ def test_only_rule_editors_make_drafts(people):
     ],
 )
 def test_invalid_drafts_are_refused_with_field_level_errors(people, edit, rule_id, field, text):
-    draft = governance.create_draft("magnesium", actor=people["author"])
-    data = governance.draft_data(draft)
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
+    data = ruleset_drafts.draft_data(draft)
     if rule_id == "rules[0]":
         rule_id = data["rules"][0]["id"]
     edit(data)
-    with pytest.raises(governance.DraftInvalid) as e:
-        governance.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
+    with pytest.raises(ruleset_drafts.DraftInvalid) as e:
+        ruleset_drafts.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
     assert any(err.rule_id == rule_id and err.field == field and text in str(err) for err in e.value.errors), [
         str(err) for err in e.value.errors
     ]
-    assert governance.get_draft(draft.id).content == draft.content
+    assert ruleset_drafts.get_draft(draft.id).content == draft.content
     assert actions()[-1] == "ruleset.draft.create"
 
 
 def test_an_edit_on_a_stale_draft_is_a_conflict(people):
-    draft = governance.create_draft("magnesium", actor=people["author"])
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
     stale = draft.lock
-    data = governance.draft_data(draft)
+    data = ruleset_drafts.draft_data(draft)
     data["change_note"] = "first"
-    governance.save_draft(draft.id, actor=people["author"], expected_lock=stale, data=data)
+    ruleset_drafts.save_draft(draft.id, actor=people["author"], expected_lock=stale, data=data)
     data["change_note"] = "second"
     with pytest.raises(workflow.ConflictError):
-        governance.save_draft(draft.id, actor=people["approver"], expected_lock=stale, data=data)
-    assert governance.draft_data(governance.get_draft(draft.id))["change_note"] == "first"
+        ruleset_drafts.save_draft(draft.id, actor=people["approver"], expected_lock=stale, data=data)
+    assert ruleset_drafts.draft_data(ruleset_drafts.get_draft(draft.id))["change_note"] == "first"
 
 
 def test_failing_scenarios_block_publishing_and_the_block_is_audited(people):
-    draft = governance.create_draft("magnesium", actor=people["author"])
-    data = governance.draft_data(draft)
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
+    data = ruleset_drafts.draft_data(draft)
     moxi = next(r for r in data["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
     moxi["then"]["separation"]["before_h"] = 2
     data["change_note"] = "moxifloxacin window"
-    draft = governance.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
-    check = governance.check_draft(draft)
+    draft = ruleset_drafts.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
+    check = ruleset_drafts.check_draft(draft)
     assert not check.errors and any("moxifloxacin" in str(f) for f in check.failures)
-    with pytest.raises(governance.PublishBlocked) as e:
+    with pytest.raises(ruleset_publishing.PublishBlocked) as e:
         publish(draft, people)
     assert any("expected [4, 8], got [2, 8]" in p for p in e.value.problems)
-    assert governance.latest_version("magnesium").version == NEWEST
-    assert governance.get_draft(draft.id).status == "submitted"
+    assert ruleset_versions.latest_version("magnesium").version == NEWEST
+    assert ruleset_drafts.get_draft(draft.id).status == "submitted"
     assert actions()[-1] == "ruleset.publish.blocked"
     assert "moxifloxacin" in audit.read(db.session, limit=1)[0].reason
 
 
 def test_a_change_note_is_required(people):
-    draft = governance.create_draft("magnesium", actor=people["author"])
-    with pytest.raises(governance.PublishBlocked, match="change note"):
+    draft = ruleset_drafts.create_draft("magnesium", actor=people["author"])
+    with pytest.raises(ruleset_publishing.PublishBlocked, match="change note"):
         publish(draft, people)
 
 
@@ -174,23 +176,25 @@ def test_the_author_and_every_contributor_cannot_approve(people):
     with pytest.raises(workflow.WorkflowError, match="cannot approve"):
         publish(draft, people, who="author")
     assert actions()[-1] == "ruleset.publish.refused"
-    draft = governance.get_draft(draft.id)
-    data = governance.draft_data(draft)
+    draft = ruleset_drafts.get_draft(draft.id)
+    data = ruleset_drafts.draft_data(draft)
     data["change_note"] += " (reviewed wording)"
-    draft = governance.save_draft(draft.id, actor=people["approver"], expected_lock=draft.lock, data=data)
+    draft = ruleset_drafts.save_draft(draft.id, actor=people["approver"], expected_lock=draft.lock, data=data)
     assert draft.status == "editing" and draft.contributors == ["peter", "rita"]
     with pytest.raises(workflow.WorkflowError, match="cannot approve"):
         publish(draft, people, who="approver")
-    assert governance.latest_version("magnesium").version == NEWEST
+    assert ruleset_versions.latest_version("magnesium").version == NEWEST
 
 
 def test_a_wrong_password_publishes_nothing(people):
     draft = lowered_draft(people)
-    submitted = governance.submit_draft(draft.id, actor=people["author"], expected_lock=draft.lock)
+    submitted = ruleset_drafts.submit_draft(draft.id, actor=people["author"], expected_lock=draft.lock)
     with pytest.raises(workflow.WorkflowError, match="password") as e:
-        governance.publish_draft(draft.id, actor=people["approver"], password="wrong", expected_lock=submitted.lock)
+        ruleset_publishing.publish_draft(
+            draft.id, actor=people["approver"], password="wrong", expected_lock=submitted.lock
+        )
     assert e.value.field == "password"
-    assert governance.latest_version("magnesium").version == NEWEST
+    assert ruleset_versions.latest_version("magnesium").version == NEWEST
 
 
 def test_two_person_publish_makes_the_next_immutable_version(people):
@@ -207,14 +211,14 @@ def test_two_person_publish_makes_the_next_immutable_version(people):
     assert version.sha256 == rs.sha256_text(version.content)
     assert (version.authors, version.approver) == (["rita"], "peter")
     assert next(r for r in data["upper_limits"] if r["id"] == "UL_US_9_PLUS")["ul_mg"] == 300
-    assert governance.get_draft(draft.id).status == "published"
+    assert ruleset_drafts.get_draft(draft.id).status == "published"
     entry = audit.read(db.session, limit=1)[0].as_dict()
     assert (entry["action"], entry["actor"], entry["target_id"]) == ("ruleset.publish", "peter", f"magnesium v{NEXT}")
     assert entry["after"]["sha256"] == version.sha256 and entry["details"]["authors"] == ["rita"]
-    assert entry["details"]["signature_meaning"] == governance.PUBLISH_MEANING
+    assert entry["details"]["signature_meaning"] == ruleset_publishing.PUBLISH_MEANING
     assert any("UL_US_9_PLUS" in line and "300" in line for line in entry["details"]["changes"])
     assert audit.verify(db.session).ok
-    evaluator = governance.active_evaluator()
+    evaluator = ruleset_versions.active_evaluator()
     assert evaluator.ruleset.ref == {"id": "magnesium", "version": NEXT, "sha256": version.sha256}
     # a draft made from the same version can no longer be published over the new one
     with pytest.raises(workflow.ConflictError, match=f"v{NEXT} was published"):
@@ -228,9 +232,9 @@ def test_impact_preview_counts_what_would_change(people, app):
         record(id="EU200", jurisdiction="EU"),
     ]
     items = [(i, json.dumps(r)) for i, r in enumerate(records, start=1)]
-    workflow.import_records(items, filename="t.jsonl", actor="alice", evaluator=governance.active_evaluator())
+    workflow.import_records(items, filename="t.jsonl", actor="alice", evaluator=ruleset_versions.active_evaluator())
     draft = lowered_draft(people)
-    result = governance.draft_impact(draft, governance.stored_case_items(100))
+    result = ruleset_drafts.draft_impact(draft, workflow.stored_case_items(100))
     assert result.records == 3
     changed = {c.record_id: c for c in result.changed}
     assert set(changed) == {"US400", "US320"}
@@ -245,12 +249,12 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
         record(id="DECIDED", supplement={"form": "citrate", "dose_mg": 320, "dose_basis": "elemental"}, age_years=50),
     ]
     items = [(i, json.dumps(r)) for i, r in enumerate(records, start=1)]
-    workflow.import_records(items, filename="t.jsonl", actor="alice", evaluator=governance.active_evaluator())
+    workflow.import_records(items, filename="t.jsonl", actor="alice", evaluator=ruleset_versions.active_evaluator())
     pending, decided = (
         db.session.execute(select(Case).where(Case.patient_ref == r["id"])).scalar_one() for r in records
     )
     with pytest.raises(workflow.WorkflowError, match="newest version"):
-        governance.reevaluate_case(pending.id, actor=people["clinician"], expected_version=pending.version)
+        workflow.reevaluate_case(pending.id, actor=people["clinician"], expected_version=pending.version)
     workflow.decide(
         decided.id, expected_version=decided.version, kind="approve", actor=people["clinician"], password=PASSWORD
     )
@@ -258,7 +262,7 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
     signed_before = (signed.suggested_plan, signed.final_plan, signed.signed_at, signed.audit_seq)
     publish(lowered_draft(people), people)
 
-    again = governance.reevaluate_case(pending.id, actor=people["clinician"], expected_version=pending.version)
+    again = workflow.reevaluate_case(pending.id, actor=people["clinician"], expected_version=pending.version)
     case = db.session.get(Case, pending.id)
     assert again.adopted and case.ruleset_version == NEXT and case.status == "pending"
     assert case.plan["max_elemental_mg_per_day"] == 300
@@ -266,7 +270,7 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
     assert "+ DOSE_ABOVE_UL_US (moderate)" in again.changes
 
     decided = db.session.get(Case, decided.id)
-    kept = governance.reevaluate_case(decided.id, actor=people["clinician"], expected_version=decided.version)
+    kept = workflow.reevaluate_case(decided.id, actor=people["clinician"], expected_version=decided.version)
     decided = db.session.get(Case, decided.id)
     assert not kept.adopted and decided.ruleset_version == NEWEST and decided.status == "approved"
     assert decided.plan["max_elemental_mg_per_day"] == 350 and kept.result["plan"]["max_elemental_mg_per_day"] == 300
@@ -281,7 +285,7 @@ def test_export_writes_published_versions_as_files_with_their_hash(people, tmp_p
     (folder / "magnesium").mkdir(parents=True)
     for shipped in rs.ruleset_files():
         (folder / "magnesium" / shipped.name).write_bytes(shipped.read_bytes())
-    written = governance.export_versions(folder)
+    written = ruleset_versions.export_versions(folder)
     assert written == [folder / "magnesium" / f"v{NEXT}.json"]
     assert rs.sha256_of(written[0]) == version.sha256
     loaded = rs.load(written[0])
@@ -291,7 +295,7 @@ def test_export_writes_published_versions_as_files_with_their_hash(people, tmp_p
     assert json.loads((folder / "magnesium" / f"v{NEXT}.scenarios.json").read_text("utf-8")) == json.loads(
         version.scenarios
     )
-    assert governance.export_versions(folder) == []
+    assert ruleset_versions.export_versions(folder) == []
     assert (
         db.session.execute(select(RulesetVersion).where(RulesetVersion.version == NEXT)).scalar_one().origin
         == "published"

@@ -10,7 +10,7 @@ import pytest
 
 from engine import ruleset as rs
 from engine import scenarios
-from review_ui import governance, workflow
+from review_ui import ruleset_drafts, ruleset_publishing, ruleset_versions, workflow
 from review_ui.db import db
 from review_ui.models import Case
 from tests.helpers import record
@@ -102,7 +102,7 @@ def new_draft(client):
 
 def draft_data(app, draft_id=1):
     with app.app_context():
-        return governance.draft_data(governance.get_draft(draft_id))
+        return ruleset_drafts.draft_data(ruleset_drafts.get_draft(draft_id))
 
 
 def test_roles(client):
@@ -140,7 +140,7 @@ def test_every_rule_survives_its_form_unchanged(app, client):
     assert (limits.status_code, sources.status_code, drug.status_code) == (302, 302, 302)
     assert draft_data(app) == before
     with app.app_context():
-        assert governance.get_draft(1).lock == 1  # nothing was written
+        assert ruleset_drafts.get_draft(1).lock == 1  # nothing was written
 
 
 def test_rule_form_saves_a_window_and_the_scenarios_then_fail(app, client):
@@ -205,7 +205,7 @@ def lower_us_limit(app, client):
     response = post(client, "/rulesets/drafts/1/raw", replace(raw, "scenarios", json.dumps(cases)))
     assert response.status_code == 302
     with app.app_context():
-        lock = governance.get_draft(1).lock
+        lock = ruleset_drafts.get_draft(1).lock
     client.post("/rulesets/drafts/1/note", data={"expected_lock": lock, "change_note": "US adult limit 300 (test)"})
 
 
@@ -217,7 +217,7 @@ def test_two_person_publish_through_the_pages(app, client):
     count = len(scenarios.load(scenarios.path_for(rs.latest_published())))
     assert f"{count} of {count} pass" in page and "Publishing is blocked" not in page
     with app.app_context():
-        lock = governance.get_draft(1).lock
+        lock = ruleset_drafts.get_draft(1).lock
     client.post("/rulesets/drafts/1/submit", data={"expected_lock": lock})
     page = client.get("/rulesets/drafts/1").get_data(as_text=True)
     assert "another rule editor must approve it" in page and 'id="publish-form"' not in page
@@ -233,7 +233,7 @@ def test_two_person_publish_through_the_pages(app, client):
     done = post(client, "/rulesets/drafts/1/publish", replace(pairs, "password", PASSWORD), follow_redirects=True)
     assert f"Published magnesium v{NEXT}".encode() in done.data
     with app.app_context():
-        sha = governance.latest_version("magnesium").sha256
+        sha = ruleset_versions.latest_version("magnesium").sha256
     assert sha.encode() in done.data
     index = client.get("/rulesets/").get_data(as_text=True)
     assert f"magnesium v{NEXT}" in index and "rita" in index and "US adult limit 300 (test)" in index
@@ -252,7 +252,7 @@ def test_impact_preview_and_reevaluation_pages(app, client):
             )
         ]
         report = workflow.import_records(
-            items, filename="t.jsonl", actor="alice", evaluator=governance.active_evaluator()
+            items, filename="t.jsonl", actor="alice", evaluator=ruleset_versions.active_evaluator()
         )
         assert report.accepted == ["US320"]
     login(client, "ed")
@@ -273,8 +273,10 @@ def test_impact_preview_and_reevaluation_pages(app, client):
     assert "3 records replayed, 3 would change" in from_file and "finding DOSE_ABOVE_UL_US added in 1" in from_file
     assert "plan.max_elemental_mg_per_day changed in 3" in from_file
     with app.app_context():
-        submitted = governance.submit_draft(1, actor=draft_user("ed"), expected_lock=governance.get_draft(1).lock)
-        governance.publish_draft(1, actor=draft_user("rita"), password=PASSWORD, expected_lock=submitted.lock)
+        submitted = ruleset_drafts.submit_draft(
+            1, actor=draft_user("ed"), expected_lock=ruleset_drafts.get_draft(1).lock
+        )
+        ruleset_publishing.publish_draft(1, actor=draft_user("rita"), password=PASSWORD, expected_lock=submitted.lock)
     login(client, "alice")
     case = case_id(app, "US320")
     pairs = form_of(client.get(f"/cases/{case}"), "reevaluate-form")

@@ -210,12 +210,12 @@ def test_the_session_cookie_is_secure_over_https_only(client, app):
 
 
 def test_clinicians_cannot_read_drafts_through_the_diff_url(client, app):
-    from review_ui import governance
+    from review_ui import ruleset_drafts
     from review_ui.models import User
 
     with app.app_context():
         editor = db.session.query(User).filter_by(username="ed").one()
-        draft = governance.create_draft("magnesium", actor=editor)
+        draft = ruleset_drafts.create_draft("magnesium", actor=editor)
         draft_id = draft.id
     login(client)
     assert client.get(f"/rulesets/diff?a=v1&b=draft-{draft_id}").status_code == 403
