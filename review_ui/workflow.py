@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from audit import log as audit
-from engine.batch import evaluate_one
 from engine.evaluate import Evaluator
+from engine.lines import result_of
 from review_ui.db import db
 from review_ui.models import ROLES, SEVERITY_RANK, Batch, Case, CaseFinding, Decision, User, UserSession, utcnow
 
@@ -260,9 +260,8 @@ def import_records(
     seen: set[str] = set()
     for line, raw in items:
         report.records += 1
-        status, text, _ = evaluate_one(evaluator, (line, raw))
-        result = json.loads(text)
-        if status != "ok":
+        result = result_of(evaluator, (line, raw)).to_dict()
+        if result["status"] != "ok":
             report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
             continue
         if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL
