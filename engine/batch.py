@@ -26,8 +26,6 @@ from engine.errors import MgReviewError
 from engine.evaluate import Evaluator
 from engine.lines import Unreadable, evaluate_lines, evaluate_one
 
-__all__ = ["Unreadable", "evaluate_one", "read_records", "read_stream", "run"]
-
 LIST_FIELDS = ("medications", "conditions", "symptoms")
 BOOLEAN_FIELDS = ("pregnant", "lactating")
 NUMBER_FIELDS = (
