@@ -29,7 +29,7 @@ def main() -> None:
     from flask_migrate import upgrade
 
     evaluator = Evaluator()
-    results = [evaluator.evaluate(json.loads(line)) for line in make_records(500)]
+    results = [evaluator.evaluate(json.loads(line)).to_dict() for line in make_records(500)]
     results = [r for r in results if r["status"] == "ok"]
     with app.app_context():
         upgrade()

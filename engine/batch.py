@@ -22,11 +22,9 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
-from engine import fhir
-from engine.errors import MgReviewError, RecordError
-from engine.evaluate import Evaluator, to_json_line
+from engine.errors import MgReviewError
+from engine.evaluate import Evaluator
+from engine.lines import Unreadable, evaluate_lines, evaluate_one
 from engine.vocabulary import SEVERITIES
 
 LIST_FIELDS = ("medications", "conditions", "symptoms")
@@ -85,14 +83,6 @@ class InputError(MgReviewError):
 
 class OutputError(MgReviewError):
     """A result or reject line could not be written (disk full, closed pipe): the batch stops; --resume finishes."""
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """An input line that is not valid UTF-8: it becomes a reject naming the line, the batch goes on."""
-
-    text: str
-    reason: str
 
 
 _SNIFF_BYTES = 8192
@@ -293,60 +283,13 @@ def _joined(lines: list[str]) -> str:
 def _evaluate_chunk(items: list[tuple[int, Any]], separate_rejects: bool) -> _Block:
     assert _worker is not None, "worker used before its initializer ran"
     worker, output_format = _worker, _format
-    return _block((evaluate_one(worker, item, output_format) for item in items), separate_rejects)
+    return _block(evaluate_lines(worker, items, output_format), separate_rejects)
 
 
 def _chunks(items: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
     source = iter(items)
     while chunk := list(islice(source, size)):
         yield chunk
-
-
-def evaluate_one(
-    evaluator: Evaluator, item: tuple[int, Any], output_format: str = "json"
-) -> tuple[str, str, list[str]]:
-    """(status, JSON line, finding severities) for one input record."""
-    status, line, severities = _evaluate_one(evaluator, item)
-    if output_format == "fhir":
-        from engine.detected_issue import as_bundle
-
-        result = orjson.loads(line)
-        bundle = as_bundle(result)
-        bundle["id"] = f"line-{result['line']}"  # resume reads the input line back from here
-        line = to_json_line(bundle)
-    return status, line, severities
-
-
-def _evaluate_one(evaluator: Evaluator, item: tuple[int, Any]) -> tuple[str, str, list[str]]:
-    line_number, raw = item
-    if isinstance(raw, Unreadable):
-        result = evaluator.rejected(None, [{"field": "line", "reason": raw.reason}])
-        result["input"] = raw.text
-        result["line"] = line_number
-        return "rejected", to_json_line(result), []
-    if isinstance(raw, str):
-        try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            reason = f"not valid JSON: {e.msg}" if e.msg else "not valid JSON"
-            result = evaluator.rejected(None, [{"field": "line", "reason": reason}])
-            result["input"] = raw.rstrip("\n")
-            result["line"] = line_number
-            return "rejected", to_json_line(result), []
-    else:
-        record = raw
-    if fhir.is_bundle(record):  # a FHIR R4 Bundle per line: map it to an intake record first
-        try:
-            record = fhir.bundle_to_record(record, ruleset=evaluator.ruleset)  # its vocabulary reads the Bundle
-        except RecordError as e:
-            result = evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors])
-            result["line"] = line_number
-            return "rejected", to_json_line(result), []
-    result = evaluator.evaluate(record)
-    result["line"] = line_number
-    if result["status"] != "ok":
-        result["input"] = record
-    return result["status"], to_json_line(result), [f["severity"] for f in result.get("findings", [])]
 
 
 def run(

@@ -24,6 +24,7 @@ import durable_rules_engine
 import orjson
 
 from engine.errors import EngineError
+from engine.results import Firing, fact_identity, pattern_name
 from engine.ruleset import Condition, Pattern, Rule, Ruleset
 
 _names = itertools.count(1)
@@ -45,20 +46,6 @@ SID_NOT_FOUND = 309  # delete_state of a session never created (its first assert
 # driver start (and abandon) an action before such a delete; it is asserted only in that case.
 _SESSION_RULE = "mgreview_session"
 _SESSION_FACT = "mgreview_session"
-
-
-@dataclass
-class Firing:
-    """One rule that fired, with the facts its patterns matched (pattern name -> fact)."""
-
-    rule: Rule
-    matched: dict[str, dict[str, Any]]
-
-
-def fact_identity(fact: dict[str, Any]) -> tuple[str, str, str]:
-    """What makes a fact distinct: its type, what it names, and the text it came from."""
-    name = fact.get("ingredient") or fact.get("concept") or fact.get("name") or ""
-    return str(fact.get("t")), str(name), str(fact.get("text", ""))
 
 
 @dataclass
@@ -95,11 +82,6 @@ def _pattern(p: Pattern) -> dict[str, Any]:
     if p.where_any:
         terms.append({"$or": [_condition(c) for c in p.where_any]})
     return {"$and": terms}
-
-
-def pattern_name(i: int) -> str:
-    """Name of the i-th pattern of a rule in durable's definition."""
-    return f"m{i}"
 
 
 _UNMATCHED_KEPT = 10_000  # distinct unmatched facts remembered; then forgotten all at once

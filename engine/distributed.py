@@ -12,6 +12,7 @@ from itertools import islice
 from typing import Any
 
 from engine.evaluate import Evaluator
+from engine.lines import evaluate_lines
 
 PARTITION_SIZE = 2_000
 _evaluators: dict[tuple[str | None, str | None], Evaluator] = {}
@@ -21,13 +22,10 @@ def evaluate_partition(
     items: list[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json"
 ) -> list[tuple[str, str, list[str]]]:
     """Evaluate one partition on a worker, with the worker's evaluator (compiled on first use)."""
-    from engine.batch import evaluate_one
-
     key = (ruleset_path, jurisdiction)
     if key not in _evaluators:
         _evaluators[key] = Evaluator(ruleset_path, jurisdiction)
-    evaluator = _evaluators[key]
-    return [evaluate_one(evaluator, item, output_format) for item in items]
+    return evaluate_lines(_evaluators[key], items, output_format)
 
 
 def results(

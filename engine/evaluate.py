@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from engine import ENGINE_VERSION, interpreter
 from engine import plan as planner
 from engine import ruleset as rulesets
-from engine.compiler import CompiledRuleset, Firing, fact_identity
 from engine.conditions import ConceptResolver
 from engine.errors import EngineError, RecordError
 from engine.facts import parse
 from engine.lexicon import PhraseIndex
 from engine.medications import MedicationResolver
+from engine.results import Evaluation, Firing, Rejected, Result, fact_identity, to_json_line
+
+if TYPE_CHECKING:
+    from engine.compiler import CompiledRuleset
+
+__all__ = ["Evaluation", "Evaluator", "Rejected", "Result", "to_json_line"]
 
 
 class Evaluator:
@@ -38,11 +40,16 @@ class Evaluator:
         if backend not in ("durable", "python"):
             raise ValueError(f"backend must be 'durable' or 'python', not {backend!r}")
         self.backend = backend
-        # The plain-Python backend compiles nothing into durable_rules (whose rulesets are never freed).
-        self.compiled = CompiledRuleset(self.ruleset) if backend == "durable" else None
+        # The plain-Python backend compiles nothing into durable_rules (whose rulesets are never freed)
+        # and never imports it.
+        self.compiled: CompiledRuleset | None = None
+        if backend == "durable":
+            from engine.compiler import CompiledRuleset
+
+            self.compiled = CompiledRuleset(self.ruleset)
         self.planner = planner.Planner(self.ruleset)
 
-    def evaluate(self, record: Any) -> dict[str, Any]:
+    def evaluate(self, record: Any) -> Result:
         """One record in, one result out: status ok with findings and plan, or rejected with errors."""
         try:
             intake = parse(record, self.ruleset, self.medications, self.concepts, self.forms, self.default_jurisdiction)
@@ -53,36 +60,28 @@ class Evaluator:
         for reading in intake.readings:
             facts += [c.fact() for c in reading.concepts]
         try:
-            if self.backend == "python":
+            if self.compiled is None:
                 fired = interpreter.run(self.ruleset, _unique(facts))
             else:
-                assert self.compiled is not None
                 fired = self.compiled.evaluate(_unique(facts), intake.record_id)
         except EngineError as e:
             return self.rejected(intake.record_id, [{"field": "engine", "reason": str(e)}])
         # Findings and plan are built in ruleset order, so they never depend on the engine's firing order.
         ordered = _in_ruleset_order(fired)
         findings = self.planner.findings(ordered, intake)
-        return {
-            "record_id": intake.record_id,
-            "status": "ok",
-            "findings": findings,
-            "plan": self.planner.plan(ordered, findings, intake),
-            "facts": intake.facts_summary(),
-            "trace": _trace(fired, self.planner.outputs),
-            "ruleset": self.ruleset.ref,
-            "engine_version": ENGINE_VERSION,
-        }
+        return Evaluation(
+            record_id=intake.record_id,
+            findings=findings,
+            plan=self.planner.plan(ordered, findings, intake),
+            facts=intake.facts_summary(),
+            trace=_trace(fired, self.planner.outputs),
+            ruleset=self.ruleset.ref,
+            engine_version=ENGINE_VERSION,
+        )
 
-    def rejected(self, record_id: str | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
-        """The result line of a record that could not be evaluated."""
-        return {
-            "record_id": record_id,
-            "status": "rejected",
-            "errors": errors,
-            "ruleset": self.ruleset.ref,
-            "engine_version": ENGINE_VERSION,
-        }
+    def rejected(self, record_id: str | None, errors: list[dict[str, Any]]) -> Rejected:
+        """The result of a record that could not be evaluated."""
+        return Rejected(record_id, errors, self.ruleset.ref, ENGINE_VERSION)
 
     def close(self) -> None:
         """Free the compiled ruleset."""
@@ -145,11 +144,3 @@ def _trace_fact(fact: dict[str, Any]) -> dict[str, Any]:
     if kind == "concept":
         return {"fact": "concept", "concept": fact.get("concept"), "text": fact.get("text")}
     return {"fact": "derived", "name": fact.get("name"), "by": fact.get("by")}
-
-
-def to_json_line(result: dict[str, Any]) -> str:
-    """The canonical serialisation: same input and ruleset, byte-identical line (sorted keys, UTF-8)."""
-    try:
-        return orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode("utf-8")
-    except TypeError:  # e.g. an integer beyond 64 bits echoed from a rejected record
-        return json.dumps(result, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)

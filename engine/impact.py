@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from engine.batch import evaluate_one
+from engine import lines
 from engine.evaluate import Evaluator
 
 PLAN_KEYS = ("supplement", "max_elemental_mg_per_day", "requires_physician", "doses_per_day")
@@ -112,8 +110,8 @@ class Impact:
 
 
 def result_of(evaluator: Evaluator, item: tuple[int, Any]) -> dict[str, Any]:
-    """The result of one (line, record) item, the way a batch evaluates it (FHIR Bundles included)."""
-    return orjson.loads(evaluate_one(evaluator, item)[1])  # type: ignore[no-any-return]
+    """The result of one (line, record) item as a plain dict, the way a batch evaluates it (FHIR Bundles included)."""
+    return lines.result_of(evaluator, item).to_dict()
 
 
 def replay(items: Iterable[tuple[int, Any]], old: Evaluator, new: Evaluator) -> Impact:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.compiler import Firing, pattern_name
+from engine.results import Firing, pattern_name
 from engine.ruleset import Condition, Pattern, Ruleset
 
 _MISSING = object()

@@ -9,13 +9,14 @@ ruleset, so evaluating a record only looks values up.
 
 from __future__ import annotations
 
+import dataclasses
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import amounts
-from engine.compiler import Firing, pattern_name
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
+from engine.results import ContractTerms, Finding, Firing, Plan, Separation, pattern_name
 from engine.ruleset import Rule, Ruleset
 from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION, SEVERITY_RANK
 
@@ -136,82 +137,97 @@ class Planner:
         self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
         self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
 
-    def findings(self, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
+    def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
         if self.contract is not None:
             return self.contract.findings(self, fired, intake)
         return _Findings(self, fired, intake).build()
 
-    def plan(self, fired: list[Firing], merged: list[dict[str, Any]], intake: Intake) -> dict[str, Any]:
+    def plan(self, fired: list[Firing], merged: list[Finding], intake: Intake) -> Plan:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-        best: tuple[float, str] | None = None  # the strictest cap; equal caps: the smallest rule id
-        requires_physician = any(finding["severity"] == "contraindicated" for finding in merged)
-        urgent = False
-        doses_min = 0
-        suggested_form: str | None = None
-        monitoring: list[str] = []
-        separations: dict[str, dict[str, Any]] = {}
+        shaping = _Shaping()
         outputs = self.outputs
         for f in fired:
             out = outputs[f.rule.index]
-            if not out.shapes_plan:
-                continue
-            for cap in out.caps:
-                if best is None or (cap, out.rule_id) < best:
-                    best = (cap, out.rule_id)
-            if out.requires_physician:
-                requires_physician = True
-            if out.urgent:
-                urgent = True
-            if out.doses_per_day_min > doses_min:
-                doses_min = out.doses_per_day_min
-            if suggested_form is None and out.suggest_form:
-                suggested_form = out.suggest_form
-            if out.monitoring:
-                monitoring += [m for m in out.monitoring if m not in monitoring]
-            if out.separation is not None:
-                drug = _medication_of(f, out)
-                window = separations.setdefault(
-                    drug, {"drug": drug, "findings": [], "drug_before_mg_h": None, "drug_after_mg_h": None}
-                )
-                if out.finding and out.finding not in window["findings"]:
-                    window["findings"].append(out.finding)
-                for hours, out_key in zip(out.separation, ("drug_before_mg_h", "drug_after_mg_h"), strict=True):
-                    if hours is not None and (window[out_key] is None or hours > window[out_key]):
-                        window[out_key] = hours
-        if best is None:  # no upper limit covers this patient: fail safe, a physician decides
-            best = (0.0, "NO_UPPER_LIMIT")
-            requires_physician = True
-        cap, cap_rule = best
-        if urgent:
-            cap, cap_rule = 0.0, "URGENT"
+            if out.shapes_plan:
+                shaping.add(f, out)
+        cap, cap_rule, physician_sets_cap = shaping.cap()
         supplement = cap > 0
         requested_form = intake.patient.get("supplement_form")
-        form = suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
-        plan = {
-            "supplement": "yes" if supplement else "no",
-            "form": form if supplement else None,
-            "requested_form": requested_form if requested_form != "none" else None,
-            "max_elemental_mg_per_day": _number(cap),
-            "cap_set_by": cap_rule,
-            "requested_elemental_mg_per_day": intake.patient.get("supplement_dose_elemental_mg"),
-            "doses_per_day": max(doses_min, 1) if supplement else 0,
-            "separations": [
-                {
-                    "drug": w["drug"],
-                    "finding": ", ".join(w["findings"]),
-                    "drug_before_mg_h": w["drug_before_mg_h"],
-                    "drug_after_mg_h": w["drug_after_mg_h"],
-                }
-                for w in sorted(separations.values(), key=lambda w: w["drug"])
-            ],
-            "monitoring": monitoring,
-            "requires_physician": requires_physician or not supplement,
-            "urgent": urgent,
-        }
+        form = shaping.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
+        contraindicated = any(finding.severity == "contraindicated" for finding in merged)
+        plan = Plan(
+            supplement=supplement,
+            form=form if supplement else None,
+            requested_form=requested_form if requested_form != "none" else None,
+            max_elemental_mg_per_day=_number(cap),
+            cap_set_by=cap_rule,
+            requested_elemental_mg_per_day=intake.patient.get("supplement_dose_elemental_mg"),
+            doses_per_day=max(shaping.doses_min, 1) if supplement else 0,
+            separations=shaping.separation_list(),
+            monitoring=shaping.monitoring,
+            requires_physician=contraindicated or physician_sets_cap or not supplement,
+            urgent=shaping.urgent,
+        )
         if self.contract is not None:
-            self.contract.apply(self, fired, plan, form, intake)
+            return self.contract.apply(self, fired, plan, form, intake)
         return plan
+
+
+@dataclass(slots=True)
+class _Shaping:
+    """What the rules that fired ask of the plan, gathered in the order given."""
+
+    best: tuple[float, str] | None = None  # the strictest cap; equal caps: the smallest rule id
+    requires_physician: bool = False
+    urgent: bool = False
+    doses_min: int = 0
+    suggested_form: str | None = None  # the first rule's that suggests one
+    monitoring: list[str] = dataclasses.field(default_factory=list)
+    separations: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # drug -> its strictest window
+
+    def add(self, firing: Firing, out: RuleOutput) -> None:
+        """One firing of a rule that shapes the plan."""
+        for cap in out.caps:
+            if self.best is None or (cap, out.rule_id) < self.best:
+                self.best = (cap, out.rule_id)
+        self.requires_physician = self.requires_physician or out.requires_physician
+        self.urgent = self.urgent or out.urgent
+        self.doses_min = max(self.doses_min, out.doses_per_day_min)
+        if self.suggested_form is None and out.suggest_form:
+            self.suggested_form = out.suggest_form
+        if out.monitoring:
+            self.monitoring += [m for m in out.monitoring if m not in self.monitoring]
+        if out.separation is not None:
+            self._separate(_medication_of(firing, out), out.finding, out.separation)
+
+    def _separate(self, drug: str, finding: str | None, hours: tuple[float | None, float | None]) -> None:
+        """Widen a drug's window to the rule's hours before and after magnesium (the longest wins)."""
+        window = self.separations.setdefault(
+            drug, {"drug": drug, "findings": [], "drug_before_mg_h": None, "drug_after_mg_h": None}
+        )
+        if finding and finding not in window["findings"]:
+            window["findings"].append(finding)
+        for h, key in zip(hours, ("drug_before_mg_h", "drug_after_mg_h"), strict=True):
+            if h is not None and (window[key] is None or h > window[key]):
+                window[key] = h
+
+    def cap(self) -> tuple[float, str, bool]:
+        """(cap mg/day, what set it, whether a physician must decide) before the plan contract.
+
+        No upper limit covering the patient fails safe (0, a physician decides); urgent overrides any cap.
+        """
+        cap, cap_rule = self.best if self.best is not None else (0.0, "NO_UPPER_LIMIT")
+        if self.urgent:
+            cap, cap_rule = 0.0, "URGENT"
+        return cap, cap_rule, self.requires_physician or self.best is None
+
+    def separation_list(self) -> list[Separation]:
+        """One separation per drug, by drug name."""
+        return [
+            Separation(w["drug"], ", ".join(w["findings"]), w["drug_before_mg_h"], w["drug_after_mg_h"])
+            for w in sorted(self.separations.values(), key=lambda w: w["drug"])
+        ]
 
 
 @dataclass(frozen=True)
@@ -281,7 +297,7 @@ class _Contract:
         assert allowed is not None
         return _Decision(allowed, ul[1], ul[0], ul[1], allowed, because)  # 0 when other magnesium uses up the UL
 
-    def findings(self, planner: Planner, fired: list[Firing], intake: Intake) -> list[dict[str, Any]]:
+    def findings(self, planner: Planner, fired: list[Firing], intake: Intake) -> list[Finding]:
         """Findings without advice for taking magnesium when none is proposed; other magnesium shown as read."""
         decision = self.decide(planner, fired, intake)
         if decision.cap == 0:
@@ -291,34 +307,35 @@ class _Contract:
             _explain_other_mg(merged, intake.other_mg, decision)
         return merged
 
-    def apply(
-        self, planner: Planner, fired: list[Firing], plan: dict[str, Any], form: str | None, intake: Intake
-    ) -> None:
+    def apply(self, planner: Planner, fired: list[Firing], plan: Plan, form: str | None, intake: Intake) -> Plan:
         """Cap = UL − magnesium already taken, or 0 with a separate ceiling where a physician decides."""
         d = self.decide(planner, fired, intake)
         other = intake.other_mg
         supplement = d.cap > 0
-        if d.cap_set_by is not None:
-            plan["cap_set_by"] = d.cap_set_by
-        monitoring = list(plan["monitoring"])
+        monitoring = list(plan.monitoring)
         if supplement:
             for f in fired:
                 monitoring += [m for m in self.on_magnesium[f.rule.index] if m not in monitoring]
         decides = not supplement
-        plan.update(
-            supplement="yes" if supplement else "no",
+        ceiling = _number(d.allowed) if decides and d.allowed is not None else None
+        return replace(
+            plan,
+            supplement=supplement,
             form=form if supplement else None,
             max_elemental_mg_per_day=_number(d.cap),
-            doses_per_day=plan["doses_per_day"] if supplement else 0,
+            cap_set_by=d.cap_set_by if d.cap_set_by is not None else plan.cap_set_by,
+            doses_per_day=plan.doses_per_day if supplement else 0,
             monitoring=monitoring,
-            requires_physician=plan["requires_physician"] or decides,
-            physician="decides" if decides else ("approves" if plan["requires_physician"] else "none"),
-            physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
-            ceiling_if_physician_agrees_mg_per_day=_number(d.allowed) if decides and d.allowed is not None else None,
-            ceiling_reason=_ceiling_reason(d, other) if decides else None,
-            other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
-            cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
-            cap_assumes=other.assumption() if other else None,
+            requires_physician=plan.requires_physician or decides,
+            contract=ContractTerms(
+                physician="decides" if decides else ("approves" if plan.requires_physician else "none"),
+                physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
+                ceiling_if_physician_agrees_mg_per_day=ceiling,
+                ceiling_reason=_ceiling_reason(d, other) if decides else None,
+                other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
+                cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
+                cap_assumes=other.assumption() if other else None,
+            ),
         )
 
 
@@ -344,10 +361,10 @@ def _ceiling_reason(d: _Decision, other: amounts.OtherMagnesium | None) -> str:
     return f"A physician decides the dose ({', '.join(why)}); {allowed}."
 
 
-def _explain_other_mg(merged: list[dict[str, Any]], other: amounts.OtherMagnesium, decision: _Decision) -> None:
+def _explain_other_mg(merged: list[Finding], other: amounts.OtherMagnesium, decision: _Decision) -> None:
     """Evidence of the facts about magnesium already taken: how each amount was read, and the arithmetic."""
     for finding in merged:
-        for entry in finding["evidence"]:
+        for entry in finding.evidence:
             for item in entry["facts"]:
                 fact = item.get("fact")
                 if fact in ("patient.other_mg_elemental_mg_per_day", "patient.total_supplemental_mg_per_day"):
@@ -386,21 +403,13 @@ class _Merged:
             self.confidence_rank, self.confidence = out.confidence_rank, out.confidence
         self.sources += [s for s in out.sources if s not in self.sources]
 
-    def finding(self, fid: str) -> dict[str, Any]:
+    def finding(self, fid: str) -> Finding:
         """The merged finding; the most severe rules' messages make its message."""
         texts: list[str] = []
         for rank, text in self.messages:
             if rank == self.severity_rank and text not in texts:
                 texts.append(text)
-        return {
-            "id": fid,
-            "severity": self.severity,
-            "message": " ".join(texts),
-            "sources": self.sources,
-            "evidence": self.evidence,
-            "confidence": self.confidence,
-            "rules": self.rules,
-        }
+        return Finding(fid, self.severity, " ".join(texts), self.sources, self.evidence, self.confidence, self.rules)
 
 
 class _Findings:
@@ -413,7 +422,8 @@ class _Findings:
         self.derived_by: dict[str, Firing] = {}
         self.because: dict[int, list[dict[str, Any]]] = {}  # id(firing) -> its evidence
 
-    def build(self) -> list[dict[str, Any]]:
+    def build(self) -> list[Finding]:
+        """The merged findings, most severe first, then by id."""
         outputs = self.outputs
         derived_by = self.derived_by
         for f in self.fired:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.evaluate import Evaluator
+from engine.results import Rejected, Result
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,26 @@ def parse(text: str, origin: str = "scenarios") -> list[dict[str, Any]]:
     return data
 
 
-def check(scenario: dict[str, Any], result: dict[str, Any]) -> list[str]:
+def check(scenario: dict[str, Any], result: Result) -> list[str]:
     """Every way a result differs from what the scenario expects."""
     expect = scenario.get("expect", {})
-    if result["status"] != "ok":
-        return [f"rejected: {result['errors']}"]
-    found = {f["id"]: f for f in result["findings"]}
+    if isinstance(result, Rejected):
+        return [f"rejected: {result.errors}"]
+    found = {f.id: f for f in result.findings}
     problems = []
     for fid, severity in expect.get("findings", {}).items():
         if fid not in found:
             problems.append(f"expected finding {fid} ({severity}), not reported")
-        elif found[fid]["severity"] != severity:
-            problems.append(f"{fid}: expected severity {severity}, got {found[fid]['severity']}")
-        elif not (found[fid]["sources"] and found[fid]["message"] and found[fid]["evidence"]):
+        elif found[fid].severity != severity:
+            problems.append(f"{fid}: expected severity {severity}, got {found[fid].severity}")
+        elif not (found[fid].sources and found[fid].message and found[fid].evidence):
             problems.append(f"{fid}: reported without sources, message or evidence")
     problems += [f"finding {fid} reported but expected absent" for fid in expect.get("absent", []) if fid in found]
+    plan = result.plan.to_dict()  # expectations name the plan's keys as written in the output
     for key, value in expect.get("plan", {}).items():
-        if result["plan"].get(key) != value:
-            problems.append(f"plan.{key}: expected {value!r}, got {result['plan'].get(key)!r}")
-    windows = {s["drug"]: [s["drug_before_mg_h"], s["drug_after_mg_h"]] for s in result["plan"]["separations"]}
+        if plan.get(key) != value:
+            problems.append(f"plan.{key}: expected {value!r}, got {plan.get(key)!r}")
+    windows = {s.drug: [s.drug_before_mg_h, s.drug_after_mg_h] for s in result.plan.separations}
     for drug, window in expect.get("separations", {}).items():
         if windows.get(drug) != window:
             problems.append(f"separation {drug}: expected {window}, got {windows.get(drug)}")

@@ -563,7 +563,7 @@ def hook(service_id: str) -> Any:
     except (ValueError, TypeError, AttributeError, KeyError) as e:  # e.g. a partial birthDate
         current_app.logger.warning("CDS Hooks: FHIR data could not be read: %r", e)
         raise HookError(400, "the FHIR data could not be read (a malformed date or value)") from None
-    result = evaluator().evaluate(record)
+    result = evaluator().evaluate(record).to_dict()
     if result["status"] != "ok":
         reasons = [f"{e['field']}: {e['reason']}" for e in result["errors"]]
         card = cardmaker.not_checked_card(reasons, hook_instance=hook.hook_instance, sources_url=sources_url)

@@ -19,8 +19,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from audit import events
 from audit import log as audit
 from engine import impact
-from engine.batch import evaluate_one
 from engine.evaluate import Evaluator
+from engine.lines import result_of
 from review_ui import ruleset_versions
 from review_ui.db import db
 from review_ui.models import (
@@ -252,9 +252,8 @@ def import_records(
     seen: set[str] = set()
     for line, raw in items:
         report.records += 1
-        status, text, _ = evaluate_one(evaluator, (line, raw))
-        result = json.loads(text)
-        if status != "ok":
+        result = result_of(evaluator, (line, raw)).to_dict()
+        if result["status"] != "ok":
             report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
             continue
         if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL

@@ -54,7 +54,7 @@ UNKNOWN_AMOUNTS = [
 
 @pytest.mark.parametrize("text, per_day, cap, above", TRUE_POSITIVES + FALSE_ALARMS)
 def test_magnesium_already_taken_is_subtracted(evaluator, text, per_day, cap, above):
-    result = evaluator.evaluate(_eu(text))
+    result = evaluator.evaluate(_eu(text)).to_dict()
     patient = result["facts"]["patient"]
     if per_day is None:
         assert "other_mg_elemental_mg_per_day" not in patient
@@ -69,7 +69,7 @@ def test_magnesium_already_taken_is_subtracted(evaluator, text, per_day, cap, ab
 
 @pytest.mark.parametrize("text", UNKNOWN_AMOUNTS)
 def test_an_amount_that_cannot_be_known_is_said_and_the_cap_assumes_none(evaluator, text):
-    result = evaluator.evaluate(_eu(text))
+    result = evaluator.evaluate(_eu(text)).to_dict()
     patient = result["facts"]["patient"]
     assert patient["other_mg_amount_unknown"] is True
     assert "other_mg_elemental_mg_per_day" not in patient
@@ -93,7 +93,7 @@ def test_an_amount_that_cannot_be_known_is_said_and_the_cap_assumes_none(evaluat
     ],
 )
 def test_another_products_unreadable_amount_is_dose_unreadable(evaluator, text, unreadable):
-    result = evaluator.evaluate(_eu(text))
+    result = evaluator.evaluate(_eu(text)).to_dict()
     assert result["facts"]["patient"]["other_mg_dose_unreadable"] is unreadable
     found = finding(result, "DOSE_UNREADABLE")
     assert (found is not None) is unreadable
@@ -103,7 +103,7 @@ def test_another_products_unreadable_amount_is_dose_unreadable(evaluator, text, 
 
 def test_the_arithmetic_is_shown_in_the_evidence_and_the_plan(evaluator):
     text = "multivitamine (100 mg magnesium) 1dd"
-    result = evaluator.evaluate(_eu(text))
+    result = evaluator.evaluate(_eu(text)).to_dict()
     arithmetic = "UL 250 − 100 mg from 'multivitamine (100 mg magnesium) 1dd' = 150 mg/day"
     assert result["plan"]["cap_arithmetic"] == arithmetic
     shown = [
@@ -123,7 +123,7 @@ def test_the_arithmetic_is_shown_in_the_evidence_and_the_plan(evaluator):
 
 
 def test_several_products_add_up_and_each_is_named(evaluator):
-    result = evaluator.evaluate(_eu("Rennie 3dd2", "magnesium 50 mg bid"))
+    result = evaluator.evaluate(_eu("Rennie 3dd2", "magnesium 50 mg bid")).to_dict()
     assert result["facts"]["patient"]["other_mg_elemental_mg_per_day"] == pytest.approx(238.2)
     assert result["plan"]["cap_arithmetic"] == (
         "UL 250 − 138.2 mg from 'Rennie 3dd2' − 100 mg from 'magnesium 50 mg bid' = 11 mg/day"
@@ -131,7 +131,7 @@ def test_several_products_add_up_and_each_is_named(evaluator):
 
 
 def test_magnesium_already_taken_alone_above_the_limit_says_so(evaluator):
-    result = evaluator.evaluate(_eu("Milk of magnesia 15 ml 1dd", supplement=None))
+    result = evaluator.evaluate(_eu("Milk of magnesia 15 ml 1dd", supplement=None)).to_dict()
     above = finding(result, "DOSE_ABOVE_UL_EU")
     assert above is not None and "above the EU upper limit of 250 mg/day on its own" in above["message"]
     assert result["plan"]["max_elemental_mg_per_day"] == 0
@@ -148,7 +148,7 @@ def test_magnesium_already_taken_alone_above_the_limit_says_so(evaluator):
     ],
 )
 def test_us_upper_limits_count_magnesium_already_taken(evaluator, jurisdiction, age, text, cap, above):
-    result = evaluator.evaluate(record(jurisdiction=jurisdiction, age_years=age, medications=[text]))
+    result = evaluator.evaluate(record(jurisdiction=jurisdiction, age_years=age, medications=[text])).to_dict()
     assert result["plan"]["max_elemental_mg_per_day"] == cap
     assert ("DOSE_ABOVE_UL_US" in ids(result)) is above
 
@@ -258,7 +258,7 @@ def test_magnesium_products_in_a_fhir_bundle_are_counted(evaluator):
         entry["fullUrl"] = f"urn:uuid:00000000-0000-4000-8000-00000000000{i}"
         entry["resource"]["medicationCodeableConcept"] = {"text": text}
         bundle["entry"].append(entry)
-    result = evaluator.evaluate(bundle_to_record(bundle))
+    result = evaluator.evaluate(bundle_to_record(bundle)).to_dict()
     patient = result["facts"]["patient"]
     assert patient["other_mg_elemental_mg_per_day"] == pytest.approx(241.2)  # 400 mg MgO x 60.3 %, once a day
     oxide = next(r for r in result["facts"]["other_magnesium"] if r["as_written"].startswith("Magnesium Oxide"))

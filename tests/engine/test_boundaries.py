@@ -24,7 +24,7 @@ RENAL = {"RENAL_SEVERE", "RENAL_MODERATE"}
     ],
 )
 def test_egfr_thresholds(evaluator, egfr, expected):
-    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=egfr))
+    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=egfr)).to_dict()
     assert ids(result) & RENAL == ({expected} if expected else set())
 
 
@@ -52,13 +52,15 @@ def test_computed_egfr_is_compared_unrounded(evaluator, target, expected):
             egfr_ml_min_1_73m2=None,
             serum_creatinine={"value": creatinine, "unit": "mg/dL"},
         )
-    )
+    ).to_dict()
     assert ids(result) & RENAL == ({expected} if expected else set())
     assert result["facts"]["patient"]["egfr_source"] == "ckd_epi_2021"
 
 
 def test_lab_egfr_takes_precedence_over_creatinine(evaluator):
-    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=75, serum_creatinine={"value": 4.0, "unit": "mg/dL"}))
+    result = evaluator.evaluate(
+        record(egfr_ml_min_1_73m2=75, serum_creatinine={"value": 4.0, "unit": "mg/dL"})
+    ).to_dict()
     assert result["facts"]["patient"]["egfr_source"] == "lab"
     assert not ids(result) & RENAL
 
@@ -81,7 +83,7 @@ MG_LEVELS = {"HYPOMAGNESEMIA_SEVERE", "HYPOMAGNESEMIA", "MG_ABOVE_RANGE", "HYPER
 @pytest.mark.parametrize("mmol_l, expected, absent", MG_CASES)
 def test_serum_magnesium_thresholds_in_every_unit(evaluator, unit, factor, mmol_l, expected, absent):
     value = round(mmol_l * factor, 6)
-    result = evaluator.evaluate(record(serum_magnesium={"value": value, "unit": unit}))
+    result = evaluator.evaluate(record(serum_magnesium={"value": value, "unit": unit})).to_dict()
     found = ids(result) & MG_LEVELS
     assert found == ({expected} if expected else set())
     assert not found & absent
@@ -89,9 +91,13 @@ def test_serum_magnesium_thresholds_in_every_unit(evaluator, unit, factor, mmol_
 
 
 def test_lab_upper_limit_replaces_default(evaluator):
-    within_lab = evaluator.evaluate(record(serum_magnesium={"value": 1.0, "unit": "mmol/L", "upper_limit": 1.05}))
+    within_lab = evaluator.evaluate(
+        record(serum_magnesium={"value": 1.0, "unit": "mmol/L", "upper_limit": 1.05})
+    ).to_dict()
     assert "MG_ABOVE_RANGE" not in ids(within_lab)
-    above_lab = evaluator.evaluate(record(serum_magnesium={"value": 0.93, "unit": "mmol/L", "upper_limit": 0.9}))
+    above_lab = evaluator.evaluate(
+        record(serum_magnesium={"value": 0.93, "unit": "mmol/L", "upper_limit": 0.9})
+    ).to_dict()
     assert "MG_ABOVE_RANGE" in ids(above_lab)
 
 
@@ -122,7 +128,7 @@ def test_upper_limit_by_age_band_and_jurisdiction(evaluator, jurisdiction, age, 
             age_years=age,
             supplement={"form": "citrate", "dose_mg": 50, "dose_basis": "elemental"},
         )
-    )
+    ).to_dict()
     assert result["plan"]["max_elemental_mg_per_day"] == cap
     if age_finding:
         assert age_finding in ids(result)
@@ -149,7 +155,7 @@ def test_dose_above_upper_limit(evaluator, jurisdiction, age, dose, exceeded):
             age_years=age,
             supplement={"form": "citrate", "dose_mg": dose, "dose_basis": "elemental"},
         )
-    )
+    ).to_dict()
     found = ids(result) & {"DOSE_ABOVE_UL_US", "DOSE_ABOVE_UL_EU"}
     assert found == ({exceeded} if exceeded else set())
     if exceeded:

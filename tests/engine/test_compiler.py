@@ -16,7 +16,7 @@ from tests.helpers import ROOT, ids, record
 def test_more_evaluations_than_durable_live_session_limit(evaluator):
     # durable_rules fails past 1,024 live sessions per ruleset: each evaluation must delete its own
     for i in range(1100):
-        result = evaluator.evaluate(record(id=f"S{i}", age_years=20 + i % 60))
+        result = evaluator.evaluate(record(id=f"S{i}", age_years=20 + i % 60)).to_dict()
         assert result["status"] == "ok"
 
 
@@ -30,11 +30,11 @@ def test_an_action_that_raises_rejects_the_record_loudly(monkeypatch):
         return original(rule, matched)
 
     monkeypatch.setattr(compiler, "Firing", broken)
-    result = ev.evaluate(record(medications=["omeprazole 20 mg"]))
+    result = ev.evaluate(record(medications=["omeprazole 20 mg"])).to_dict()
     assert result["status"] == "rejected"
     assert "rule PPI: RuntimeError: boom" in result["errors"][0]["reason"]
     monkeypatch.setattr(compiler, "Firing", original)
-    assert ev.evaluate(record(medications=["omeprazole 20 mg"]))["status"] == "ok"
+    assert ev.evaluate(record(medications=["omeprazole 20 mg"])).to_dict()["status"] == "ok"
     ev.close()
 
 
@@ -46,7 +46,7 @@ def test_durable_core_error_is_raised_not_swallowed(evaluator):
 
 def test_derived_facts_chain_forward(evaluator):
     # dialysis (concept) -> renal_severe (derived) -> RENAL_SEVERE and, with spironolactone, K_SPARING major
-    result = evaluator.evaluate(record(conditions=["hemodialysis"], medications=["spironolactone 25 mg"]))
+    result = evaluator.evaluate(record(conditions=["hemodialysis"], medications=["spironolactone 25 mg"])).to_dict()
     fired = [t["rule"] for t in result["trace"]]
     assert fired.index("RENAL_SEVERE_BY_CONDITION") < fired.index("RENAL_SEVERE")
     k_sparing = next(f for f in result["findings"] if f["id"] == "K_SPARING_DIURETIC")
@@ -68,12 +68,12 @@ def test_evaluation_is_thread_safe():
         )
         for i in range(200)
     ]
-    expected = [to_json_line(ev.evaluate(r)) for r in records]
+    expected = [to_json_line(ev.evaluate(r).to_dict()) for r in records]
     got: dict[int, str] = {}
 
     def work(offset):
         for i in range(offset, len(records), 4):
-            got[i] = to_json_line(ev.evaluate(records[i]))
+            got[i] = to_json_line(ev.evaluate(records[i]).to_dict())
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in threads:
@@ -87,13 +87,13 @@ def test_evaluation_is_thread_safe():
 def test_same_input_gives_byte_identical_output():
     first, second = Evaluator(), Evaluator()
     rec = record(medications=["Doxycyclin 100mg", "Omeprazol 20 mg 1dd", "Zyxorin"], conditions=["hartfalen"])
-    assert to_json_line(first.evaluate(rec)) == to_json_line(second.evaluate(rec))
+    assert to_json_line(first.evaluate(rec).to_dict()) == to_json_line(second.evaluate(rec).to_dict())
     first.close()
     second.close()
 
 
 def test_result_names_ruleset_version_and_hash(evaluator):
-    result = evaluator.evaluate(record())
+    result = evaluator.evaluate(record()).to_dict()
     assert set(result["ruleset"]) == {"id", "version", "sha256"}
     assert len(result["ruleset"]["sha256"]) == 64
     assert result["engine_version"]
@@ -101,7 +101,7 @@ def test_result_names_ruleset_version_and_hash(evaluator):
 
 
 def test_no_contraindication_is_decided_after_the_rules(evaluator):
-    healthy = evaluator.evaluate(record())
+    healthy = evaluator.evaluate(record()).to_dict()
     assert healthy["plan"]["supplement"] == "yes"
     assert healthy["plan"]["max_elemental_mg_per_day"] == 350
     assert ids(healthy) == {"SPLIT_DOSE", "FOLLOW_UP"}
@@ -115,7 +115,7 @@ def test_where_any_with_two_true_branches_fires_once(evaluator):  # found by the
             jurisdiction="EU",
             supplement={"form": "threonate", "dose_mg": 100, "dose_basis": "elemental"},
         )
-    )
+    ).to_dict()
     assert [t["rule"] for t in result["trace"]].count("THREONATE_PREG_LACT") == 1
 
 
@@ -140,7 +140,7 @@ def _wrap(monkeypatch, name, change):
 @pytest.mark.parametrize("code", [compiler.DEFERRED, 7])
 def test_unexpected_assert_result_code_rejects_the_record(monkeypatch, fresh, code):
     _wrap(monkeypatch, "assert_fact", lambda original, handle, fact: (code, original(handle, fact)[1]))
-    result = fresh.evaluate(record())
+    result = fresh.evaluate(record()).to_dict()
     assert result["status"] == "rejected"
     assert f"error code: {code}" in result["errors"][0]["reason"]
 
@@ -152,7 +152,7 @@ def test_error_while_asserting_a_derived_fact_rejects_the_record(monkeypatch, fr
         return original(handle, fact)
 
     _wrap(monkeypatch, "assert_fact", refuse_derived)
-    result = fresh.evaluate(record(**CKD_WITH_SPIRONOLACTONE))
+    result = fresh.evaluate(record(**CKD_WITH_SPIRONOLACTONE)).to_dict()
     assert result["status"] == "rejected"
     assert "error code: 303" in result["errors"][0]["reason"]
 
@@ -171,12 +171,12 @@ def test_error_while_pulling_activations_rejects_the_record_and_frees_the_sessio
         return original(*args)
 
     _wrap(monkeypatch, call, fail_once)
-    result = fresh.evaluate(record(**CKD_WITH_SPIRONOLACTONE))
+    result = fresh.evaluate(record(**CKD_WITH_SPIRONOLACTONE)).to_dict()
     assert result["status"] == "rejected" and "error code: 307" in result["errors"][0]["reason"]
     assert len(deleted) == 1
     monkeypatch.undo()
     for i in range(1100):  # no session left behind: more evaluations than durable's 1,024 live sessions
-        assert fresh.evaluate(record(id=f"S{i}"))["status"] == "ok"
+        assert fresh.evaluate(record(id=f"S{i}")).to_dict()["status"] == "ok"
 
 
 def test_delete_state_error_other_than_sid_not_found_is_raised(monkeypatch, fresh):
@@ -193,7 +193,7 @@ def test_session_whose_first_assert_failed_is_not_an_error_to_delete(fresh):
     # error 309 (no state was ever created) is the only delete failure that is expected
     with pytest.raises(EngineError, match="error code: 204"):
         fresh.compiled.evaluate([{"t": "patient", "age_years": 1e16}], "R1")
-    assert fresh.evaluate(record())["status"] == "ok"
+    assert fresh.evaluate(record()).to_dict()["status"] == "ok"
 
 
 def test_installed_durable_rules_is_the_pinned_version():
@@ -207,7 +207,7 @@ def test_sessions_whose_facts_match_nothing_are_freed(fresh):
     # no action ever starts in such a session; durable must still free it (1,100 > its 1,024 live sessions)
     for i in range(1100):
         assert fresh.compiled.evaluate([{"t": "concept", "concept": f"nothing {i}", "text": "x"}]) == []
-    assert fresh.evaluate(record())["status"] == "ok"
+    assert fresh.evaluate(record()).to_dict()["status"] == "ok"
 
 
 def test_durable_is_sent_only_the_fields_rules_test(monkeypatch, fresh):
@@ -217,7 +217,7 @@ def test_durable_is_sent_only_the_fields_rules_test(monkeypatch, fresh):
         "assert_fact",
         lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
     )
-    result = fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"]))
+    result = fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"])).to_dict()
     assert "PPI" in [t["rule"] for t in result["trace"]]
     medication = next(f for f in sent if f["t"] == "medication")
     assert "text" not in medication and medication["classes"] == ["ppi"]
@@ -235,9 +235,9 @@ def test_a_fact_no_rule_matches_is_not_sent_again(monkeypatch, fresh):
         lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
     )
     rec = record(medications=["metformine 500 mg", "omeprazole"])
-    first = fresh.evaluate(rec)
+    first = fresh.evaluate(rec).to_dict()
     assert [f.get("ingredient") for f in sent if f["t"] == "medication"] == ["metformin", "omeprazole"]
     sent.clear()
-    second = fresh.evaluate(rec)
+    second = fresh.evaluate(rec).to_dict()
     assert [f.get("ingredient") for f in sent if f["t"] == "medication"] == ["omeprazole"]
     assert to_json_line(first) == to_json_line(second)

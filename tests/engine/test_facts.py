@@ -70,52 +70,54 @@ def test_malformed_record_is_rejected_with_field_and_reason(evaluator, changes, 
             rec.pop(key)
         else:
             rec[key] = value
-    found = errors(evaluator.evaluate(rec))
+    found = errors(evaluator.evaluate(rec).to_dict())
     assert field in found, found
     assert reason in found[field]
 
 
 def test_every_problem_of_a_record_is_reported_at_once(evaluator):
-    found = errors(evaluator.evaluate(record(age_years="forty", jurisdiction="UK", medications="x")))
+    found = errors(evaluator.evaluate(record(age_years="forty", jurisdiction="UK", medications="x")).to_dict())
     assert set(found) == {"age_years", "jurisdiction", "medications"}
 
 
 def test_empty_field_name_is_named_in_the_error(evaluator):  # found by fuzzing
-    result = evaluator.evaluate({**record(), "": 0})
+    result = evaluator.evaluate({**record(), "": 0}).to_dict()
     assert errors(result)["''"] == "unknown field"
 
 
 def test_not_an_object_is_rejected(evaluator):
-    assert errors(evaluator.evaluate(["a"]))["record"] == "expected a JSON object"
+    assert errors(evaluator.evaluate(["a"]).to_dict())["record"] == "expected a JSON object"
 
 
 def test_rejected_record_keeps_its_id_and_ruleset(evaluator):
-    result = evaluator.evaluate(record(id="X9", age_years="old"))
+    result = evaluator.evaluate(record(id="X9", age_years="old")).to_dict()
     assert result["record_id"] == "X9"
     assert result["ruleset"]["id"] == "magnesium"
 
 
 def test_unrecognised_lab_unit_is_a_finding_not_a_silent_pass(evaluator):
-    result = evaluator.evaluate(record(serum_magnesium={"value": 20, "unit": "mg/L"}))
+    result = evaluator.evaluate(record(serum_magnesium={"value": 20, "unit": "mg/L"})).to_dict()
     assert result["status"] == "ok"
     assert "UNIT_UNRECOGNIZED" in ids(result)
     assert result["facts"]["patient"]["serum_mg_known"] is False
 
 
 def test_unrecognised_creatinine_unit_leaves_renal_data_missing(evaluator):
-    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=None, serum_creatinine={"value": 1.0, "unit": "mg/L"}))
+    result = evaluator.evaluate(
+        record(egfr_ml_min_1_73m2=None, serum_creatinine={"value": 1.0, "unit": "mg/L"})
+    ).to_dict()
     assert {"UNIT_UNRECOGNIZED", "RENAL_DATA_MISSING"} <= ids(result)
 
 
 def test_missing_inputs_become_explicit_findings(evaluator):
-    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=None, serum_magnesium=None))
+    result = evaluator.evaluate(record(egfr_ml_min_1_73m2=None, serum_magnesium=None)).to_dict()
     assert {"RENAL_DATA_MISSING", "MG_LAB_MISSING"} <= ids(result)
 
 
 def test_child_with_creatinine_only_gets_no_adult_equation(evaluator):
     result = evaluator.evaluate(
         record(age_years=12, egfr_ml_min_1_73m2=None, serum_creatinine={"value": 0.6, "unit": "mg/dL"})
-    )
+    ).to_dict()
     assert "RENAL_DATA_MISSING" in ids(result)
     assert any("CKD-EPI 2021 is for adults" in n for n in result["facts"]["notes"])
 
@@ -123,6 +125,6 @@ def test_child_with_creatinine_only_gets_no_adult_equation(evaluator):
 def test_creatinine_in_micromoles_with_micro_sign(evaluator):
     result = evaluator.evaluate(
         record(age_years=55, egfr_ml_min_1_73m2=None, serum_creatinine={"value": 79.56, "unit": "µmol/L"})
-    )
+    ).to_dict()
     # 79.56 µmol/L = 0.9 mg/dL -> 75.5 for a 55-year-old woman [S33c]
     assert result["facts"]["patient"]["egfr_ml_min_1_73m2"] == pytest.approx(75.5, abs=0.05)

@@ -20,9 +20,9 @@ def bundle(name):
 def through_fhir(evaluator, data, **options):
     """A Bundle evaluated as the batch does: mapped, then evaluated; a mapping reject is a rejected result."""
     try:
-        return evaluator.evaluate(bundle_to_record(data, **options))
+        return evaluator.evaluate(bundle_to_record(data, **options)).to_dict()
     except RecordError as e:
-        return evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors])
+        return evaluator.rejected(e.record_id, [err.to_dict() for err in e.errors]).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -265,8 +265,8 @@ AS_FHIR = [c for c in GOLDEN if "lactating" not in c["record"] and c["name"] != 
 @pytest.mark.parametrize("case", AS_FHIR, ids=[c["name"] for c in AS_FHIR])
 def test_every_catalogue_area_as_a_fhir_bundle(evaluator, case):
     rec = case["record"]
-    direct = evaluator.evaluate(rec)
-    via_fhir = evaluator.evaluate(bundle_to_record(record_to_bundle(rec), jurisdiction=rec["jurisdiction"]))
+    direct = evaluator.evaluate(rec).to_dict()
+    via_fhir = evaluator.evaluate(bundle_to_record(record_to_bundle(rec), jurisdiction=rec["jurisdiction"])).to_dict()
     assert via_fhir["status"] == "ok", via_fhir.get("errors")
     assert {(f["id"], f["severity"]) for f in via_fhir["findings"]} == {
         (f["id"], f["severity"]) for f in direct["findings"]

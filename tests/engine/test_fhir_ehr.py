@@ -132,7 +132,7 @@ def bundle(*resources: dict[str, Any], labs: list[dict[str, Any]] | None = None,
 
 
 def evaluate(evaluator: Evaluator, data: dict[str, Any], jurisdiction: str = "EU", **options: Any):
-    result = evaluator.evaluate(bundle_to_record(data, jurisdiction=jurisdiction, **options))
+    result = evaluator.evaluate(bundle_to_record(data, jurisdiction=jurisdiction, **options)).to_dict()
     assert result["status"] == "ok", result.get("errors")
     return result
 
@@ -265,7 +265,7 @@ def test_dosage_shapes_give_the_most_the_order_allows_in_a_day(evaluator, writte
 def test_bid_400_mg_magnesium_oxide_is_482_mg_above_the_eu_limit(evaluator):
     record = bundle_to_record(bundle(order(MGO, {**code("BID"), **dose(400)})), jurisdiction="EU")
     assert record["supplement"] == {"form": MGO, "dose_mg": 800.0, "dose_basis": "salt"}
-    result = evaluator.evaluate(record)
+    result = evaluator.evaluate(record).to_dict()
     ul = finding(result, "DOSE_ABOVE_UL_EU")
     assert ul is not None and "482.4" in ul["message"]
     assert any("timing.code BID" in n for n in result["facts"]["notes"])
@@ -623,7 +623,7 @@ def test_every_synthea_bundle_with_a_draft_order_in_each_of_its_own_dosage_shape
         except RecordError as e:  # a clear reject, never a crash: only for the deceased
             assert [err.field for err in e.errors] == ["Patient.deceasedDateTime"]
             return
-        result = evaluator.evaluate(record)
+        result = evaluator.evaluate(record).to_dict()
         assert result["status"] == "ok", result.get("errors")
         requested = result["plan"]["requested_elemental_mg_per_day"]
         assert (requested is not None) != ("DOSE_UNREADABLE" in ids(result)), lines  # never a silent dose

@@ -134,13 +134,13 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(mutated())
 def test_engine_never_crashes_on_mutated_records(durable, rec):
-    _check_outcome(durable.evaluate(rec))
+    _check_outcome(durable.evaluate(rec).to_dict())
 
 
 @FUZZ
 @given(records())
 def test_durable_rules_and_plain_python_interpreter_agree(durable, python, rec):
-    a, b = durable.evaluate(rec), python.evaluate(rec)
+    a, b = durable.evaluate(rec).to_dict(), python.evaluate(rec).to_dict()
     assert a["status"] == b["status"]
     if a["status"] != "ok":
         return
@@ -152,7 +152,9 @@ def test_durable_rules_and_plain_python_interpreter_agree(durable, python, rec):
 
 
 def test_thousands_of_medications(durable):
-    result = durable.evaluate({"id": "M", "age_years": 50, "medications": [f"drug{i} 5 mg" for i in range(3000)]})
+    result = durable.evaluate(
+        {"id": "M", "age_years": 50, "medications": [f"drug{i} 5 mg" for i in range(3000)]}
+    ).to_dict()
     assert result["status"] == "ok"
     unrecognized = next(f for f in result["findings"] if f["id"] == "UNRECOGNIZED_MEDICATION")
     assert len(unrecognized["evidence"]) == 3000
@@ -160,5 +162,5 @@ def test_thousands_of_medications(durable):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 10**30, -1e-300, "", "١٢"])
 def test_extreme_numbers_are_rejected_with_a_reason(durable, value):
-    result = durable.evaluate({"id": "X", "age_years": value})
+    result = durable.evaluate({"id": "X", "age_years": value}).to_dict()
     assert result["status"] == "rejected" and result["errors"][0]["field"] == "age_years"

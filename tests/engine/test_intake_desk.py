@@ -12,13 +12,13 @@ from tests.helpers import BASE_RECORD, finding, ids, record
 
 
 def ok(evaluator, **changes):
-    result = evaluator.evaluate(record(**changes))
+    result = evaluator.evaluate(record(**changes)).to_dict()
     assert result["status"] == "ok", result.get("errors")
     return result
 
 
 def rejected(evaluator, **changes):
-    result = evaluator.evaluate(record(**changes))
+    result = evaluator.evaluate(record(**changes)).to_dict()
     assert result["status"] == "rejected", result.get("findings")
     return {e["field"]: e["reason"] for e in result["errors"]}
 

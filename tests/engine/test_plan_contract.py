@@ -46,7 +46,7 @@ APPROVES = [
 def test_where_a_physician_decides_the_plan_proposes_no_amount_and_states_the_ceiling(
     evaluator, changes, fid, severity, ceiling
 ):
-    result = evaluator.evaluate(record(**{**EU, **changes}))
+    result = evaluator.evaluate(record(**{**EU, **changes})).to_dict()
     assert finding(result, fid)["severity"] == severity
     plan = result["plan"]
     assert plan["max_elemental_mg_per_day"] == 0
@@ -59,7 +59,7 @@ def test_where_a_physician_decides_the_plan_proposes_no_amount_and_states_the_ce
 
 @pytest.mark.parametrize("changes, fid, severity, cap", APPROVES)
 def test_where_a_physician_approves_the_cap_stands(evaluator, changes, fid, severity, cap):
-    result = evaluator.evaluate(record(**{**EU, **changes}))
+    result = evaluator.evaluate(record(**{**EU, **changes})).to_dict()
     assert finding(result, fid)["severity"] == severity
     plan = result["plan"]
     assert plan["max_elemental_mg_per_day"] == cap
@@ -68,12 +68,14 @@ def test_where_a_physician_approves_the_cap_stands(evaluator, changes, fid, seve
 
 
 def test_no_physician_for_a_healthy_adult(evaluator):
-    plan = evaluator.evaluate(record(**EU))["plan"]
+    plan = evaluator.evaluate(record(**EU)).to_dict()["plan"]
     assert (plan["physician"], plan["requires_physician"], plan["max_elemental_mg_per_day"]) == ("none", False, 250)
 
 
 def test_the_ceiling_reason_names_the_decision_and_the_limit(evaluator):
-    result = evaluator.evaluate(record(jurisdiction="EU", medications=["spironolacton"], egfr_ml_min_1_73m2=45))
+    result = evaluator.evaluate(
+        record(jurisdiction="EU", medications=["spironolacton"], egfr_ml_min_1_73m2=45)
+    ).to_dict()
     assert result["plan"]["ceiling_reason"] == (
         "A physician decides the dose (K_SPARING_DIURETIC); once a physician agrees the rules allow "
         "UL 250 mg/day (UL_EU_4_PLUS)."
@@ -96,7 +98,7 @@ ADVICE_FOR_TAKING = ("after starting", "while on magnesium", "every 3-6 months")
     ],
 )
 def test_advice_for_taking_magnesium_only_when_some_is_proposed(evaluator, changes, proposes):
-    result = evaluator.evaluate(record(**{**EU, **changes}))
+    result = evaluator.evaluate(record(**{**EU, **changes})).to_dict()
     plan = result["plan"]
     advice = [m for m in plan["monitoring"] if any(a in m for a in ADVICE_FOR_TAKING)]
     assert (plan["max_elemental_mg_per_day"] > 0) is proposes
@@ -188,7 +190,7 @@ def test_a_draft_with_a_checked_content_table_evaluates(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(rs.dump(doc), "utf-8")
     evaluator = Evaluator(path, backend="python")
-    result = evaluator.evaluate(record(jurisdiction="EU", medications=["Rennie 3dd2"]))
+    result = evaluator.evaluate(record(jurisdiction="EU", medications=["Rennie 3dd2"])).to_dict()
     assert result["facts"]["patient"]["other_mg_elemental_mg_per_day"] == 120
     assert result["plan"]["max_elemental_mg_per_day"] == 130
 
@@ -203,9 +205,9 @@ def test_route_not_oral_is_a_physician_decision():
     intake.patient.update(supplement_route="not_oral", supplement_route_text="intravenous")
     fired = sorted(interpreter.run(ev.ruleset, [intake.patient]), key=lambda f: f.rule.index)
     findings = ev.planner.findings(fired, intake)
-    plan = ev.planner.plan(fired, findings, intake)
-    assert {f["id"]: f["severity"] for f in findings}["ROUTE_NOT_ORAL"] == "major"
-    assert "SPLIT_DOSE" not in {f["id"] for f in findings}
+    plan = ev.planner.plan(fired, findings, intake).to_dict()
+    assert {f.id: f.severity for f in findings}["ROUTE_NOT_ORAL"] == "major"
+    assert "SPLIT_DOSE" not in {f.id for f in findings}
     assert (plan["max_elemental_mg_per_day"], plan["physician"]) == (0, "decides")
     assert plan["physician_decides_because"] == ["ROUTE_NOT_ORAL"]
     assert plan["ceiling_if_physician_agrees_mg_per_day"] == 250

@@ -15,7 +15,7 @@ QA_INPUTS = DATA / "qa"  # written by a QA engineer, not by the code's authors
 
 
 def ok(evaluator, **changes):
-    result = evaluator.evaluate(record(jurisdiction="EU", **changes))
+    result = evaluator.evaluate(record(jurisdiction="EU", **changes)).to_dict()
     assert result["status"] == "ok", result.get("errors")
     return result
 
@@ -236,7 +236,7 @@ def test_an_unknown_name_is_still_unrecognised(evaluator, line):
 def test_qa_med_lines_file_has_no_unrecognised_line(evaluator):
     unrecognised = []
     for line in (QA_INPUTS / "med_lines.jsonl").read_text("utf-8").splitlines():
-        result = evaluator.evaluate(json.loads(line))
+        result = evaluator.evaluate(json.loads(line)).to_dict()
         unrecognised += [m["text"] for m in result["facts"]["medications"] if m["matched_by"] == "unrecognized"]
     assert unrecognised == []
 
@@ -249,7 +249,7 @@ def test_desk_record_as_the_qa_engineer_expected(evaluator, case_id):
     """75 records typed as a Dutch pharmacy desk or a US intake form, with what a careful clinician expects
     (REFERENCE section in `ref`), written before the engine's output was seen."""
     case = DESK_CASES[case_id]
-    expect, result = case["expect"], evaluator.evaluate(case["record"])
+    expect, result = case["expect"], evaluator.evaluate(case["record"]).to_dict()
     if expect.get("reject"):
         assert result["status"] == "rejected", case["ref"]
         return
@@ -298,13 +298,13 @@ def test_oral_advice_only_for_an_oral_order(evaluator, route, oral_advice):
 def test_supplement_form_names_the_salt(evaluator, form, status, elemental):
     result = evaluator.evaluate(
         record(jurisdiction="EU", supplement={"form": form, "dose": {"value": 2, "unit": "tablet", "times_per_day": 2}})
-    )
+    ).to_dict()
     assert result["status"] == status, result.get("errors")
     assert result["facts"]["patient"]["supplement_dose_elemental_mg"] == elemental
 
 
 def test_supplement_form_without_strength_still_needs_its_basis(evaluator):
-    result = evaluator.evaluate(record(supplement={"form": "oxide", "dose_mg": 400}))
+    result = evaluator.evaluate(record(supplement={"form": "oxide", "dose_mg": 400})).to_dict()
     assert result["status"] == "rejected"
     assert {e["field"] for e in result["errors"]} == {"supplement.dose_basis"}
 

@@ -1,0 +1,97 @@
+"""The planner (engine/plan.py): the cap and its arithmetic, who sets it, separation windows, the plan contract."""
+
+import pytest
+
+from engine import ruleset as rs
+from engine.evaluate import Evaluator
+from engine.plan import _Shaping
+from engine.results import Plan
+from tests.conftest import record
+
+MULTIVITAMIN = "multivitamine (100 mg magnesium) 1dd"
+V1 = rs.RULESETS_DIR / "magnesium" / "v1.json"
+
+# (record changes, cap mg/day, cap set by, physician, requires_physician): each true positive beside its false alarm
+CAPS = [
+    ({}, 350, "UL_US_9_PLUS", "none", False),  # healthy adult, US: the UL stands
+    ({"jurisdiction": "EU"}, 250, "UL_EU_4_PLUS", "none", False),  # EU: its own UL
+    # magnesium already taken is subtracted from the UL; a physician need not decide
+    ({"jurisdiction": "EU", "medications": [MULTIVITAMIN]}, 150, "UL_EU_4_PLUS", "none", False),
+    ({"egfr_ml_min_1_73m2": 20}, 0, "RENAL_SEVERE", "decides", True),  # severe CKD: no amount, a physician decides
+    ({"egfr_ml_min_1_73m2": 30}, 350, "UL_US_9_PLUS", "none", False),  # ... but not at eGFR 30
+]
+
+
+@pytest.mark.parametrize("changes, cap, cap_set_by, physician, requires_physician", CAPS)
+def test_the_cap_is_the_strictest_upper_limit_minus_magnesium_already_taken(
+    evaluator, changes, cap, cap_set_by, physician, requires_physician
+):
+    plan = evaluator.evaluate(record(**changes)).plan
+    assert isinstance(plan, Plan)
+    assert (plan.max_elemental_mg_per_day, plan.cap_set_by) == (cap, cap_set_by)
+    assert plan.supplement is (cap > 0)
+    assert plan.doses_per_day == (2 if cap else 0)
+    assert plan.requires_physician is requires_physician
+    assert plan.contract is not None and plan.contract.physician == physician
+
+
+def test_the_cap_arithmetic_names_the_source_of_the_magnesium_already_taken(evaluator):
+    taken = evaluator.evaluate(record(jurisdiction="EU", medications=["multivitamine (100 mg magnesium) 1dd"]))
+    assert taken.plan.contract.cap_arithmetic == (
+        "UL 250 − 100 mg from 'multivitamine (100 mg magnesium) 1dd' = 150 mg/day"
+    )
+    assert evaluator.evaluate(record(jurisdiction="EU")).plan.contract.cap_arithmetic is None
+
+
+def test_the_cap_is_written_as_an_int_when_whole(evaluator):
+    written = evaluator.evaluate(record()).to_dict()["plan"]["max_elemental_mg_per_day"]
+    assert written == 350 and type(written) is int
+
+
+# (medications, separations as (drug, finding, hours before, hours after)), sorted by drug
+SEPARATIONS = [
+    (["ciprofloxacin"], [("ciprofloxacin", "FLUOROQUINOLONE_SEPARATION", 2, 6)]),
+    (["levothyroxine"], [("levothyroxine", "LEVOTHYROXINE_SEPARATION", 4, 4)]),
+    (
+        ["ciprofloxacin", "alendronate"],
+        [("alendronate", "BISPHOSPHONATE_SEPARATION", 2, 2), ("ciprofloxacin", "FLUOROQUINOLONE_SEPARATION", 2, 6)],
+    ),
+    (["omeprazole 20 mg"], []),  # no window for a drug magnesium does not bind
+]
+
+
+@pytest.mark.parametrize("medications, expected", SEPARATIONS)
+def test_separation_windows_per_drug(evaluator, medications, expected):
+    plan = evaluator.evaluate(record(medications=medications)).plan
+    got = [(s.drug, s.finding, s.drug_before_mg_h, s.drug_after_mg_h) for s in plan.separations]
+    assert got == expected
+
+
+def test_two_rules_on_one_drug_keep_the_longest_window_on_each_side_and_name_both_findings():
+    shaping = _Shaping()
+    shaping._separate("ciprofloxacin", "A", (2, None))
+    shaping._separate("ciprofloxacin", "B", (1, 6))
+    shaping._separate("ciprofloxacin", "A", (None, 4))
+    (window,) = shaping.separation_list()
+    assert (window.finding, window.drug_before_mg_h, window.drug_after_mg_h) == ("A, B", 2, 6)
+
+
+@pytest.mark.parametrize(
+    "best, urgent, expected",
+    [
+        ((250.0, "UL_EU_4_PLUS"), False, (250.0, "UL_EU_4_PLUS", False)),
+        (None, False, (0.0, "NO_UPPER_LIMIT", True)),  # no upper limit covers the patient: fail safe
+        ((250.0, "UL_EU_4_PLUS"), True, (0.0, "URGENT", False)),  # urgent overrides any cap
+    ],
+)
+def test_cap_before_the_contract(best, urgent, expected):
+    assert _Shaping(best=best, urgent=urgent).cap() == expected
+
+
+def test_a_ruleset_before_the_plan_contract_writes_no_contract_keys():
+    v1 = Evaluator(V1, backend="python")
+    plan = v1.evaluate(record()).plan
+    assert plan.contract is None
+    written = plan.to_dict()
+    assert "physician" not in written and "cap_arithmetic" not in written
+    assert written["supplement"] == "yes"
