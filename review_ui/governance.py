@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from audit import log as audit
-from engine import impact, rulediff, scenarios
+from engine import impact, rulediff, ruleset_check, scenarios
 from engine import ruleset as rulesets
 from engine.errors import RulesetError
 from engine.evaluate import Evaluator
@@ -315,7 +315,7 @@ def validate_draft(draft: RulesetDraft, data: dict[str, Any]) -> list[RulesetErr
         for key, value in fixed.items()
         if data.get(key) != value
     ]
-    return errors + list(rulesets.check_data(data))
+    return errors + list(ruleset_check.check_data(data))
 
 
 def save_draft(
