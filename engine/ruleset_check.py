@@ -168,57 +168,49 @@ def check_finding_titles(findings: Any, version: int, label: str) -> Iterator[Ru
         yield RulesetError("'findings' must map catalogue finding ids to titles", ruleset=label)
         return
     for fid, entry in findings.items():
-        if fid not in vocab.FINDING_IDS:
-            yield RulesetError(
-                f"findings: {fid!r} is not a catalogue finding id",
-                ruleset=label,
-                suggestion=_suggest(str(fid), vocab.FINDING_IDS),
-            )
-            continue
-        if not isinstance(entry, dict):
-            yield RulesetError(f"findings.{fid} must be an object with title and title_nl", ruleset=label)
-            continue
-        for key in entry:
-            if key not in ("title", "title_nl"):
-                yield RulesetError(
-                    f"findings.{fid}: unknown key {key!r}",
-                    ruleset=label,
-                    suggestion=_suggest(key, ("title", "title_nl")),
-                )
-        for key in ("title", "title_nl"):
-            title = entry.get(key)
-            if not isinstance(title, str) or not title.strip():
-                yield RulesetError(f"findings.{fid}.{key} must be a non-empty text", ruleset=label)
-            elif len(title) > FINDING_TITLE_MAX or title != title.strip() or "\n" in title:
-                yield RulesetError(
-                    f"findings.{fid}.{key} must be one line of at most {FINDING_TITLE_MAX} characters "
-                    f"({len(title)} given)",
-                    ruleset=label,
-                )
+        yield from _check_finding_title(fid, entry, label)
     for fid in vocab.FINDING_IDS:
         if fid not in findings and version >= vocab.FINDING_SINCE_VERSION.get(fid, 0):
             yield RulesetError(f"findings: catalogue finding {fid} has no title", ruleset=label)
 
 
+def _check_finding_title(fid: Any, entry: Any, label: str) -> Iterator[RulesetError]:
+    """One entry of `findings`: a catalogue id with a one-line title and title_nl."""
+    if fid not in vocab.FINDING_IDS:
+        yield RulesetError(
+            f"findings: {fid!r} is not a catalogue finding id",
+            ruleset=label,
+            suggestion=_suggest(str(fid), vocab.FINDING_IDS),
+        )
+        return
+    if not isinstance(entry, dict):
+        yield RulesetError(f"findings.{fid} must be an object with title and title_nl", ruleset=label)
+        return
+    for key in entry:
+        if key not in ("title", "title_nl"):
+            yield RulesetError(
+                f"findings.{fid}: unknown key {key!r}",
+                ruleset=label,
+                suggestion=_suggest(key, ("title", "title_nl")),
+            )
+    for key in ("title", "title_nl"):
+        title = entry.get(key)
+        if not isinstance(title, str) or not title.strip():
+            yield RulesetError(f"findings.{fid}.{key} must be a non-empty text", ruleset=label)
+        elif len(title) > FINDING_TITLE_MAX or title != title.strip() or "\n" in title:
+            yield RulesetError(
+                f"findings.{fid}.{key} must be one line of at most {FINDING_TITLE_MAX} characters ({len(title)} given)",
+                ruleset=label,
+            )
+
+
 def _check_vocabulary(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    """The drug, product, concept and form sections: names, sources, ingredients, fractions and kinds."""
     for section in ("drugs", "products", "concepts", "forms"):
         if not isinstance(voc.get(section), dict):
             yield RulesetError(f"vocabulary.{section} must be an object", ruleset=label)
             return
-    seen: dict[str, str] = {}
-    for section in ("drugs", "products"):
-        for key, entry in voc[section].items():
-            for name in [key, *entry.get("names", [])]:
-                if name != name.lower():
-                    yield RulesetError(f"vocabulary.{section}.{key}: name {name!r} must be lower case", ruleset=label)
-                owner = seen.setdefault(name, f"{section}.{key}")
-                if owner != f"{section}.{key}":
-                    yield RulesetError(
-                        f"vocabulary.{section}.{key}: name {name!r} already names {owner}", ruleset=label
-                    )
-            for tag in entry.get("sources", []):
-                if tag not in sources:
-                    yield RulesetError(f"vocabulary.{section}.{key}: unknown source {tag!r}", ruleset=label)
+    yield from _check_drug_names(voc, label, sources)
     for key, product in voc["products"].items():
         for ingredient in product.get("ingredients", []):
             if ingredient not in voc["drugs"]:
@@ -236,6 +228,24 @@ def _check_vocabulary(voc: dict[str, Any], label: str, sources: dict[str, str]) 
             yield RulesetError(f"vocabulary.concepts.{key}: kind must be condition or symptom", ruleset=label)
 
 
+def _check_drug_names(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
+    """Drug and product names: lower case, each naming one entry; their source tags are known."""
+    seen: dict[str, str] = {}
+    for section in ("drugs", "products"):
+        for key, entry in voc[section].items():
+            for name in [key, *entry.get("names", [])]:
+                if name != name.lower():
+                    yield RulesetError(f"vocabulary.{section}.{key}: name {name!r} must be lower case", ruleset=label)
+                owner = seen.setdefault(name, f"{section}.{key}")
+                if owner != f"{section}.{key}":
+                    yield RulesetError(
+                        f"vocabulary.{section}.{key}: name {name!r} already names {owner}", ruleset=label
+                    )
+            for tag in entry.get("sources", []):
+                if tag not in sources:
+                    yield RulesetError(f"vocabulary.{section}.{key}: unknown source {tag!r}", ruleset=label)
+
+
 _CODE = re.compile(r"^[0-9]{1,18}$")
 _ATC_PREFIX = re.compile(r"^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$")
 _CONCEPT_KEYS = frozenset({"kind", "names", "sources", "note", "snomed", "context_names", "implies", "patient_fact"})
@@ -246,6 +256,16 @@ def _check_codes_and_contexts(voc: dict[str, Any], label: str, sources: dict[str
     names, implied concepts and the patient facts a concept may set."""
     if not all(isinstance(voc.get(s), dict) for s in ("drugs", "products", "concepts")):
         return  # reported by _check_vocabulary
+    yield from _check_rxnorm_codes(voc, label)
+    yield from _check_atc_classes(voc, label)
+    concepts = voc["concepts"]
+    snomed_owner: dict[str, str] = {}
+    for key, concept in concepts.items():
+        yield from _check_concept(key, concept, concepts, snomed_owner, label, sources)
+
+
+def _check_rxnorm_codes(voc: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """RxNorm codes of drugs and products: digits, each naming one entry."""
     owners: dict[str, str] = {}
     for section in ("drugs", "products"):
         for key, entry in voc[section].items():
@@ -258,6 +278,10 @@ def _check_codes_and_contexts(voc: dict[str, Any], label: str, sources: dict[str
                     yield RulesetError(
                         f"vocabulary.{section}.{key}: RxNorm code {code} already names {owners[code]}", ruleset=label
                     )
+
+
+def _check_atc_classes(voc: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """ATC class prefixes, each mapped to drug classes that some drug uses."""
     prefixes = voc.get("atc_classes", {})
     if not isinstance(prefixes, dict):
         yield RulesetError("vocabulary.atc_classes must map ATC class prefixes to drug classes", ruleset=label)
@@ -276,55 +300,68 @@ def _check_codes_and_contexts(voc: dict[str, Any], label: str, sources: dict[str
                     ruleset=label,
                     suggestion=_suggest(str(cls), known_classes),
                 )
-    concepts = voc["concepts"]
-    snomed_owner: dict[str, str] = {}
-    booleans = {n for n, f in vocab.FACT_TYPES["patient"].items() if f.type == "boolean"}
-    for key, concept in concepts.items():
-        where = f"vocabulary.concepts.{key}"
-        for tag in concept.get("sources", []):
-            if tag not in sources:
-                yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
-        for extra in sorted(set(concept) - _CONCEPT_KEYS):
+
+
+_BOOLEAN_PATIENT_FACTS = frozenset(n for n, f in vocab.FACT_TYPES["patient"].items() if f.type == "boolean")
+
+
+def _check_concept(
+    key: str,
+    concept: dict[str, Any],
+    concepts: dict[str, Any],
+    snomed_owner: dict[str, str],
+    label: str,
+    sources: dict[str, str],
+) -> Iterator[RulesetError]:
+    """One concept: sources, keys, SNOMED CT codes, context names, implied concepts and its patient fact."""
+    where = f"vocabulary.concepts.{key}"
+    for tag in concept.get("sources", []):
+        if tag not in sources:
+            yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
+    for extra in sorted(set(concept) - _CONCEPT_KEYS):
+        yield RulesetError(f"{where}: unknown key {extra!r}", ruleset=label, suggestion=_suggest(extra, _CONCEPT_KEYS))
+    for code in concept.get("snomed", []):
+        if not isinstance(code, str) or not _CODE.match(code):
+            yield RulesetError(f"{where}: SNOMED CT code {code!r} must be digits", ruleset=label)
+        elif snomed_owner.setdefault(code, key) != key:
+            yield RulesetError(f"{where}: SNOMED CT code {code} already names {snomed_owner[code]}", ruleset=label)
+    names = set(concept.get("names", []))
+    for item in concept.get("context_names", []):
+        yield from _check_context_name(item, names, where, label)
+    for implied in concept.get("implies", []):
+        if implied not in concepts or implied == key:
             yield RulesetError(
-                f"{where}: unknown key {extra!r}", ruleset=label, suggestion=_suggest(extra, _CONCEPT_KEYS)
-            )
-        for code in concept.get("snomed", []):
-            if not isinstance(code, str) or not _CODE.match(code):
-                yield RulesetError(f"{where}: SNOMED CT code {code!r} must be digits", ruleset=label)
-            elif snomed_owner.setdefault(code, key) != key:
-                yield RulesetError(f"{where}: SNOMED CT code {code} already names {snomed_owner[code]}", ruleset=label)
-        names = set(concept.get("names", []))
-        for item in concept.get("context_names", []):
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                yield RulesetError(f"{where}: a context name is {{name, requires_any?, excludes_any?}}", ruleset=label)
-                continue
-            unknown = sorted(set(item) - {"name", "requires_any", "excludes_any"})
-            if unknown:
-                yield RulesetError(f"{where}: context name {item['name']!r}: unknown keys {unknown}", ruleset=label)
-            if not (item.get("requires_any") or item.get("excludes_any")):
-                yield RulesetError(
-                    f"{where}: context name {item['name']!r} needs requires_any or excludes_any (else it is a name)",
-                    ruleset=label,
-                )
-            if item["name"] in names:
-                yield RulesetError(f"{where}: {item['name']!r} is both a name and a context name", ruleset=label)
-            for word in [item["name"], *item.get("requires_any", []), *item.get("excludes_any", [])]:
-                if not isinstance(word, str) or word != word.lower():
-                    yield RulesetError(f"{where}: context word {word!r} must be lower-case text", ruleset=label)
-        for implied in concept.get("implies", []):
-            if implied not in concepts or implied == key:
-                yield RulesetError(
-                    f"{where}: implies unknown concept {implied!r}",
-                    ruleset=label,
-                    suggestion=_suggest(str(implied), concepts),
-                )
-        fact = concept.get("patient_fact")
-        if fact is not None and fact not in booleans:
-            yield RulesetError(
-                f"{where}: patient_fact {fact!r} is not a boolean patient fact",
+                f"{where}: implies unknown concept {implied!r}",
                 ruleset=label,
-                suggestion=_suggest(str(fact), booleans),
+                suggestion=_suggest(str(implied), concepts),
             )
+    fact = concept.get("patient_fact")
+    if fact is not None and fact not in _BOOLEAN_PATIENT_FACTS:
+        yield RulesetError(
+            f"{where}: patient_fact {fact!r} is not a boolean patient fact",
+            ruleset=label,
+            suggestion=_suggest(str(fact), _BOOLEAN_PATIENT_FACTS),
+        )
+
+
+def _check_context_name(item: Any, names: set[str], where: str, label: str) -> Iterator[RulesetError]:
+    """One context name of a concept: {name, requires_any?, excludes_any?}, lower-case words, not also a name."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        yield RulesetError(f"{where}: a context name is {{name, requires_any?, excludes_any?}}", ruleset=label)
+        return
+    unknown = sorted(set(item) - {"name", "requires_any", "excludes_any"})
+    if unknown:
+        yield RulesetError(f"{where}: context name {item['name']!r}: unknown keys {unknown}", ruleset=label)
+    if not (item.get("requires_any") or item.get("excludes_any")):
+        yield RulesetError(
+            f"{where}: context name {item['name']!r} needs requires_any or excludes_any (else it is a name)",
+            ruleset=label,
+        )
+    if item["name"] in names:
+        yield RulesetError(f"{where}: {item['name']!r} is both a name and a context name", ruleset=label)
+    for word in [item["name"], *item.get("requires_any", []), *item.get("excludes_any", [])]:
+        if not isinstance(word, str) or word != word.lower():
+            yield RulesetError(f"{where}: context word {word!r} must be lower-case text", ruleset=label)
 
 
 def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, str]) -> Iterator[RulesetError]:
@@ -335,30 +372,44 @@ def _check_reading_sections(voc: dict[str, Any], label: str, sources: dict[str, 
         routes = {}
     seen: dict[str, str] = {}
     for key, entry in routes.items():
-        where = f"vocabulary.routes.{key}"
-        if not isinstance(entry, dict) or entry.get("route") not in ("oral", "not_oral"):
-            yield RulesetError(f"{where}: route must be 'oral' or 'not_oral'", ruleset=label)
-            continue
-        for name in [key, *entry.get("names", [])]:
-            if not isinstance(name, str) or name != name.lower():
-                yield RulesetError(f"{where}: name {name!r} must be lower-case text", ruleset=label)
-            elif seen.setdefault(name, key) != key:
-                yield RulesetError(f"{where}: name {name!r} already names routes.{seen[name]}", ruleset=label)
-        for code in entry.get("snomed", []):
-            if not (isinstance(code, str) and code.isdigit() and 6 <= len(code) <= 18):
-                yield RulesetError(f"{where}: SNOMED CT code {code!r} must be 6-18 digits", ruleset=label)
-            elif seen.setdefault(f"snomed:{code}", key) != key:
-                yield RulesetError(f"{where}: code {code} already names routes.{seen['snomed:' + code]}", ruleset=label)
-        if not entry.get("sources"):
-            yield RulesetError(f"{where}: cite at least one source", ruleset=label)
-        for tag in entry.get("sources", []):
-            if tag not in sources:
-                yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
+        yield from _check_route(key, entry, seen, label, sources)
     history = voc.get("condition_history", {})
     if not isinstance(history, dict):
         yield RulesetError("vocabulary.condition_history must be an object", ruleset=label)
         return
     concepts: dict[str, Any] = voc["concepts"] if isinstance(voc.get("concepts"), dict) else {}
+    yield from _check_condition_history(history, concepts, label, sources)
+
+
+def _check_route(
+    key: str, entry: Any, seen: dict[str, str], label: str, sources: dict[str, str]
+) -> Iterator[RulesetError]:
+    """One route: oral or not, lower-case names and SNOMED CT codes each naming one route, cited sources."""
+    where = f"vocabulary.routes.{key}"
+    if not isinstance(entry, dict) or entry.get("route") not in ("oral", "not_oral"):
+        yield RulesetError(f"{where}: route must be 'oral' or 'not_oral'", ruleset=label)
+        return
+    for name in [key, *entry.get("names", [])]:
+        if not isinstance(name, str) or name != name.lower():
+            yield RulesetError(f"{where}: name {name!r} must be lower-case text", ruleset=label)
+        elif seen.setdefault(name, key) != key:
+            yield RulesetError(f"{where}: name {name!r} already names routes.{seen[name]}", ruleset=label)
+    for code in entry.get("snomed", []):
+        if not (isinstance(code, str) and code.isdigit() and 6 <= len(code) <= 18):
+            yield RulesetError(f"{where}: SNOMED CT code {code!r} must be 6-18 digits", ruleset=label)
+        elif seen.setdefault(f"snomed:{code}", key) != key:
+            yield RulesetError(f"{where}: code {code} already names routes.{seen['snomed:' + code]}", ruleset=label)
+    if not entry.get("sources"):
+        yield RulesetError(f"{where}: cite at least one source", ruleset=label)
+    for tag in entry.get("sources", []):
+        if tag not in sources:
+            yield RulesetError(f"{where}: unknown source {tag!r}", ruleset=label)
+
+
+def _check_condition_history(
+    history: dict[str, Any], concepts: dict[str, Any], label: str, sources: dict[str, str]
+) -> Iterator[RulesetError]:
+    """Acute concepts, how long an acute condition stays current, history phrases and sources."""
     for concept in history.get("acute_concepts", []):
         if concept not in concepts:
             yield RulesetError(
@@ -444,9 +495,13 @@ def _check_local_routes_and_history_words(
                 if tag not in sources:
                     yield RulesetError(f"vocabulary.route_policy: unknown source {tag!r}", ruleset=label)
     history = voc.get("condition_history", {})
-    if not isinstance(history, dict):
-        return
-    concepts = voc.get("concepts", {}) if isinstance(voc.get("concepts"), dict) else {}
+    if isinstance(history, dict):
+        concepts = voc.get("concepts", {}) if isinstance(voc.get("concepts"), dict) else {}
+        yield from _check_history_words(history, concepts, label)
+
+
+def _check_history_words(history: dict[str, Any], concepts: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """The word lists of vocabulary.condition_history, the concepts they name, and years_are_past."""
     for name in _HISTORY_WORD_LISTS:
         for word in history.get(name, []):
             if not isinstance(word, str) or not word.strip() or word != word.lower():
@@ -502,6 +557,15 @@ def _check_amount_sections(voc: dict[str, Any], label: str, sources: dict[str, s
     if not isinstance(terms, dict) or not isinstance(content, dict):
         yield RulesetError("vocabulary.amount_terms and magnesium_content must be objects", ruleset=label)
         return
+    yield from _check_amount_terms(terms, label)
+    units = set(terms.get("units", {}))
+    forms = voc.get("forms", {})
+    for key, entry in content.items():
+        yield from _check_content(f"vocabulary.magnesium_content.{key}", entry, units, forms, label, sources)
+
+
+def _check_amount_terms(terms: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """Known keys, lists of words, numbers of times per day and spoon sizes in ml."""
     for key in terms:
         if key not in (*_AMOUNT_TERM_LISTS, "times_per_day", "units", "spoon_ml", "sources", "note"):
             yield RulesetError(f"vocabulary.amount_terms: unknown key {key!r}", ruleset=label)
@@ -517,34 +581,34 @@ def _check_amount_sections(voc: dict[str, Any], label: str, sources: dict[str, s
     for spoon, ml in terms.get("spoon_ml", {}).items():
         if isinstance(ml, bool) or not isinstance(ml, int | float) or ml <= 0:
             yield RulesetError(f"vocabulary.amount_terms.spoon_ml.{spoon} must be ml > 0", ruleset=label)
-    units = set(terms.get("units", {}))
-    forms = voc.get("forms", {})
-    for key, entry in content.items():
-        where = f"vocabulary.magnesium_content.{key}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("per_unit"), dict):
+
+
+def _check_content(
+    where: str, entry: Any, units: set[str], forms: dict[str, Any], label: str, sources: dict[str, str]
+) -> Iterator[RulesetError]:
+    """One product's magnesium content: cited, with a confidence, and an amount per known unit."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("per_unit"), dict):
+        yield RulesetError(f"{where}: needs per_unit {{unit: {{salt_mg, form}} or {{elemental_mg}}}}", ruleset=label)
+        return
+    tags = entry.get("sources")
+    if not isinstance(tags, list) or not tags or any(t not in sources for t in tags):
+        yield RulesetError(f"{where}: every content cites known source tags", ruleset=label)
+    if entry.get("confidence") not in CONFIDENCE or (entry.get("confidence") == "U" and not entry.get("note")):
+        yield RulesetError(f"{where}: confidence V, S or U (U with a note saying why)", ruleset=label)
+    for unit, amount in entry["per_unit"].items():
+        if unit not in units:
+            yield RulesetError(f"{where}: unknown unit {unit!r}", ruleset=label, suggestion=_suggest(unit, units))
+        elif not isinstance(amount, dict):
+            yield RulesetError(f"{where}.{unit}: expected {{salt_mg, form}} or {{elemental_mg}}", ruleset=label)
+        elif "elemental_mg" in amount:
+            if not _positive(amount["elemental_mg"]):
+                yield RulesetError(f"{where}.{unit}: elemental_mg must be a number > 0", ruleset=label)
+        elif not _positive(amount.get("salt_mg")) or amount.get("form") not in forms:
             yield RulesetError(
-                f"{where}: needs per_unit {{unit: {{salt_mg, form}} or {{elemental_mg}}}}", ruleset=label
+                f"{where}.{unit}: salt_mg > 0 and a known form are needed",
+                ruleset=label,
+                suggestion=_suggest(str(amount.get("form")), forms),
             )
-            continue
-        tags = entry.get("sources")
-        if not isinstance(tags, list) or not tags or any(t not in sources for t in tags):
-            yield RulesetError(f"{where}: every content cites known source tags", ruleset=label)
-        if entry.get("confidence") not in CONFIDENCE or (entry.get("confidence") == "U" and not entry.get("note")):
-            yield RulesetError(f"{where}: confidence V, S or U (U with a note saying why)", ruleset=label)
-        for unit, amount in entry["per_unit"].items():
-            if unit not in units:
-                yield RulesetError(f"{where}: unknown unit {unit!r}", ruleset=label, suggestion=_suggest(unit, units))
-            elif not isinstance(amount, dict):
-                yield RulesetError(f"{where}.{unit}: expected {{salt_mg, form}} or {{elemental_mg}}", ruleset=label)
-            elif "elemental_mg" in amount:
-                if not _positive(amount["elemental_mg"]):
-                    yield RulesetError(f"{where}.{unit}: elemental_mg must be a number > 0", ruleset=label)
-            elif not _positive(amount.get("salt_mg")) or amount.get("form") not in forms:
-                yield RulesetError(
-                    f"{where}.{unit}: salt_mg > 0 and a known form are needed",
-                    ruleset=label,
-                    suggestion=_suggest(str(amount.get("form")), forms),
-                )
 
 
 def _positive(value: Any) -> bool:
@@ -727,22 +791,27 @@ def _check_pattern(pattern: Any, state: _RuleState) -> Iterator[tuple[str, str |
     if on not in vocab.FACT_TYPES or on == "derived":
         yield f"unknown fact type {on!r}", _suggest(str(on), [t for t in vocab.FACT_TYPES if t != "derived"]), ".on"
         return
-    fields = vocab.FACT_TYPES[on]
     where, where_any = pattern.get("where", []), pattern.get("where_any", [])
     if not isinstance(where, list) or not isinstance(where_any, list):
         yield "'where' and 'where_any' are lists of [field, op, value]", None, ""
         return
     if where_any and len(where_any) < 2:
         yield "'where_any' needs at least two conditions (use 'where' for one)", None, ".where_any"
-    problems = 0
-    for section, triples in (("where", where), ("where_any", where_any)):
-        for j, triple in enumerate(triples):
-            for message, suggestion in _check_condition(triple, on, fields, state.known):
-                problems += 1
-                yield message, suggestion, f".{section}[{j}]"
+    problems = list(_check_conditions(where, where_any, on, state))
+    yield from problems
     if not problems:
         for name, j, why in _contradictions(where):
             yield f"conditions on {name} contradict each other ({why}): the rule can never fire", None, f".where[{j}]"
+
+
+def _check_conditions(
+    where: list[Any], where_any: list[Any], on: str, state: _RuleState
+) -> Iterator[tuple[str, str | None, str]]:
+    """Problems of the conditions of one pattern on a fact of type `on`."""
+    for section, triples in (("where", where), ("where_any", where_any)):
+        for j, triple in enumerate(triples):
+            for message, suggestion in _check_condition(triple, on, vocab.FACT_TYPES[on], state.known):
+                yield message, suggestion, f".{section}[{j}]"
 
 
 def _contradictions(where: list[list[Any]]) -> Iterator[tuple[str, int, str]]:
