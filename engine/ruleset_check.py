@@ -683,23 +683,33 @@ def _matches_medication(when: list[Any]) -> bool:
 
 
 def _type_problem(effect: vocab.Effect, value: Any) -> str | None:
-    """What is wrong with the type or range of one effect's value, or None (types checked elsewhere: None)."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    low, high = effect.minimum, effect.maximum
-    if effect.type == "number" and not (number and (low is None or value >= low)):
-        return f"{effect.name} must be a number >= {low:g}" if low is not None else f"{effect.name} must be a number"
-    if effect.type == "integer" and not (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and (low is None or value >= low)
-        and (high is None or value <= high)
-    ):
-        return f"{effect.name} must be a whole number from {low:g} to {high:g}"
+    """What is wrong with an effect's value against its declared type and bounds (None: fine, or checked apart)."""
+    if effect.type in ("number", "integer"):
+        return None if _within(effect, value) else f"{effect.name} must be {_range_text(effect)}"
     if effect.type == "boolean" and not isinstance(value, bool):
         return f"{effect.name} must be true or false"
     if effect.type == "text_list" and not (isinstance(value, list) and all(isinstance(m, str) for m in value)):
         return f"{effect.name} must be a list of strings"
     return None
+
+
+def _within(effect: vocab.Effect, value: Any) -> bool:
+    """Whether a value is a number (a whole one for an integer effect) within the effect's bounds."""
+    kinds = int if effect.type == "integer" else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return False
+    return (effect.minimum is None or value >= effect.minimum) and (effect.maximum is None or value <= effect.maximum)
+
+
+def _range_text(effect: vocab.Effect) -> str:
+    """'a number >= 0', 'a whole number from 1 to 8': the values a numeric effect takes."""
+    kind = "a whole number" if effect.type == "integer" else "a number"
+    low, high = effect.minimum, effect.maximum
+    if low is not None and high is not None:
+        return f"{kind} from {low:g} to {high:g}"
+    if low is not None:
+        return f"{kind} >= {low:g}"
+    return f"{kind} <= {high:g}" if high is not None else kind
 
 
 def _check_effect_types(then: dict[str, Any], err: _ErrorOf) -> Iterator[RulesetError]:
