@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import dosage
+from engine import vocabulary as vocab
 from engine.vocabulary import SEVERITIES
 
 INDICATOR = {"contraindicated": "critical", "major": "critical", "moderate": "warning", "minor": "info", "info": "info"}
@@ -289,7 +290,7 @@ def _action(finding: dict[str, Any], plan: dict[str, Any], *, not_oral: bool) ->
         return "no oral advice; the physician or hospital protocol decides"
     if not_oral:
         return _from_message(finding["message"]) or _first_sentence(finding["message"])
-    if fid.startswith("DOSE_ABOVE_UL"):
+    if vocab.is_upper_limit_finding(fid):
         asked = plan.get("requested_elemental_mg_per_day")
         asked_text = f"{_number(asked)} mg/day asked; " if isinstance(asked, int | float) else ""
         limit = f"at most {_number(cap)} mg/day elemental" if cap > 0 else "no supplement without a physician"
@@ -393,7 +394,7 @@ def _suggestions(
                 ],
             }
         return out
-    above = next((f for f in shown if f["id"].startswith("DOSE_ABOVE_UL")), None)
+    above = next((f for f in shown if vocab.is_upper_limit_finding(f["id"])), None)
     if above is not None:
         update = _dose_update(draft, plan, facts.get("patient") or {}, hook_instance, resource_id)
         if update is not None:
@@ -405,7 +406,7 @@ def _dose_update(
     draft: dict[str, Any], plan: dict[str, Any], patient: dict[str, Any], hook_instance: str, resource_id: str
 ) -> dict[str, Any] | None:
     cap = float(plan["max_elemental_mg_per_day"])
-    doses = max(int(plan.get("doses_per_day") or 2), 1)
+    doses = max(int(plan.get("doses_per_day") or vocab.DIVIDED_DOSES_PER_DAY), 1)
     name = str(patient.get("supplement_form_text") or "")
     basis = patient.get("dose_basis") or ("elemental" if "elemental" in name.lower() else "salt")
     fraction = patient.get("elemental_fraction")

@@ -18,7 +18,7 @@ from engine import amounts
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
 from engine.results import ContractTerms, Finding, Firing, Plan, Separation, pattern_name
 from engine.ruleset import Rule, Ruleset
-from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION, SEVERITY_RANK
+from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
@@ -118,15 +118,7 @@ class RuleOutput:
             monitoring=monitoring,
             separation=(separation["before_h"], separation["after_h"]) if separation else None,
             medication_pattern=medication,
-            shapes_plan=bool(
-                caps
-                or then.get("requires_physician")
-                or then.get("urgent")
-                or then.get("doses_per_day_min")
-                or then.get("suggest_form")
-                or monitoring
-                or separation
-            ),
+            shapes_plan=bool(caps or any(then.get(name) for name in PLAN_EFFECTS)),
         )
 
 

@@ -1,13 +1,13 @@
 """The closed vocabulary a ruleset may use: fact types and fields, operators, effects.
 
 Rules are data; this module is the code that says what the data may name. The checker
-(`engine.ruleset`) and, later, the rule editor build their choices from these declarations.
+(`engine.ruleset_check`), the planner and the rule editor build their choices from these declarations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 FieldType = Literal["number", "string", "boolean", "string_list"]
 
@@ -174,21 +174,81 @@ SEVERITIES: tuple[str, ...] = ("contraindicated", "major", "moderate", "minor", 
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}  # 0 is most severe
 
 # Effects a rule's "then" may hold, with the type of their value.
-EFFECTS: dict[str, str] = {
-    "finding": "catalogue finding id to report",
-    "severity": "severity of the finding",
-    "message": "plain-language message; {field} placeholders take matched fact values",
-    "derive": "name of a fact to derive (another rule must consume it)",
-    "cap_mg": "cap on elemental Mg per day for the plan (0 = no supplement without a physician)",
-    "requires_physician": "a physician must decide",
-    "monitoring": "monitoring advice lines for the plan",
-    "separation": "{before_h, after_h}: window between the matched medication and Mg",
-    "doses_per_day_min": "minimum number of divided doses per day",
-    "suggest_form": "form to suggest instead of the requested one",
-    "urgent": "seek urgent care; no self-directed plan",
-    "monitoring_on_magnesium": "monitoring advice lines that apply only when the plan proposes some magnesium",
-    "only_when_supplemented": "true: the finding is advice for taking magnesium, shown only when magnesium is proposed",
-}
+EffectType = Literal[
+    "finding_id", "severity", "text", "fact_name", "number", "integer", "boolean", "text_list", "hours", "form"
+]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One effect a rule may have: its value type, bounds and meaning.
+
+    The checker tests a rule's `then` against it, the planner reads which effects shape the plan, and the
+    rule editor takes its field kinds and bounds from it.
+    """
+
+    name: str
+    type: EffectType
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    shapes_plan: bool = False  # a rule with this effect set changes the suggested plan
+
+
+def _effects(*effects: Effect) -> dict[str, Effect]:
+    return {e.name: e for e in effects}
+
+
+EFFECTS: dict[str, Effect] = _effects(
+    Effect("finding", "finding_id", "catalogue finding id to report"),
+    Effect("severity", "severity", "severity of the finding"),
+    Effect("message", "text", "plain-language message; {field} placeholders take matched fact values"),
+    Effect("derive", "fact_name", "name of a fact to derive (another rule must consume it)"),
+    Effect(
+        "cap_mg",
+        "number",
+        "cap on elemental Mg per day for the plan (0 = no supplement without a physician)",
+        minimum=0,
+        shapes_plan=True,
+    ),
+    Effect("requires_physician", "boolean", "a physician must decide", shapes_plan=True),
+    Effect("monitoring", "text_list", "monitoring advice lines for the plan", shapes_plan=True),
+    Effect(
+        "separation",
+        "hours",
+        "{before_h, after_h}: window between the matched medication and Mg",
+        minimum=0,
+        shapes_plan=True,
+    ),
+    Effect(
+        "doses_per_day_min",
+        "integer",
+        "minimum number of divided doses per day",
+        minimum=1,
+        maximum=8,
+        shapes_plan=True,
+    ),
+    Effect("suggest_form", "form", "form to suggest instead of the requested one", shapes_plan=True),
+    Effect("urgent", "boolean", "seek urgent care; no self-directed plan", shapes_plan=True),
+    Effect(
+        "monitoring_on_magnesium",
+        "text_list",
+        "monitoring advice lines that apply only when the plan proposes some magnesium",
+    ),
+    Effect(
+        "only_when_supplemented",
+        "boolean",
+        "true: the finding is advice for taking magnesium, shown only when magnesium is proposed",
+    ),
+)
+# The effect of an upper-limit rule generated from the ruleset's upper_limits table; never written in a rule.
+UPPER_LIMIT_EFFECT = Effect(
+    "ul_mg", "number", "tolerable upper limit of supplemental elemental Mg per day", minimum=0, shapes_plan=True
+)
+# Effects that change the suggested plan when set
+PLAN_EFFECTS: tuple[str, ...] = tuple(e.name for e in (*EFFECTS.values(), UPPER_LIMIT_EFFECT) if e.shapes_plan)
+# Always propose at least two divided doses: the studies behind the upper limit used divided doses [S7].
+DIVIDED_DOSES_PER_DAY = 2
 # From this version on the plan contract of REFERENCE §8 holds and magnesium already taken is counted against
 # the upper limit (REFERENCE §1.5). Published versions before it never change. Plan contract: a rule with
 # cap_mg 0 means a physician DECIDES the dose (the plan proposes none and states the ceiling separately); a
@@ -269,6 +329,14 @@ FINDING_IDS: tuple[str, ...] = (
 # Catalogue ids added after the first ruleset version: a ruleset must report them from this version on
 # (a published version never changes, so an older one cannot be required to know a later id).
 FINDING_SINCE_VERSION: dict[str, int] = {"DOSE_UNREADABLE": 2, "ROUTE_NOT_ORAL": 2}
+# The findings of a dose above a jurisdiction's tolerable upper limit (one per upper_limits jurisdiction)
+UPPER_LIMIT_FINDINGS: frozenset[str] = frozenset({"DOSE_ABOVE_UL_US", "DOSE_ABOVE_UL_EU"})
+
+
+def is_upper_limit_finding(finding_id: str) -> bool:
+    """Whether a finding reports a dose above a tolerable upper limit."""
+    return finding_id in UPPER_LIMIT_FINDINGS
+
 
 # durable_rules hangs with 512 or more sibling conditions under one parent: bound the values of one
 # `in` / `contains_any` condition well below that (map names to classes instead of listing them).
@@ -279,3 +347,13 @@ DURABLE_MAX_MATCHES_PER_FACT = 64
 
 # Class given to a medication the drug vocabulary cannot resolve, so a rule can report it.
 UNRECOGNIZED_CLASS = "unrecognized"
+
+
+def drug_classes(drugs: dict[str, dict[str, Any]], atc_classes: dict[str, list[str]]) -> set[str]:
+    """Every drug class a ruleset's drug vocabulary and ATC prefixes use, plus the unrecognised class."""
+    out = {UNRECOGNIZED_CLASS}
+    for drug in drugs.values():
+        out.update(drug.get("classes", []))
+    for classes in atc_classes.values():
+        out.update(classes)
+    return out

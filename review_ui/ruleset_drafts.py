@@ -15,7 +15,7 @@ from flask import current_app
 
 from audit import events
 from audit import log as audit
-from engine import impact, rulediff, scenarios
+from engine import impact, rulediff, ruleset_check, scenarios
 from engine import ruleset as rulesets
 from engine.errors import RulesetError
 from review_ui.db import db
@@ -83,7 +83,7 @@ def validate_draft(draft: RulesetDraft, data: dict[str, Any]) -> list[RulesetErr
         for key, value in fixed.items()
         if data.get(key) != value
     ]
-    return errors + list(rulesets.check_data(data))
+    return errors + list(ruleset_check.check_data(data))
 
 
 def save_draft(

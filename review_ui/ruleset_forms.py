@@ -45,6 +45,12 @@ EXTRA_CONDITIONS = 2  # blank condition rows offered under each pattern
 EXTRA_PATTERNS = 1  # blank patterns offered under a rule
 
 
+def _bounds(effect: str) -> NumberRange:
+    """The range the vocabulary declares for a numeric effect."""
+    spec = vocab.EFFECTS[effect]
+    return NumberRange(min=spec.minimum, max=spec.maximum)
+
+
 class ConditionForm(Form):
     """One condition `field op value`; `any` puts it among the where_any alternatives."""
 
@@ -74,14 +80,14 @@ class RuleForm(FlaskForm):
     finding = SelectField("Finding", choices=select_choices([("", "— none —"), *[(f, f) for f in vocab.FINDING_IDS]]))
     severity = SelectField("Severity", choices=select_choices([("", "—"), *[(s, s) for s in vocab.SEVERITIES]]))
     message = TextAreaField("Message ({field} takes a matched fact's value)", validators=[Length(max=4000)])
-    cap_mg = DecimalField("Cap, elemental mg/day", places=None, validators=[Optional(), NumberRange(min=0)])
+    cap_mg = DecimalField("Cap, elemental mg/day", places=None, validators=[Optional(), _bounds("cap_mg")])
     separation_before_h = DecimalField(
-        "Hours Mg before the drug", places=None, validators=[Optional(), NumberRange(min=0)]
+        "Hours Mg before the drug", places=None, validators=[Optional(), _bounds("separation")]
     )
     separation_after_h = DecimalField(
-        "Hours Mg after the drug", places=None, validators=[Optional(), NumberRange(min=0)]
+        "Hours Mg after the drug", places=None, validators=[Optional(), _bounds("separation")]
     )
-    doses_per_day_min = IntegerField("Minimum doses per day", validators=[Optional(), NumberRange(min=1, max=8)])
+    doses_per_day_min = IntegerField("Minimum doses per day", validators=[Optional(), _bounds("doses_per_day_min")])
     suggest_form = SelectField("Suggest form", choices=[], validate_choice=False)
     monitoring = TextAreaField("Monitoring (one line each)", validators=[Length(max=4000)])
     monitoring_on_magnesium = TextAreaField(

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from engine import cards, fhir
+from engine import cards, fhir, ruleset_check
 from engine import ruleset as rs
 from engine import vocabulary as vocab
 from engine.errors import RecordError
@@ -51,7 +51,7 @@ def test_every_catalogue_finding_has_a_short_title_in_v2():
 
 
 def _check(findings, version=2):
-    return [str(e) for e in rs.check_finding_titles(findings, version, "magnesium v2")]
+    return [str(e) for e in ruleset_check.check_finding_titles(findings, version, "magnesium v2")]
 
 
 @pytest.mark.parametrize(
@@ -82,8 +82,8 @@ def test_titles_are_required_from_v2_and_the_whole_file_is_checked():
     assert any("'findings'" in e for e in _check(None, version=2))
     data = copy.deepcopy(V2)
     del data["findings"]["ROUTE_NOT_ORAL"]
-    assert any("ROUTE_NOT_ORAL has no title" in str(e) for e in rs.check_data(data))
-    assert list(rs.check_data(V2)) == []
+    assert any("ROUTE_NOT_ORAL has no title" in str(e) for e in ruleset_check.check_data(data))
+    assert list(ruleset_check.check_data(V2)) == []
 
 
 # --- summaries --------------------------------------------------------------------------------------

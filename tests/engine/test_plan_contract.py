@@ -6,6 +6,7 @@ import json
 import pytest
 
 from engine import ruleset as rs
+from engine import ruleset_check
 from engine.evaluate import Evaluator
 from tests.helpers import finding, ids, record
 
@@ -118,7 +119,7 @@ def _draft() -> dict:
 
 
 def _errors(doc: dict, rule_id: str) -> list[str]:
-    return [f"{e.field}: {e}" for e in rs.check_data(doc) if e.rule_id == rule_id]
+    return [f"{e.field}: {e}" for e in ruleset_check.check_data(doc) if e.rule_id == rule_id]
 
 
 @pytest.mark.parametrize(
@@ -156,14 +157,14 @@ def test_checker_holds_contraindications_to_cap_0_with_a_physician(change, field
     doc = _draft()
     rule = next(r for r in doc["rules"] if r["id"] == "CARDIAC_CONDUCTION_DISORDER")
     rule["then"].update(change)
-    assert {e.field for e in rs.check_data(doc) if e.rule_id == "CARDIAC_CONDUCTION_DISORDER"} == {field}
+    assert {e.field for e in ruleset_check.check_data(doc) if e.rule_id == "CARDIAC_CONDUCTION_DISORDER"} == {field}
 
 
 def test_published_v1_keeps_its_old_messages_unchecked_by_the_contract():
     v1 = json.loads((rs.RULESETS_DIR / "magnesium" / "v1.json").read_text("utf-8"))
     rule = next(r for r in v1["rules"] if r["id"] == "K_SPARING_REDUCED_EGFR")
     assert "a physician decides" in rule["then"]["message"] and "cap_mg" not in rule["then"]
-    assert list(rs.check_data(v1)) == []
+    assert list(ruleset_check.check_data(v1)) == []
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_published_v1_keeps_its_old_messages_unchecked_by_the_contract():
 def test_checker_refuses_bad_magnesium_content(mutate, message):
     doc = _draft()
     mutate(doc["vocabulary"]["magnesium_content"])
-    assert any(message in str(e) for e in rs.check_data(doc))
+    assert any(message in str(e) for e in ruleset_check.check_data(doc))
 
 
 def test_a_draft_with_a_checked_content_table_evaluates(tmp_path):

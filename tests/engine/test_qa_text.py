@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine import ruleset as rs
+from engine import ruleset_check
 from engine.lexicon import PhraseIndex
 from tests.helpers import DATA, RULESETS, finding, ids, record
 
@@ -341,6 +341,6 @@ def _v2() -> dict:
 )
 def test_checker_refuses_bad_text_reading_data(change, message):
     doc = _v2()
-    assert not [e for e in rs.check_data(doc) if "condition_history" in str(e) or "route" in str(e)]
+    assert not [e for e in ruleset_check.check_data(doc) if "condition_history" in str(e) or "route" in str(e)]
     change(doc["vocabulary"])
-    assert any(message in str(e) for e in rs.check_data(doc))
+    assert any(message in str(e) for e in ruleset_check.check_data(doc))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engine import ruleset as rs
-from engine import scenarios
+from engine import ruleset_check, scenarios
 from engine import vocabulary as vocab
 
 
@@ -16,7 +16,7 @@ def published():
 
 
 def problems(doc):
-    return [str(e) for e in rs.check_data(doc)]
+    return [str(e) for e in ruleset_check.check_data(doc)]
 
 
 def edit(doc, rule_id, change):
@@ -126,7 +126,7 @@ def test_rule_that_can_never_fire_on_missing_derivation(published):
 def test_contradicting_thresholds_are_a_rule_that_can_never_fire(published, conditions, contradicts):
     where = [["age_years", op, value] for op, value in conditions]
     doc = edit(published, "SPLIT_DOSE", lambda r: r["when"][0].__setitem__("where", where))
-    errors = list(rs.check_data(doc))
+    errors = list(ruleset_check.check_data(doc))
     hit = [e for e in errors if "contradict each other" in str(e)]
     assert bool(hit) == contradicts, [str(e) for e in errors]
     if contradicts:

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from engine import ruleset as rs
+from engine import ruleset_check
 from engine.conditions import ConceptResolver
 from engine.medications import MedicationResolver
 from tests.helpers import SYNTHEA, finding, ids, record
@@ -384,14 +385,14 @@ def test_checker_refuses_bad_codes_and_contexts(change, message):
     data = _v2()
     data["status"] = "draft"
     change(data["vocabulary"])
-    errors = [str(e) for e in rs.check_data(data)]
+    errors = [str(e) for e in ruleset_check.check_data(data)]
     assert any(message in e for e in errors), errors
 
 
 def test_v2_vocabulary_passes_the_checker():
     data = _v2()
     data["status"] = "draft"
-    assert [str(e) for e in rs.check_data(data)] == []
+    assert [str(e) for e in ruleset_check.check_data(data)] == []
 
 
 # --- real Synthea medication lines ---------------------------------------------------------------------
