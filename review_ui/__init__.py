@@ -83,9 +83,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from review_ui import views
+    from review_ui import burden_views, views
 
     views.init_app(app)
+    app.register_blueprint(burden_views.bp)
     return app
 
 
