@@ -43,7 +43,7 @@ def case_rows() -> tuple[list[CaseRow], dict[str, tuple[FiredFinding, str, datet
         row = CaseRow(case_id, patient_ref, _aware(created_at), _fired(result))
         rows.append(row)
         if filename.startswith(CDS_BATCH_PREFIX):
-            hook_instance = filename.rsplit(" ", 1)[-1]
+            hook_instance = filename[len(CDS_BATCH_PREFIX) :].partition(" ")[2]  # after the service id
             for found in row.findings:  # the card uuid engine.cards gives each finding of this hook call
                 card = str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}:{found.finding_id}"))
                 cards[card] = (found, patient_ref, row.created_at)

@@ -11,8 +11,8 @@ from flask import Blueprint, Response, current_app, render_template
 from engine import burden as engine_burden
 from review_ui import burden
 from review_ui.models import RulesetDraft
-from review_ui.workflow import WorkflowError
 from review_ui.views import roles_required, spreadsheet_safe
+from review_ui.workflow import WorkflowError
 
 bp = Blueprint("burden", __name__, url_prefix="/rulesets")
 READERS = ("rule_editor", "admin")

@@ -93,12 +93,15 @@ def cells(page, rule_id):
     """The texts of one rule's row of the burden table, as a person reads them."""
     found = re.search(rf'<tr data-rule="{rule_id}">(.*?)</tr>', page, re.S)
     assert found, f"no row for {rule_id}"
-    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td>(.*?)</td>", found[1], re.S)]
+    return [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td>(.*?)</td>", found[1], re.S)
+    ]
 
 
 def test_burden_page_shows_what_clinicians_override(seeded):
     client = seeded.test_client()
     login(client, "ed")
+    assert 'id="burden-link"' in client.get("/rulesets/").get_data(as_text=True)
     page = client.get("/rulesets/burden").get_data(as_text=True)
     # rule, finding, fired, answered, overridden, top reasons, patients, repeat rate, median time to decision
     assert cells(page, "PPI") == [
@@ -113,7 +116,15 @@ def test_burden_page_shows_what_clinicians_override(seeded):
         "2.0 h",
     ]
     renal = cells(page, "RENAL_SEVERE")
-    assert renal[2:] == ["3 (1 card)", "2", "2 (100%)", "NEWER_LAB_RESULT (1), SPECIALIST_ADVICE (1)", "2", "33%", "1.0 h"]
+    assert renal[2:] == [
+        "3 (1 card)",
+        "2",
+        "2 (100%)",
+        "NEWER_LAB_RESULT (1), SPECIALIST_ADVICE (1)",
+        "2",
+        "33%",
+        "1.0 h",
+    ]
     assert "1 CDS Hooks feedback item(s) name a card" in page
     assert 'href="/rulesets/burden.csv"' in page
     assert cells(page, "FOLLOW_UP")[4] == "1 (50%)"  # every finding of an overridden case counts the override
@@ -135,6 +146,7 @@ def test_burden_csv(seeded):
 def test_clinician_is_refused(seeded):
     client = seeded.test_client()
     login(client, "alice")
+    assert 'id="burden-link"' not in client.get("/rulesets/").get_data(as_text=True)
     assert client.get("/rulesets/burden").status_code == 403
     assert client.get("/rulesets/burden.csv").status_code == 403
 
@@ -153,3 +165,20 @@ def test_draft_page_shows_the_burden_of_the_rules_it_changes(seeded):
     section = page[page.index('id="draft-burden"') :]
     assert cells(section, "PPI")[4] == "1 (50%)"
     assert 'data-rule="RENAL_SEVERE"' not in section  # unchanged rules are not listed
+
+
+def test_csv_neutralises_formula_like_reason_codes(seeded):
+    with seeded.app_context():
+        p3 = db.session.query(Case).filter_by(patient_ref="P3").one()
+        shown = cardmaker.cards(
+            p3.result, hook_instance="HOOK-1", draft_order=None, sources_url="/sources", override_reasons={}
+        )
+        card = next(c for c in shown if c["source"]["topic"]["code"] == "RENAL_SEVERE")
+        feedback = [{"card": card["uuid"], "outcome": "overridden", "overrideReason": {"reason": {"code": "=1+1"}}}]
+        workflow.record_cds_feedback("mgreview-order-sign", feedback, actor="ehr")
+    client = seeded.test_client()
+    login(client, "ed")
+    rows = {
+        r["rule"]: r for r in csv.DictReader(io.StringIO(client.get("/rulesets/burden.csv").get_data(as_text=True)))
+    }
+    assert rows["RENAL_SEVERE"]["override_reasons"] == "'=1+1 1; NEWER_LAB_RESULT 1; SPECIALIST_ADVICE 1"
