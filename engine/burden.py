@@ -108,6 +108,7 @@ class Burden:
 
     rules: list[RuleBurden]
     untraced_feedback: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # each override once, whatever rules it answered
 
     def for_rules(self, rule_ids: Iterable[str]) -> list[RuleBurden]:
         """The rows of these rules, in the order of `rules`."""
@@ -140,8 +141,11 @@ def compute(
     first_decision: dict[int, DecisionRow] = {}
     for d in sorted(decisions, key=lambda d: d.signed_at):
         first_decision.setdefault(d.case_id, d)  # a case is decided once; a later row is a re-signature
+    reasons: Counter[str] = Counter()
     for case in cases:
         decision = first_decision.get(case.case_id)
+        if decision is not None and decision.override_code:
+            reasons[decision.override_code] += 1
         for found in case.findings:
             for rule_id in found.rules:
                 r = row(rule_id, found)
@@ -158,6 +162,8 @@ def compute(
                 r.seconds_to_decision.append((decision.signed_at - case.created_at).total_seconds())
     untraced = 0
     for item in feedback:
+        if item.outcome == "overridden":
+            reasons[item.reason_code or UNCODED] += 1
         if item.finding is None:
             untraced += 1
             continue
@@ -179,7 +185,7 @@ def compute(
         if finding_id and not any(k[0] == rule_id for k in rows):
             rows[(rule_id, finding_id)] = RuleBurden(rule_id, finding_id)
     ordered = sorted(rows.values(), key=lambda r: (-r.fired, -(r.override_rate or 0.0), r.rule_id, r.finding_id))
-    return Burden(ordered, untraced)
+    return Burden(ordered, untraced, reasons)
 
 
 CSV_COLUMNS = (
@@ -231,6 +237,7 @@ def figure(burden: Burden, top: int = 20) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
     shown = [r for r in burden.rules if r.fired][:top][::-1]
@@ -239,22 +246,21 @@ def figure(burden: Burden, top: int = 20) -> Any:
         left.barh(labels, [r.fired for r in shown], color=[COLORS.get(r.severity, "#8fb3cc") for r in shown])
         left.barh(labels, [r.overridden for r in shown], color="#1f3b4d", height=0.35, label="overridden")
         left.legend(loc="lower right")
+        left.xaxis.set_major_locator(MaxNLocator(integer=True))
         left.tick_params(axis="y", labelsize=8)
     else:
         left.text(0.5, 0.5, "no alert has fired yet", ha="center", va="center")
         left.set_axis_off()
     left.set_title(f"Alerts per rule (top {top}), colour = severity, dark = overridden")
-    reasons: Counter[str] = Counter()
-    for r in burden.rules:
-        reasons.update(r.reasons)
-    if reasons:
-        items = sorted(reasons.items(), key=lambda kv: (kv[1], kv[0]))
+    if burden.reasons:
+        items = sorted(burden.reasons.items(), key=lambda kv: (kv[1], kv[0]))
         right.barh([k for k, _ in items], [v for _, v in items], color="#7f8c8d")
         right.tick_params(axis="y", labelsize=8)
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         right.text(0.5, 0.5, "no override", ha="center", va="center")
         right.set_axis_off()
-    right.set_title("Override reasons, all rules")
+    right.set_title("Override reasons (each override once)")
     fig.tight_layout()
     return fig
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from engine.burden import CaseRow, DecisionRow, FeedbackRow, FiredFinding
 from engine.cards import CARD_NAMESPACE
 from review_ui import governance
 from review_ui.db import db
-from review_ui.models import Batch, Case, Decision, RulesetDraft, RulesetVersion
+from review_ui.models import Batch, Case, CaseFinding, Decision, RulesetDraft, RulesetVersion
 
 CDS_BATCH_PREFIX = "cds-hooks "  # import_records filename of a case made by a CDS Hooks call: "cds-hooks SERVICE HOOK"
 FEEDBACK_ACTIONS = ("cds.feedback.accepted", "cds.feedback.overridden")
@@ -32,11 +33,18 @@ def _fired(result: dict[str, Any]) -> tuple[FiredFinding, ...]:
     )
 
 
-def case_rows() -> tuple[list[CaseRow], dict[str, tuple[FiredFinding, str, datetime]]]:
-    """Every case as a row, and the CDS Hooks cards those cases showed (card uuid -> finding, patient, time)."""
+def case_rows(
+    finding_ids: Collection[str] | None = None,
+) -> tuple[list[CaseRow], dict[str, tuple[FiredFinding, str, datetime]]]:
+    """Cases as rows (all, or those with one of `finding_ids`), and the CDS Hooks cards they showed.
+
+    The cards map a card uuid to its finding, patient and the time the case was stored.
+    """
     query = select(Case.id, Case.patient_ref, Case.created_at, Case.result, Batch.filename).join(
         Batch, Batch.id == Case.batch_id
     )
+    if finding_ids is not None:  # the results are the heavy part: read only those that can count
+        query = query.where(Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.finding_id.in_(finding_ids))))
     rows: list[CaseRow] = []
     cards: dict[str, tuple[FiredFinding, str, datetime]] = {}
     for case_id, patient_ref, created_at, result, filename in db.session.execute(query):
@@ -105,14 +113,18 @@ def finding_titles(document: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v.get("title", "")) for k, v in (document.get("findings") or {}).items()}
 
 
-def compute(document: dict[str, Any] | None = None) -> engine_burden.Burden:
-    """The alert burden of every rule, over all cases, decisions and CDS Hooks feedback stored so far."""
-    cases, cards = case_rows()
+def compute(document: dict[str, Any] | None = None, *, only_findings: bool = False) -> engine_burden.Burden:
+    """The alert burden of every rule, over all cases, decisions and CDS Hooks feedback stored so far.
+
+    `only_findings`: read only the cases with a finding of the rules in `document` (for a few rules).
+    """
+    findings = rule_findings(document) if document else {}
+    cases, cards = case_rows([f for f in findings.values() if f] if only_findings else None)
     return engine_burden.compute(
         cases,
         decision_rows(),
         feedback_rows(cards),
-        rule_findings=rule_findings(document) if document else None,
+        rule_findings=findings,
     )
 
 
@@ -139,4 +151,5 @@ def draft_burden(draft: RulesetDraft) -> list[engine_burden.RuleBurden]:
     known = rule_findings(document) | rule_findings(
         ruleset_document(governance.get_version(draft.name, draft.base_version))
     )
-    return compute({"rules": [{"id": rid, "then": {"finding": known.get(rid)}} for rid in ids]}).for_rules(ids)
+    changed = {"rules": [{"id": rid, "then": {"finding": known.get(rid)}} for rid in ids]}
+    return compute(changed, only_findings=True).for_rules(ids)

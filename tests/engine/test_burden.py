@@ -73,6 +73,11 @@ def test_untraced_feedback_counted_apart(result):
     assert result.untraced_feedback == 1
 
 
+def test_each_override_counted_once_over_all_rules(result):
+    # case 1's override answers both its findings, but it is one override; the untraced card has no code
+    assert result.reasons == {"PHYSICIAN_ORDER": 2, "SPECIALIST_ADVICE": 1, burden.UNCODED: 1}
+
+
 def test_rule_that_never_fired_has_a_zero_row(result):
     never = row(result, "NEVER")
     assert (never.finding_id, never.fired, never.answered) == ("X", 0, 0)
