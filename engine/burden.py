@@ -140,7 +140,7 @@ def compute(
 
     first_decision: dict[int, DecisionRow] = {}
     for d in sorted(decisions, key=lambda d: d.signed_at):
-        first_decision.setdefault(d.case_id, d)  # a case is decided once; a later row is a re-signature
+        first_decision.setdefault(d.case_id, d)  # the workflow decides a case once; the earliest row counts
     reasons: Counter[str] = Counter()
     for case in cases:
         decision = first_decision.get(case.case_id)
@@ -195,6 +195,7 @@ CSV_COLUMNS = (
     "fired",
     "cards",
     "answered",
+    "answers",
     "overridden",
     "override_rate",
     "override_reasons",
@@ -216,6 +217,7 @@ def table(burden: Burden) -> list[list[Any]]:
                 r.fired,
                 r.cards,
                 r.answered,
+                "; ".join(f"{kind} {n}" for kind, n in sorted(r.decisions.items())),
                 r.overridden,
                 _round(r.override_rate),
                 "; ".join(f"{code} {n}" for code, n in r.top_reasons(len(r.reasons))),

@@ -94,6 +94,7 @@ def test_empty_history():
 def test_csv_table(result):
     first = dict(zip(burden.CSV_COLUMNS, burden.table(result)[0], strict=True))
     assert first["rule"] == "PPI_LONG" and first["override_rate"] == 0.75
+    assert first["answers"] == "adjust 2; approve 1; card overridden 1"
     assert first["override_reasons"] == "PHYSICIAN_ORDER 2; SPECIALIST_ADVICE 1"
     assert first["median_seconds_to_decision"] == 900.0
 

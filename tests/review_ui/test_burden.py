@@ -139,6 +139,7 @@ def test_burden_csv(seeded):
     assert rows["PPI"]["override_rate"] == "0.5" and rows["PPI"]["repeat_rate"] == "0.5"
     assert rows["RENAL_SEVERE"]["override_reasons"] == "NEWER_LAB_RESULT 1; SPECIALIST_ADVICE 1"
     assert rows["RENAL_SEVERE"]["fired"] == "3" and rows["RENAL_SEVERE"]["cards"] == "1"
+    assert rows["RENAL_SEVERE"]["answers"] == "adjust 1; card overridden 1"
     never = next(r for r in rows.values() if r["fired"] == "0")  # rules that never fired are listed too
     assert never["override_rate"] == "" and never["median_seconds_to_decision"] == ""
 
