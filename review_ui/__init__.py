@@ -82,6 +82,7 @@ def _register_pages(app: Flask) -> None:
     from engine import ruleset as rulesets
     from review_ui import (
         auth,
+        burden_views,
         cdshooks,
         error_pages,
         models,  # noqa: F401  (its tables must be known to migrations)
@@ -89,7 +90,15 @@ def _register_pages(app: Flask) -> None:
         views,
     )
 
-    for blueprint in (auth.bp, views.cases, views.imports, views.audit_views, cdshooks.cds, ruleset_views.bp):
+    for blueprint in (
+        auth.bp,
+        views.cases,
+        views.imports,
+        views.audit_views,
+        cdshooks.cds,
+        ruleset_views.bp,
+        burden_views.bp,
+    ):
         app.register_blueprint(blueprint)
     csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     error_pages.init_app(app)

@@ -19,6 +19,7 @@ from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
 from review_ui.intake import evaluator, uploaded_items
 from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, Role
+from review_ui.spreadsheets import spreadsheet_safe
 
 cases = Blueprint("cases", __name__)
 imports = Blueprint("imports", __name__)
@@ -278,13 +279,3 @@ def export() -> Response:
     return Response(
         out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=mgreview-audit.csv"}
     )
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe (OWASP)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
