@@ -3,14 +3,13 @@
 import subprocess
 import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from engine import cli
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 V1 = ROOT / "rulesets" / "magnesium" / "v1.json"
 SAMPLE = ROOT / "samples" / "intake.jsonl"
 

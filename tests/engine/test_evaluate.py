@@ -9,7 +9,7 @@ import pytest
 from engine.evaluate import Evaluator
 from engine.lines import Unreadable, result_of
 from engine.results import Evaluation, Rejected, to_json_line
-from tests.conftest import record
+from tests.helpers import record
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_the_python_backend_never_loads_durable_rules():
     code = (
         "import sys\n"
         "from engine.evaluate import Evaluator\n"
-        "from tests.conftest import record\n"
+        "from tests.helpers import record\n"
         "result = Evaluator(backend='python').evaluate(record())\n"
         "assert result.status == 'ok', result\n"
         "loaded = sorted(m for m in sys.modules if 'durable' in m or m == 'engine.compiler')\n"

@@ -10,7 +10,7 @@ import pytest
 from engine import explain
 from engine import ruleset as rulesets
 from engine.evaluate import Evaluator
-from tests.conftest import record
+from tests.helpers import record
 
 RULESET_FILE = rulesets.latest_published()
 RAW: dict[str, Any] = json.loads(RULESET_FILE.read_text("utf-8"))

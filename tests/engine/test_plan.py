@@ -6,7 +6,7 @@ from engine import ruleset as rs
 from engine.evaluate import Evaluator
 from engine.plan import _Shaping
 from engine.results import Plan
-from tests.conftest import record
+from tests.helpers import record
 
 MULTIVITAMIN = "multivitamine (100 mg magnesium) 1dd"
 V1 = rs.RULESETS_DIR / "magnesium" / "v1.json"

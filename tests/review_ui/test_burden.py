@@ -13,7 +13,7 @@ from engine import cards as cardmaker
 from review_ui import ruleset_drafts, workflow
 from review_ui.db import db
 from review_ui.models import Case, User, utcnow
-from tests.conftest import record
+from tests.helpers import record
 
 PASSWORD = "correct horse battery"
 PPI = ["omeprazole 20 mg daily"]

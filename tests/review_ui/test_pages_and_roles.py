@@ -7,8 +7,9 @@ import pytest
 
 from engine import vocabulary
 from review_ui.models import ROLES, SEVERITY_RANK, Case, Role, User
+from tests.helpers import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[2] / "review_ui"
+PACKAGE = ROOT / "review_ui"
 PAGE_MODULES = ("views", "ruleset_views", "cdshooks")  # blueprints: create_app registers each
 
 
