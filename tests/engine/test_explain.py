@@ -231,17 +231,10 @@ def test_to_dict_is_plain_json(evaluator):
     assert "doxycycline" in text and "egfr_ml_min_1_73m2" in text
 
 
-def test_the_adapter_reads_a_typed_evaluation_too(evaluator):
-    class Typed:
-        def __init__(self, data: dict[str, Any]):
-            self.data = data
-
-        def to_dict(self) -> dict[str, Any]:
-            return self.data
-
+def test_a_typed_evaluation_and_its_dict_explain_alike(evaluator):
     result = evaluator.evaluate(record(egfr_ml_min_1_73m2=52))
-    assert explain.explain_findings(evaluator.ruleset, Typed(result)) == explain.explain_findings(
-        evaluator.ruleset, result
+    assert explain.explain_findings(evaluator.ruleset, result) == explain.explain_findings(
+        evaluator.ruleset, result.to_dict()
     )
     with pytest.raises(TypeError):
         explain.evaluation_dict(42)
