@@ -68,7 +68,7 @@ def login() -> Any:
             session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
             session["sid"] = workflow.start_session(user, lifetime=current_app.config["SESSION_ABSOLUTE_LIFETIME"])
             login_user(user)
-            return redirect(url_for("cases.worklist"))
+            return redirect(url_for(user.home_endpoint))
     return render_template("login.html", form=form)
 
 

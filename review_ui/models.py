@@ -53,6 +53,11 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     @property
+    def home_endpoint(self) -> str:
+        """The page this user lands on: the worklist for those who work cases, else the rulesets."""
+        return "cases.worklist" if self.works_cases else "rulesets.index"
+
+    @property
     def works_cases(self) -> bool:
         """Sees the worklist, imports and decides cases."""
         return self.role in CLINICAL

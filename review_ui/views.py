@@ -32,8 +32,8 @@ audit_views = Blueprint("audit", __name__)
 @cases.route("/")
 @login_required
 def index() -> Any:
-    """Home: the worklist."""
-    return redirect(url_for("cases.worklist"))
+    """Home: each role lands on its own page (clinicians the worklist, rule editors the rulesets)."""
+    return redirect(url_for(current_user.home_endpoint))
 
 
 @cases.route("/cases")

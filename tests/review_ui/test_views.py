@@ -40,6 +40,18 @@ def case_id(app, ref):
         return db.session.query(Case).filter_by(patient_ref=ref).one().id
 
 
+@pytest.mark.parametrize(
+    "username, lands_on, heading", [("alice", "/cases", "Worklist"), ("ed", "/rulesets/", "Rulesets")]
+)
+def test_each_role_lands_on_its_own_home(client, username, lands_on, heading):
+    response = login(client, username)
+    assert response.status_code == 200
+    assert response.request.path == lands_on
+    assert heading in response.get_data(as_text=True)
+    home = client.get("/", follow_redirects=True)
+    assert home.status_code == 200 and home.request.path == lands_on  # never a 403 page
+
+
 def test_every_page_requires_login(client):
     for path in ("/cases", "/import", "/audit", "/audit.csv", "/cases/1"):
         response = client.get(path)
