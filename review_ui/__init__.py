@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ def _register_pages(app: Flask) -> None:
         app.register_blueprint(blueprint)
     csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     error_pages.init_app(app)
+    app.jinja_env.filters["when"] = when
     app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
     app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -125,3 +126,13 @@ def _instance_secret(instance: Path, name: str = "secret_key") -> str:
 def _audit_key() -> bytes:
     """The audit chain's HMAC key: MGREVIEW_AUDIT_KEY, else the instance folder's `audit_key` (never the database)."""
     return str(current_app.config["MGREVIEW_AUDIT_KEY"]).encode("utf-8")
+
+
+def when(moment: datetime | str | None, seconds: bool = False) -> str:
+    """A stored time as people read it, always with its zone: every time is stored in UTC."""
+    if moment is None:
+        return "—"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")

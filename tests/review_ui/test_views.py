@@ -52,6 +52,16 @@ def test_each_role_lands_on_its_own_home(client, username, lands_on, heading):
     assert home.status_code == 200 and home.request.path == lands_on  # never a 403 page
 
 
+def test_times_carry_their_zone(client):
+    login(client)
+    upload(client, record(id="TZ1"))
+    page = client.get("/cases").get_data(as_text=True)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
+    audit = client.get("/audit").get_data(as_text=True)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", audit)
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d+", audit)  # never the raw stored ISO text
+
+
 def test_every_page_requires_login(client):
     for path in ("/cases", "/import", "/audit", "/audit.csv", "/cases/1"):
         response = client.get(path)
