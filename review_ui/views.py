@@ -58,7 +58,12 @@ def worklist() -> Any:
     if form.q.data:
         query = query.where(Case.patient_ref.contains(form.q.data.strip(), autoescape=True))
     query = query.order_by(Case.severity_rank, Case.created_at, Case.id)
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    per_page = current_app.config["PAGE_SIZE"]
+    page = db.paginate(
+        query, page=max(1, request.args.get("page", 1, type=int) or 1), per_page=per_page, error_out=False
+    )
+    if page.pages and page.page > page.pages:  # a page past the end shows the last one, not an empty list
+        page = db.paginate(query, page=page.pages, per_page=per_page, error_out=False)
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("worklist.html", form=form, page=page, status=status, args=args)
 

@@ -62,6 +62,17 @@ def test_times_carry_their_zone(client):
     assert not re.search(r"\d\d:\d\d:\d\d\.\d+", audit)  # never the raw stored ISO text
 
 
+@pytest.mark.parametrize(
+    "asked, shown", [("1", "page 1 of 1"), ("999999", "page 1 of 1"), ("-3", "page 1 of 1"), ("x", "page 1 of 1")]
+)
+def test_page_numbers_are_bounded(client, asked, shown):
+    login(client)
+    upload(client, record(id="PG1"))
+    page = client.get(f"/cases?page={asked}").get_data(as_text=True)
+    assert "page 1 of 1" in page
+    assert "PG1" in page  # the last page is shown, never an empty list past the end
+
+
 def test_every_page_requires_login(client):
     for path in ("/cases", "/import", "/audit", "/audit.csv", "/cases/1"):
         response = client.get(path)
