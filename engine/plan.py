@@ -18,7 +18,8 @@ from engine import amounts
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
 from engine.results import ContractTerms, Finding, Firing, Plan, Separation, pattern_name
 from engine.ruleset import Rule, Ruleset
-from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
+from engine.schedule import Conflict, Schedule, Window, build_schedule
+from engine.vocabulary import DAILY_SCHEDULE_SINCE_VERSION, PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
@@ -128,6 +129,7 @@ class Planner:
     def __init__(self, ruleset: Ruleset):
         self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
         self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
+        self.daily_schedule = ruleset.version >= DAILY_SCHEDULE_SINCE_VERSION
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
@@ -162,8 +164,18 @@ class Planner:
             urgent=shaping.urgent,
         )
         if self.contract is not None:
-            return self.contract.apply(self, fired, plan, form, intake)
+            plan = self.contract.apply(self, fired, plan, form, intake)
+        if self.daily_schedule:
+            plan = dataclasses.replace(plan, schedule=daily_schedule(plan), carries_schedule=True)
         return plan
+
+
+def daily_schedule(plan: Plan) -> Schedule | Conflict | None:
+    """One day that keeps every separation window of the plan, or why none can; None when no magnesium is proposed."""
+    if not plan.supplement or plan.doses_per_day < 1:
+        return None
+    windows = [Window(s.drug, s.drug_before_mg_h, s.drug_after_mg_h) for s in plan.separations]
+    return build_schedule(windows, plan.doses_per_day)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import orjson
 
+from engine.schedule import Conflict, Schedule
+
 if TYPE_CHECKING:
     from engine.ruleset import Rule
 
@@ -131,6 +133,8 @@ class Plan:
     requires_physician: bool
     urgent: bool
     contract: ContractTerms | None = None  # None: a ruleset from before the plan contract
+    schedule: Schedule | Conflict | None = None  # None: no magnesium proposed, or a ruleset before the schedule
+    carries_schedule: bool = False  # rulesets from DAILY_SCHEDULE_SINCE_VERSION write the key (null when none)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON output; the contract's keys only when the ruleset has the plan contract."""
@@ -149,6 +153,8 @@ class Plan:
         }
         if self.contract is not None:
             out.update(self.contract.to_dict())
+        if self.carries_schedule:
+            out["schedule"] = self.schedule.to_dict() if self.schedule is not None else None
         return out
 
 

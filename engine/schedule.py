@@ -93,6 +93,16 @@ class Entry:
     note: str | None  # FASTING or None
     time_given: bool  # the record gave this drug's time (False: a default of DEFAULT_DRUG_TIMES, or placed)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return {
+            "time": self.time,
+            "kind": self.kind,
+            "drug": self.drug,
+            "note": self.note,
+            "time_given": self.time_given,
+        }
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -101,6 +111,10 @@ class Schedule:
     entries: tuple[Entry, ...]
     margin_min: int | None  # None: no drug to keep apart
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return {"status": "ok", "entries": [e.to_dict() for e in self.entries], "margin_min": self.margin_min}
+
 
 @dataclass(frozen=True)
 class Conflict:
@@ -108,6 +122,10 @@ class Conflict:
 
     drugs: tuple[str, ...]  # a smallest set of drugs whose windows cannot all be met with these doses
     reason: Literal["no_hours", "windows_conflict", "doses_do_not_fit"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output: no schedule, and why (a pharmacist sets the times)."""
+        return {"status": "conflict", "drugs": list(self.drugs), "reason": self.reason}
 
 
 def schedule_for_plan(

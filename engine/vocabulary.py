@@ -254,6 +254,8 @@ DIVIDED_DOSES_PER_DAY = 2
 # cap_mg 0 means a physician DECIDES the dose (the plan proposes none and states the ceiling separately); a
 # rule with requires_physician and no cap 0 means a physician APPROVES the plan (the cap stands).
 PLAN_CONTRACT_SINCE_VERSION = 2
+# Plans carry the daily schedule (engine/schedule.py) from this version on; v1's published output stays as it was.
+DAILY_SCHEDULE_SINCE_VERSION = 2
 PHYSICIAN_DECIDES_PHRASES: tuple[str, ...] = (
     "physician decides",
     "physician only",

@@ -6,7 +6,7 @@ from engine import ruleset as rs
 from engine.evaluate import Evaluator
 from engine.plan import _Shaping
 from engine.results import Plan
-from tests.helpers import record
+from tests.helpers import RULESETS, record
 
 MULTIVITAMIN = "multivitamine (100 mg magnesium) 1dd"
 V1 = rs.RULESETS_DIR / "magnesium" / "v1.json"
@@ -95,3 +95,29 @@ def test_a_ruleset_before_the_plan_contract_writes_no_contract_keys():
     written = plan.to_dict()
     assert "physician" not in written and "cap_arithmetic" not in written
     assert written["supplement"] == "yes"
+
+
+def test_a_plan_carries_one_daily_schedule_that_keeps_every_window(evaluator):
+    plan = evaluator.evaluate(record(medications=["levothyroxine 100 mcg", "doxycycline 100 mg"])).plan
+    schedule = plan.to_dict()["schedule"]
+    assert schedule["status"] == "ok"
+    times = {e["drug"] or f"mg{i}": e["time"] for i, e in enumerate(schedule["entries"])}
+    assert [e["kind"] for e in schedule["entries"]].count("magnesium") == plan.doses_per_day
+    minutes = {k: int(v[:2]) * 60 + int(v[3:]) for k, v in times.items()}
+    # each drug dose at least drug_before_mg_h before, or drug_after_mg_h after, each magnesium dose
+    for sep in plan.separations:
+        for key, mg in minutes.items():
+            if key.startswith("mg"):
+                gap_h = (mg - minutes[sep.drug]) / 60
+                assert gap_h >= sep.drug_before_mg_h or -gap_h >= sep.drug_after_mg_h
+
+
+def test_a_plan_that_proposes_no_magnesium_has_no_schedule(evaluator):
+    plan = evaluator.evaluate(record(egfr_ml_min_1_73m2=20, medications=["levothyroxine 100 mcg"])).plan
+    assert plan.max_elemental_mg_per_day == 0
+    assert plan.to_dict()["schedule"] is None
+
+
+def test_v1_plans_stay_as_published_without_a_schedule():
+    v1 = Evaluator(RULESETS / "v1.json")
+    assert "schedule" not in v1.evaluate(record(medications=["levothyroxine 100 mcg"])).plan.to_dict()
