@@ -73,6 +73,18 @@ def test_page_numbers_are_bounded(client, asked, shown):
     assert "PG1" in page  # the last page is shown, never an empty list past the end
 
 
+def test_case_page_shows_the_daily_schedule(app, client):
+    login(client)
+    upload(client, record(id="S1", medications=["levothyroxine 100 mcg"]), record(id="S2", egfr_ml_min_1_73m2=20))
+    page = client.get(f"/cases/{case_id(app, 'S1')}").get_data(as_text=True)
+    assert "Daily schedule" in page
+    assert re.search(r"<strong>07:00</strong> levothyroxine \(fasting\)", page)
+    assert page.count("</strong> magnesium") == 2
+    no_magnesium = client.get(f"/cases/{case_id(app, 'S2')}").get_data(as_text=True)
+    assert "none: no magnesium proposed" in no_magnesium
+    assert "</strong> magnesium" not in no_magnesium
+
+
 def test_every_page_requires_login(client):
     for path in ("/cases", "/import", "/audit", "/audit.csv", "/cases/1"):
         response = client.get(path)
