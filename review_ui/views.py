@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from audit import log as audit
-from review_ui import ruleset_versions, workflow
+from review_ui import explaining, ruleset_versions, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
@@ -89,11 +89,23 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
             entries=[e.as_dict() for e in entries],
             sources=evaluator().ruleset.sources,
             needs_override=case.change_needs_override,
+            explanation=_explanation(case),
             newest=newest,
             reevaluate_form=ReevaluateForm(expected_version=case.version),
         ),
         status,
     )
+
+
+def _explanation(case: Case) -> explaining.CaseExplanation | None:
+    """Why each finding applies and what would change it, under the version that evaluated the case."""
+    if case.result.get("status") != "ok":
+        return None
+    try:
+        version = ruleset_versions.get_version(case.ruleset_id, case.ruleset_version)
+    except workflow.WorkflowError:  # a version no longer usable: the page says nothing rather than guess
+        return None
+    return explaining.for_case(ruleset_versions.version_evaluator(version), case.result, case.intake)
 
 
 def _prefill(form: DecisionForm, plan: dict[str, Any]) -> None:

@@ -85,6 +85,20 @@ def test_case_page_shows_the_daily_schedule(app, client):
     assert "</strong> magnesium" not in no_magnesium
 
 
+def test_case_page_says_what_would_change_each_finding(app, client):
+    login(client)
+    upload(client, record(id="W1", egfr_ml_min_1_73m2=52), record(id="W2", egfr_ml_min_1_73m2=None), record(id="W3"))
+    page = client.get(f"/cases/{case_id(app, 'W1')}").get_data(as_text=True)
+    assert "Would not apply if eGFR &lt; 30 mL/min/1.73 m² or eGFR ≥ 60 mL/min/1.73 m²; now eGFR 52" in page
+    missing = client.get(f"/cases/{case_id(app, 'W2')}").get_data(as_text=True)
+    assert (
+        "RENAL_DATA_MISSING: an eGFR would decide (&lt; 30 mL/min/1.73 m²: no magnesium (a physician decides)"
+        in missing
+    )
+    healthy = client.get(f"/cases/{case_id(app, 'W3')}").get_data(as_text=True)
+    assert "Would not apply if eGFR" not in healthy and "would decide" not in healthy
+
+
 def test_every_page_requires_login(client):
     for path in ("/cases", "/import", "/audit", "/audit.csv", "/cases/1"):
         response = client.get(path)
