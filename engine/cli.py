@@ -289,7 +289,7 @@ def rulesets_impact(old: Path, new: Path, records: Path, show_all: bool) -> None
     for line in result.summary():
         click.echo(line)
     for change in result.changed if show_all else result.changed[:50]:
-        click.echo(f"{change.record_id}: " + "; ".join(change.lines()))
+        click.echo(change.text())
 
 
 @rulesets.command("diff")

@@ -193,7 +193,7 @@ class Reevaluation(db.Model):  # type: ignore[name-defined,misc]
     previous_ruleset: Mapped[dict[str, Any]] = mapped_column(JSON)
     ruleset: Mapped[dict[str, Any]] = mapped_column(JSON)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
-    changes: Mapped[list[str]] = mapped_column(JSON)
+    changes: Mapped[list[Any]] = mapped_column(JSON)  # engine.impact Change.to_dict() each (older rows: lines)
     adopted: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     audit_seq: Mapped[int] = mapped_column(Integer)

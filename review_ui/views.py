@@ -211,7 +211,7 @@ def reevaluate(case_id: int) -> Any:
     except workflow.WorkflowError as e:
         flash(e.message, "error")
     else:
-        changes = "; ".join(done.changes) or "no change"
+        changes = "; ".join(c["text"] for c in done.changes) or "no change"
         kept = "" if done.adopted else " The case keeps its decision and its original result."
         flash(f"Re-evaluated under v{done.ruleset['version']}: {changes}.{kept}", "success")
     return redirect(url_for("cases.case_page", case_id=case_id))

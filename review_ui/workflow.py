@@ -517,7 +517,7 @@ def reevaluate_case(case_id: int, *, actor: User, expected_version: int) -> Reev
         previous_ruleset=previous,
         ruleset=result["ruleset"],
         result=result,
-        changes=change.lines(),
+        changes=[c.to_dict() for c in change.changes],
         adopted=adopt,
         audit_seq=entry.seq,
     )

@@ -238,9 +238,13 @@ def test_impact_preview_counts_what_would_change(people, app):
     assert result.records == 3
     changed = {c.record_id: c for c in result.changed}
     assert set(changed) == {"US400", "US320"}
-    assert changed["US320"].added == (("DOSE_ABOVE_UL_US", "moderate"),)
-    assert ("max_elemental_mg_per_day", 350, 300) in changed["US400"].plan
-    assert result.added == {"DOSE_ABOVE_UL_US": 1} and result.plan["max_elemental_mg_per_day"] == 2
+    assert changed["US320"].lines() == ["+ DOSE_ABOVE_UL_US (moderate)", "~ plan.max_elemental_mg_per_day: 350 -> 300"]
+    assert changed["US400"].lines() == ["~ plan.max_elemental_mg_per_day: 350 -> 300"]
+    assert result.summary() == [
+        "3 records replayed, 2 would change",
+        "finding DOSE_ABOVE_UL_US added in 1",
+        "plan.max_elemental_mg_per_day changed in 2",
+    ]
 
 
 def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(people):
@@ -267,7 +271,7 @@ def test_reevaluation_updates_pending_cases_and_never_touches_signed_decisions(p
     assert again.adopted and case.ruleset_version == NEXT and case.status == "pending"
     assert case.plan["max_elemental_mg_per_day"] == 300
     assert {f.finding_id for f in case.findings} >= {"DOSE_ABOVE_UL_US"}
-    assert "+ DOSE_ABOVE_UL_US (moderate)" in again.changes
+    assert "+ DOSE_ABOVE_UL_US (moderate)" in [c["text"] for c in again.changes]
 
     decided = db.session.get(Case, decided.id)
     kept = workflow.reevaluate_case(decided.id, actor=people["clinician"], expected_version=decided.version)
