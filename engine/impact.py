@@ -209,15 +209,15 @@ class MonitoringChange(Change):
 
 @dataclass(frozen=True)
 class ScheduleChange(Change):
-    """The daily schedule changed (see `_schedule`: only once the plan carries one)."""
+    """The daily schedule changed (plans carry one from ruleset v2 on)."""
 
     kind: ClassVar[str] = "schedule"
     old: Any
     new: Any
 
     def text(self) -> str:
-        """`~ schedule: old -> new`."""
-        return f"~ schedule: {show(self.old)} -> {show(self.new)}"
+        """`~ schedule: levothyroxine 07:00, Mg 12:00, Mg 22:00 -> ...`."""
+        return f"~ schedule: {_day(self.old)} -> {_day(self.new)}"
 
     def tally(self) -> tuple[str, str]:
         """Counted once."""
@@ -264,12 +264,17 @@ def _monitoring(old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
     yield from (MonitoringChange(item, False) for item in before if item not in after)
 
 
-def _schedule(old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
-    """Hook: plans do not carry their daily schedule yet (engine/schedule.py builds one from a plan's windows).
+def _day(schedule: Any) -> str:
+    """A daily schedule in one line: the times in order, or why there is none."""
+    if not isinstance(schedule, dict):
+        return "none"
+    if schedule.get("status") != "ok":
+        return f"no single day fits ({', '.join(schedule.get('drugs', []))})"
+    return ", ".join(f"{e['drug'] or 'Mg'} {e['time']}" for e in schedule.get("entries", []))
 
-    Once `Plan.to_dict` carries it under "schedule", this compares it; until then both sides lack it and nothing
-    is reported here (a changed window is reported by `_separations` either way).
-    """
+
+def _schedule(old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
+    """The daily schedule, when both plans carry one (v1 plans do not)."""
     if "schedule" in old and "schedule" in new and old["schedule"] != new["schedule"]:
         yield ScheduleChange(old["schedule"], new["schedule"])
 

@@ -105,7 +105,24 @@ def replay(v2: Evaluator, *edits: Callable[[dict[str, Any]], None]) -> impact.Im
 
 
 def listed(result: impact.Impact) -> dict[str, list[str]]:
-    return {c.record_id: c.lines() for c in result.changed}
+    """Each changed record's lines, less the daily schedule's (it follows the windows and doses: tested apart)."""
+    return {c.record_id: [line for line in c.lines() if not line.startswith("~ schedule")] for c in result.changed}
+
+
+def without_schedule(lines: list[str]) -> list[str]:
+    """Output lines with the schedule's part of each record line and its summary line taken out."""
+    out = []
+    for line in lines:
+        if line.startswith("schedule changed in"):
+            continue
+        out.append(
+            "; ".join(
+                part
+                for part in line.split("; ")
+                if not part.split(": ", 1)[-1].startswith("~ schedule") and not part.startswith("~ schedule")
+            )
+        )
+    return out
 
 
 WINDOW_BOTH = "~ separation mycophenolate: before 2 h -> 3 h, after 2 h -> 3 h"
@@ -160,20 +177,31 @@ def test_each_change_lists_the_records_it_touches_and_no_other(v2, edits, expect
     assert result.summary()[0] == f"{len(PEOPLE)} records replayed, {len(expected)} would change"
 
 
+def test_a_window_change_moves_the_daily_schedule_so_the_new_window_is_kept(v2):
+    change = next(c for c in replay(v2, mycophenolate_3h).changed if c.record_id == "CELLCEPT")
+    (moved,) = [x for x in change.changes if isinstance(x, impact.ScheduleChange)]
+    times = {
+        e["drug"] or f"mg{i}": int(e["time"][:2]) * 60 + int(e["time"][3:]) for i, e in enumerate(moved.new["entries"])
+    }
+    drug = times.pop("mycophenolate")
+    assert all(mg - drug >= 3 * 60 or drug - mg >= 3 * 60 for mg in times.values())
+    assert moved.old != moved.new
+
+
 def test_the_cellcept_patient_reads_the_window_change_and_the_patient_beside_is_not_listed(v2):
     result = replay(v2, mycophenolate_3h, hypomagnesemia_070)
-    assert [c.text() for c in result.changed] == [
+    assert without_schedule([c.text() for c in result.changed]) == [
         f"CELLCEPT: {WINDOW_BOTH}",
         "MG072: - HYPOMAGNESEMIA (moderate); - monitoring: repeat serum magnesium after starting",
     ]
     assert "LEVO" not in {c.record_id for c in result.changed}
-    assert result.summary() == [
+    assert without_schedule(result.summary()) == [
         "6 records replayed, 2 would change",
         "finding HYPOMAGNESEMIA removed in 1",
         "separation window changed in 1: mycophenolate",
         "monitoring removed in 1: repeat serum magnesium after starting",
     ]
-    window = result.changed[0].to_dict()["changes"]
+    window = [x for x in result.changed[0].to_dict()["changes"] if x["kind"] != "schedule"]
     assert window == [
         {
             "kind": "separation",
@@ -249,13 +277,13 @@ MYCO = {"drug": "mycophenolate", "finding": "MYCOPHENOLATE_SEPARATION", "drug_be
             {"supplement": "no", "form": None},
             ["~ plan.supplement: yes -> no", "~ plan.form: citrate -> none"],
         ),
-        # the schedule hook: compared once both plans carry one, silent while neither does
+        # the daily schedule: compared when both plans carry one (v1 plans do not)
         (
-            {"schedule": ["08:00 magnesium"]},
-            {"schedule": ["09:00 magnesium"]},
-            ["~ schedule: 08:00 magnesium -> 09:00 magnesium"],
+            {"schedule": {"status": "ok", "entries": [{"drug": None, "time": "08:00"}]}},
+            {"schedule": {"status": "conflict", "drugs": ["doxycycline"], "reason": "windows_conflict"}},
+            ["~ schedule: Mg 08:00 -> no single day fits (doxycycline)"],
         ),
-        ({}, {"schedule": ["09:00 magnesium"]}, []),
+        ({"schedule": None}, {"schedule": None}, []),
     ],
 )
 def test_plan_parts(old, new, lines):
@@ -284,7 +312,7 @@ def test_cli_impact_lists_the_window_change(tmp_path):
     records.write_text("".join(json.dumps(p) + "\n" for p in PEOPLE), "utf-8")
     out = CliRunner().invoke(cli.main, ["rulesets", "impact", str(old), str(new), str(records)])
     assert out.exit_code == 0, out.output
-    assert out.output.splitlines() == [
+    assert without_schedule(out.output.splitlines()) == [
         "6 records replayed, 2 would change",
         "finding HYPOMAGNESEMIA removed in 1",
         "separation window changed in 1: mycophenolate",

@@ -9,6 +9,8 @@ import re
 from sqlalchemy import select
 
 from audit import log as audit
+from engine import impact
+from engine.schedule import Window, build_schedule
 from review_ui import ruleset_drafts, ruleset_versions, workflow
 from review_ui.db import db
 from review_ui.models import Reevaluation, User
@@ -22,6 +24,13 @@ PEOPLE = [
     record(id="MG072", serum_magnesium={"value": 0.72, "unit": "mmol/L"}),
 ]
 WINDOW = "~ separation mycophenolate: before 2 h -> 3 h, after 2 h -> 3 h"
+
+
+def _day(hours: int) -> str:
+    return impact._day(build_schedule([Window("mycophenolate", hours, hours)], 2).to_dict())
+
+
+SCHEDULE = f"~ schedule: {_day(2)} -> {_day(3)}"  # the CellCept patient's day moves with the window
 
 
 def people():
@@ -75,7 +84,7 @@ def test_preview_and_reevaluation_show_the_mycophenolate_window_change(app):
     html = preview.get_data(as_text=True)
     assert preview.status_code == 200
     assert impact_rows(html.replace("&gt;", ">")) == {
-        "CELLCEPT": [WINDOW],
+        "CELLCEPT": [WINDOW, SCHEDULE],
         "MG072": ["- HYPOMAGNESEMIA (moderate)", "- monitoring: repeat serum magnesium after starting"],
     }
     assert "<p>3 records replayed, 2 would change</p>" in html
@@ -87,7 +96,7 @@ def test_preview_and_reevaluation_show_the_mycophenolate_window_change(app):
     case = case_id(app, "CELLCEPT")
     pairs = form_of(client.get(f"/cases/{case}"), "reevaluate-form")
     done = post(client, f"/cases/{case}/reevaluate", pairs, follow_redirects=True).get_data(as_text=True)
-    assert f"Re-evaluated under v{NEXT}: {WINDOW.replace('>', '&gt;')}." in done
+    assert f"Re-evaluated under v{NEXT}: {WINDOW}; {SCHEDULE}.".replace(">", "&gt;") in done
     assert f'<li class="change-separation">{WINDOW.replace(">", "&gt;")}</li>' in done
     beside = case_id(app, "LEVO")
     pairs = form_of(client.get(f"/cases/{beside}"), "reevaluate-form")
@@ -96,7 +105,8 @@ def test_preview_and_reevaluation_show_the_mycophenolate_window_change(app):
 
     with app.app_context():
         stored = db.session.execute(select(Reevaluation).where(Reevaluation.case_id == case)).scalar_one()
-        assert stored.changes == [
+        assert [x["kind"] for x in stored.changes] == ["separation", "schedule"]
+        assert stored.changes[:1] == [
             {
                 "kind": "separation",
                 "drug": "mycophenolate",
@@ -106,4 +116,4 @@ def test_preview_and_reevaluation_show_the_mycophenolate_window_change(app):
             }
         ]
         entries = [e.as_dict() for e in audit.read(db.session) if e.action == "case.reevaluate"]
-        assert [e["details"]["changes"] for e in entries if e["target_id"] == str(case)] == [[WINDOW]]
+        assert [e["details"]["changes"] for e in entries if e["target_id"] == str(case)] == [[WINDOW, SCHEDULE]]
