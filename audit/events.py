@@ -415,3 +415,27 @@ class PublishRefused:
             reason="; ".join(self.problems[:20]),
             details={"draft": self.draft, "problems": self.problems[:MAX_LISTED]},
         )
+
+
+@dataclass(frozen=True)
+class ApprovalRefused:
+    """An approval or publish refused, of any `kind`: self-approval, unsigned, signature, not-submitted, stale,
+    blocked (failing checks or scenarios); `reason` is the message the user read."""
+
+    actor: str
+    draft_id: int
+    draft: str
+    kind: str
+    reason: str
+    problems: list[str] = field(default_factory=list)
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "ruleset.publish.refused",
+            "ruleset_draft",
+            str(self.draft_id),
+            reason=self.reason,
+            details={"draft": self.draft, "kind": self.kind, "problems": self.problems[:MAX_LISTED]},
+        )
