@@ -38,7 +38,8 @@ class PublishBlocked(WorkflowError):
     """Publishing (or submitting) refused because checks or scenarios fail."""
 
     def __init__(self, problems: list[str]):
-        super().__init__(f"Publishing is blocked: {len(problems)} problem(s). First: {problems[0]}")
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__("Publishing is blocked: " + "; ".join(problems[:5]) + more)
         self.problems = problems
 
 

@@ -27,7 +27,7 @@ from review_ui.auth import roles_required
 from review_ui.db import db
 from review_ui.intake import uploaded_items
 from review_ui.models import ANY_ROLE, DRAFT_READERS, RULESET_EDITORS, RulesetDraft, RulesetVersion
-from review_ui.workflow import ConflictError, WorkflowError
+from review_ui.workflow import WorkflowError
 
 bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
 
@@ -468,9 +468,7 @@ def publish(draft_id: int) -> Any:
             password=form.password.data or "",
             expected_lock=int(form.expected_lock.data or 0),
         )
-    except ruleset_publishing.PublishBlocked as e:
-        flash("Publishing is blocked: " + "; ".join(e.problems[:5]), "error")
-    except (ConflictError, WorkflowError) as e:
+    except WorkflowError as e:  # refused and audited: self-approval, signature, stale, blocked ...
         flash(e.message, "error")
     else:
         flash(f"Published {version.label} (sha256 {version.sha256[:16]}…).", "success")
