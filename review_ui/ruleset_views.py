@@ -64,11 +64,10 @@ def compare(old: tuple[str, str | None], new: tuple[str, str | None]) -> Changes
     for rule_id, mark in sorted(marks.items()):
         if mark == "changed":
             shown: Any = {
-                f: {"before": x, "after": y}
-                for f, (x, y) in rulediff.field_changes(before[rule_id], after[rule_id]).items()
+                f: {"from": x, "to": y} for f, (x, y) in rulediff.field_changes(before[rule_id], after[rule_id]).items()
             }
         else:
-            shown = {"after": after[rule_id]} if mark == "added" else {"before": before[rule_id]}
+            shown = {"to": after[rule_id]} if mark == "added" else {"from": before[rule_id]}
         details.append((rule_id, mark, _json(shown)))
     return Changes(
         summary=rulediff.diff(a, b),

@@ -142,9 +142,9 @@ def test_changed_rules_are_marked_and_the_diff_is_json(app, client):
     assert "MYCOPHENOLATE" in row
     shown = page.split('<pre class="json" data-rule="MYCOPHENOLATE">')[1].split("</pre>")[0]
     assert json.loads(shown) == {
-        "then.separation": {"after": {"after_h": 3, "before_h": 3}, "before": {"after_h": 2, "before_h": 2}}
+        "then.separation": {"from": {"after_h": 2, "before_h": 2}, "to": {"after_h": 3, "before_h": 3}}
     }
-    assert '"before": {\n      "after_h": 2,' in shown  # indented, sorted keys
+    assert '"from": {\n      "after_h": 2,' in shown  # indented, sorted keys
     summary = page.split('id="diff-summary"')[1].split("</div>\n")[0]
     assert '~ rule MYCOPHENOLATE: then.separation: {"after_h": 2, "before_h": 2} -> {"after_h": 3, "before_h": 3}' in (
         summary
