@@ -74,6 +74,12 @@ REF = {"id": "magnesium", "version": 2, "sha256": "ab" * 32}
          AuditEvent("rita", "ruleset.publish.blocked", "ruleset_draft", "1",
                     reason="; ".join(f"p{i}" for i in range(20)),
                     details={"draft": "d", "problems": [f"p{i}" for i in range(30)]})),
+        (events.ApprovalRefused("ed", 1, "magnesium v3 (draft 1)", "self-approval", "You edited this draft"),
+         AuditEvent("ed", "ruleset.publish.refused", "ruleset_draft", "1", reason="You edited this draft",
+                    details={"draft": "magnesium v3 (draft 1)", "kind": "self-approval", "problems": []})),
+        (events.ApprovalRefused("rita", 1, "d", "blocked", "Publishing is blocked: p0", [f"p{i}" for i in range(250)]),
+         AuditEvent("rita", "ruleset.publish.refused", "ruleset_draft", "1", reason="Publishing is blocked: p0",
+                    details={"draft": "d", "kind": "blocked", "problems": [f"p{i}" for i in range(200)]})),
     ],
 )  # fmt: skip
 def test_event_is_stored_as_before(event, stored):
