@@ -396,22 +396,24 @@ class VersionPublished:
 
 
 @dataclass(frozen=True)
-class PublishRefused:
-    """An approval refused: `blocked` by failing checks or scenarios, else the approver edited the draft."""
+class ApprovalRefused:
+    """An approval or publish refused, of any `kind`: self-approval, unsigned, signature, not-submitted, stale,
+    blocked (failing checks or scenarios); `reason` is the message the user read."""
 
     actor: str
     draft_id: int
     draft: str
-    problems: list[str]
-    blocked: bool
+    kind: str
+    reason: str
+    problems: list[str] = field(default_factory=list)
 
     def record(self) -> AuditEvent:
         """The event as stored."""
         return AuditEvent(
             self.actor,
-            "ruleset.publish.blocked" if self.blocked else "ruleset.publish.refused",
+            "ruleset.publish.refused",
             "ruleset_draft",
             str(self.draft_id),
-            reason="; ".join(self.problems[:20]),
-            details={"draft": self.draft, "problems": self.problems[:MAX_LISTED]},
+            reason=self.reason,
+            details={"draft": self.draft, "kind": self.kind, "problems": self.problems[:MAX_LISTED]},
         )

@@ -40,6 +40,17 @@ def require_editor(user: User) -> None:
         raise WorkflowError("Only a rule editor can change rulesets.")
 
 
+def require_editable(draft: RulesetDraft) -> None:
+    """Only a draft being edited changes: a submitted draft is read-only to everyone, its author included."""
+    if draft.status == "submitted":
+        raise WorkflowError(
+            "This draft is submitted for approval and read-only; nothing was saved. "
+            "To change it, discard it and start a new draft."
+        )
+    if draft.status != "editing":
+        raise WorkflowError(f"This draft is {draft.status}; it can no longer be changed.")
+
+
 def create_draft(name: str, *, actor: User) -> RulesetDraft:
     """A draft of the next version, copied from the newest published one."""
     require_editor(actor)
@@ -97,8 +108,7 @@ def save_draft(
     """Save a changed draft after checking it; refused with every problem when the checker finds any."""
     require_editor(actor)
     draft = get_draft(draft_id)
-    if draft.status not in ("editing", "submitted"):
-        raise WorkflowError(f"This draft is {draft.status}; it can no longer be changed.")
+    require_editable(draft)
     old = draft_data(draft)
     new = old if data is None else data
     errors = validate_draft(draft, new)

@@ -1,7 +1,9 @@
 """Publishing a draft: the second rule editor's signed approval (the two-person rule).
 
 The checker and the scenarios run again (on durable_rules) and block publishing when either fails;
-an approver who edited the draft is refused. Both refusals are audited in their own transaction.
+an approver who edited the draft is refused. Every refusal (self-approval, no or a wrong signature, a draft
+not submitted, a stale lock or base version, failing checks) is audited in its own transaction, kept
+although nothing is published.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from engine import rulediff
 from engine import ruleset as rulesets
 from review_ui.db import db
 from review_ui.models import RulesetDraft, RulesetVersion, User
-from review_ui.ruleset_drafts import DRAFT_CHANGED, check_draft, draft_data, get_draft, require_editor
+from review_ui.ruleset_drafts import (
+    DRAFT_CHANGED,
+    DraftCheck,
+    check_draft,
+    draft_data,
+    get_draft,
+    require_editor,
+)
 from review_ui.ruleset_versions import latest_version
 from review_ui.workflow import verify_signature
 from review_ui.writes import ConflictError, WorkflowError, commit_or_rollback, update_if_unchanged
@@ -29,42 +38,72 @@ class PublishBlocked(WorkflowError):
     """Publishing (or submitting) refused because checks or scenarios fail."""
 
     def __init__(self, problems: list[str]):
-        super().__init__(f"Publishing is blocked: {len(problems)} problem(s). First: {problems[0]}")
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__("Publishing is blocked: " + "; ".join(problems[:5]) + more)
         self.problems = problems
+
+
+class ApprovalRefusedError(WorkflowError):
+    """An approval refused before anything was checked or written, with its kind (as audited)."""
+
+    def __init__(self, kind: str, message: str, field: str | None = None):
+        super().__init__(message, field)
+        self.kind = kind
 
 
 def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: int) -> RulesetVersion:
     """The second rule editor's signed approval: publish the draft as the next version.
 
-    Refused, with an audit entry, when the approver contributed to the draft or when checks or
-    scenarios fail; refused without one for a wrong password or a draft that is not submitted.
+    Every refusal is audited (an ApprovalRefused entry) and raised again with the message the user reads.
     """
     require_editor(actor)
-    verify_signature(
-        actor, password, refused="The approval was not signed.", target_type="ruleset_draft", target_id=str(draft_id)
-    )
     draft = get_draft(draft_id)
+    draft_id, label = draft.id, draft.label
+    try:
+        check = _approvable(draft, actor=actor, password=password, expected_lock=expected_lock)
+        return _publish(draft, actor=actor, check=check, expected_lock=expected_lock)
+    except WorkflowError as e:
+        _refusal(actor, draft_id, label, e)
+        raise
+
+
+def _approvable(draft: RulesetDraft, *, actor: User, password: str, expected_lock: int) -> DraftCheck:
+    """Refuse an approval that may not go ahead, cheapest reason first; else the draft's checks, which pass."""
+    if actor.username in draft.contributors:
+        raise ApprovalRefusedError(
+            "self-approval",
+            "You edited this draft, so you cannot approve it: another rule editor must review and sign.",
+        )
     if draft.status != "submitted":
-        raise WorkflowError(f"This draft is {draft.status}; only a submitted draft can be approved.")
+        raise ApprovalRefusedError(
+            "not-submitted", f"This draft is {draft.status}; only a submitted draft can be approved."
+        )
+    if not password:
+        raise ApprovalRefusedError("unsigned", "Sign with your password to approve.", "password")
+    try:
+        refused = "The approval was not signed."
+        verify_signature(actor, password, refused=refused, target_type="ruleset_draft", target_id=str(draft.id))
+    except WorkflowError as e:
+        raise ApprovalRefusedError("signature", e.message, e.field) from None
     if draft.lock != expected_lock:
         raise ConflictError("The draft changed since you opened it; nothing was published. Review it again.")
-    if actor.username in draft.contributors:
-        _refusal(actor, draft, ["self-approval: the approver edited this draft"], blocked=False)
-        raise WorkflowError(
-            "You edited this draft, so you cannot approve it: another rule editor must review and sign."
-        )
     base = latest_version(draft.name)
     if base.version != draft.base_version:
         raise ConflictError(
             f"{base.label} was published after this draft was made from v{draft.base_version}; "
             "make a new draft from the newest version."
         )
-    data = draft_data(draft)
     check = check_draft(draft, backend="durable")
-    problems = check.problems(change_note=data.get("change_note", ""))
+    problems = check.problems(change_note=draft_data(draft).get("change_note", ""))
     if problems:
-        _refusal(actor, draft, problems, blocked=True)
         raise PublishBlocked(problems)
+    return check
+
+
+def _publish(draft: RulesetDraft, *, actor: User, check: DraftCheck, expected_lock: int) -> RulesetVersion:
+    """Write the next version and its audit entry, and close the draft, in one transaction."""
+    base = latest_version(draft.name)
+    data = draft_data(draft)
     data["status"] = "published"
     text = rulesets.dump(data)
     sha = rulesets.sha256_text(text)
@@ -106,8 +145,21 @@ def publish_draft(draft_id: int, *, actor: User, password: str, expected_lock: i
     return version
 
 
-def _refusal(actor: User, draft: RulesetDraft, problems: list[str], *, blocked: bool) -> None:
-    """Audit a refused approval (its own transaction: the refusal is kept although nothing is published)."""
+def refusal_kind(error: WorkflowError) -> str:
+    """How an approval was refused, as the audit entry names it."""
+    if isinstance(error, ApprovalRefusedError):
+        return error.kind
+    if isinstance(error, PublishBlocked):
+        return "blocked"
+    if isinstance(error, ConflictError):
+        return "stale"
+    return "refused"
+
+
+def _refusal(actor: User, draft_id: int, label: str, error: WorkflowError) -> None:
+    """Audit a refused approval in its own transaction: the refusal is kept although nothing is published."""
     db.session.rollback()
-    audit.append(db.session, events.PublishRefused(actor.username, draft.id, draft.label, problems, blocked=blocked))
+    problems = error.problems if isinstance(error, PublishBlocked) else []
+    refused = events.ApprovalRefused(actor.username, draft_id, label, refusal_kind(error), error.message, problems)
+    audit.append(db.session, refused)
     commit_or_rollback()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -16,7 +18,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
-from engine import rulediff
+from engine import rulediff, scenarios
 from engine import ruleset as rulesets
 from engine.errors import RulesetError
 from review_ui import ruleset_drafts, ruleset_publishing, ruleset_versions, workflow
@@ -25,9 +27,65 @@ from review_ui.auth import roles_required
 from review_ui.db import db
 from review_ui.intake import uploaded_items
 from review_ui.models import ANY_ROLE, DRAFT_READERS, RULESET_EDITORS, RulesetDraft, RulesetVersion
-from review_ui.workflow import ConflictError, WorkflowError
+from review_ui.workflow import WorkflowError
 
 bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
+
+
+@dataclass
+class Changes:
+    """What changed between two versions (or a version and a draft), as the review pages show it."""
+
+    summary: list[str] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=list)
+    marks: dict[str, str] = field(default_factory=dict)  # rule id -> added / changed / removed
+    removed: list[dict[str, Any]] = field(default_factory=list)  # rules only the old version has
+    details: list[tuple[str, str, str]] = field(default_factory=list)  # (rule id, mark, JSON text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _scenario_list(text: str | None) -> list[dict[str, Any]]:
+    try:
+        return scenarios.parse(text, "scenarios") if text and text.strip() else []
+    except ValueError:
+        return []  # unreadable scenarios are the checker's to report, not the diff's
+
+
+def compare(old: tuple[str, str | None], new: tuple[str, str | None]) -> Changes:
+    """Rule-by-rule and scenario-by-scenario changes from (ruleset text, scenarios text) `old` to `new`."""
+    a, b = rulesets.parse_text(old[0]), rulesets.parse_text(new[0])
+    marks = rulediff.marks(a.get("rules", []), b.get("rules", []))
+    before = {r.get("id"): r for r in a.get("rules", [])}
+    after = {r.get("id"): r for r in b.get("rules", [])}
+    details = []
+    for rule_id, mark in sorted(marks.items()):
+        if mark == "changed":
+            shown: Any = {
+                f: {"from": x, "to": y} for f, (x, y) in rulediff.field_changes(before[rule_id], after[rule_id]).items()
+            }
+        else:
+            shown = {"to": after[rule_id]} if mark == "added" else {"from": before[rule_id]}
+        details.append((rule_id, mark, _json(shown)))
+    return Changes(
+        summary=rulediff.diff(a, b),
+        scenarios=rulediff.scenario_diff(_scenario_list(old[1]), _scenario_list(new[1])),
+        marks=marks,
+        removed=[before[k] for k, mark in sorted(marks.items()) if mark == "removed"],
+        details=details,
+    )
+
+
+def _read_only(draft: RulesetDraft) -> Any:
+    """A redirect with the reason when the draft may not change (submitted, published, discarded), else None."""
+    try:
+        ruleset_drafts.require_editable(draft)
+    except WorkflowError as e:
+        flash(e.message, "error")
+        return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
+    return None
 
 
 @bp.route("/")
@@ -118,12 +176,14 @@ def draft_page(draft_id: int) -> Any:
     data = ruleset_drafts.draft_data(draft)
     check = ruleset_drafts.check_draft(draft)
     problems = check.problems(change_note=data.get("change_note", ""))
+    base = ruleset_versions.get_version(draft.name, draft.base_version)
     return render_template(
         "rulesets/draft.html",
         draft=draft,
         data=data,
         check=check,
         problems=problems,
+        changes=compare((base.content, base.scenarios), (draft.content, draft.scenarios)),
         note_form=forms.ChangeNoteForm(expected_lock=draft.lock, change_note=data.get("change_note", "")),
         submit_form=forms.LockForm(expected_lock=draft.lock),
         publish_form=forms.PublishForm(expected_lock=draft.lock),
@@ -137,6 +197,8 @@ def draft_page(draft_id: int) -> Any:
 def save_note(draft_id: int) -> Any:
     """Save the change note."""
     draft = _draft(draft_id)
+    if refused := _read_only(draft):
+        return refused
     form = forms.ChangeNoteForm()
     data = ruleset_drafts.draft_data(draft)
     data["change_note"] = (form.change_note.data or "").strip()
@@ -163,6 +225,8 @@ def edit_rule(draft_id: int, rule_id: str) -> Any:
         return render_template("rulesets/rule.html", draft=draft, form=form, rule_id=rule_id, errors={}, other=[])
     if not current_user.edits_rulesets:
         abort(403)
+    if refused := _read_only(draft):
+        return refused
     form = forms.RuleForm()
     forms.set_rule_choices(form, data["sources"], forms_voc)
     errors: dict[str, list[str]] = {}
@@ -194,6 +258,8 @@ def _form_ids(form: forms.RuleForm) -> dict[str, str]:
 def delete_rule(draft_id: int, rule_id: str) -> Any:
     """Remove a rule (refused when the checker needs it, e.g. the only rule reporting a catalogue finding)."""
     draft = _draft(draft_id)
+    if refused := _read_only(draft):
+        return refused
     form = forms.LockForm()
     data = ruleset_drafts.draft_data(draft)
     data["rules"] = [r for r in data["rules"] if r.get("id") != rule_id]
@@ -218,6 +284,8 @@ def edit_limits(draft_id: int) -> Any:
         return render_template("rulesets/limits.html", draft=draft, form=form, errors={}, other=[])
     if not current_user.edits_rulesets:
         abort(403)
+    if refused := _read_only(draft):
+        return refused
     form = forms.LimitsForm()
     errors: dict[str, list[str]] = {}
     other: list[str] = []
@@ -265,6 +333,8 @@ def edit_drug(draft_id: int, key: str) -> Any:
         return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=[])
     if not current_user.edits_rulesets:
         abort(403)
+    if refused := _read_only(draft):
+        return refused
     form = forms.DrugForm()
     form.sources.choices = forms.source_choices(data["sources"])
     problems: list[str] = []
@@ -298,6 +368,8 @@ def edit_sources(draft_id: int) -> Any:
         return render_template("rulesets/sources.html", draft=draft, form=form, problems=[])
     if not current_user.edits_rulesets:
         abort(403)
+    if refused := _read_only(draft):
+        return refused
     form = forms.SourcesForm()
     problems: list[str] = []
     if form.validate_on_submit():
@@ -321,6 +393,8 @@ def edit_raw(draft_id: int) -> Any:
         return render_template("rulesets/raw.html", draft=draft, form=form, problems=[])
     if not current_user.edits_rulesets:
         abort(403)
+    if refused := _read_only(draft):
+        return refused
     form = forms.RawForm()
     problems: list[str] = []
     if form.validate_on_submit():
@@ -385,10 +459,7 @@ def submit(draft_id: int) -> Any:
 @roles_required(*RULESET_EDITORS)
 def publish(draft_id: int) -> Any:
     """The second rule editor approves and publishes, signing with the password."""
-    form = forms.PublishForm()
-    if not form.validate_on_submit():
-        flash("Sign with your password to approve.", "error")
-        return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+    form = forms.PublishForm()  # not validated here: an unsigned approval is refused (and audited) by the workflow
     try:
         version = ruleset_publishing.publish_draft(
             draft_id,
@@ -396,9 +467,7 @@ def publish(draft_id: int) -> Any:
             password=form.password.data or "",
             expected_lock=int(form.expected_lock.data or 0),
         )
-    except ruleset_publishing.PublishBlocked as e:
-        flash("Publishing is blocked: " + "; ".join(e.problems[:5]), "error")
-    except (ConflictError, WorkflowError) as e:
+    except WorkflowError as e:  # refused and audited: self-approval, signature, stale, blocked ...
         flash(e.message, "error")
     else:
         flash(f"Published {version.label} (sha256 {version.sha256[:16]}…).", "success")
@@ -431,26 +500,26 @@ def diff() -> Any:
     if old is None or new is None:
         flash("Choose two versions to compare (e.g. v1 and draft-2).", "error")
         return redirect(url_for("rulesets.index"))
-    summary = rulediff.diff(rulesets.parse_text(old[1]), rulesets.parse_text(new[1]))
+    changes = compare(old[1:], new[1:])
     table = difflib.HtmlDiff(wrapcolumn=72).make_table(
         old[1].splitlines(), new[1].splitlines(), old[0], new[0], context=True, numlines=4
     )
-    return render_template("rulesets/diff.html", old=old[0], new=new[0], summary=summary, table=Markup(table))
+    return render_template("rulesets/diff.html", old=old[0], new=new[0], changes=changes, table=Markup(table))
 
 
-def _text_of(ref: str) -> tuple[str, str] | None:
-    """(label, text) of `v<N>` (a published version of the default ruleset) or `draft-<id>` (readers of drafts only)."""
+def _text_of(ref: str) -> tuple[str, str, str | None] | None:
+    """(label, text, scenarios) of `v<N>` (a published version of the default ruleset) or `draft-<id>`."""
     if not re.fullmatch(r"(v|draft-)[0-9]{1,9}", ref):
         return None
     if ref.startswith("draft-"):
         if not current_user.reads_drafts:
             abort(403)
         draft = db.session.get(RulesetDraft, int(ref[6:]))
-        return (draft.label, draft.content) if draft else None
+        return (draft.label, draft.content, draft.scenarios) if draft else None
     if ref.startswith("v"):
         try:
             version = ruleset_versions.get_version(ruleset_versions.DEFAULT_RULESET, int(ref[1:]))
         except WorkflowError:
             return None
-        return version.label, version.content
+        return version.label, version.content, version.scenarios
     return None
