@@ -222,11 +222,11 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
         Rule(
             id=raw["id"],
             when=tuple(_pattern(p) for p in raw["when"]),
-            then=dict(raw["then"]),
+            then=_filled_then(raw),
             sources=tuple(raw["sources"]),
             confidence=raw["confidence"],
             index=i,
-            description=raw.get("description", ""),
+            description=ruleset_check.fill_thresholds(raw.get("description", ""), raw["when"]),
             note=raw.get("note", ""),
         )
         for i, raw in enumerate(all_rules)
@@ -245,6 +245,14 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
         change_note=data.get("change_note", ""),
         raw=data,
     )
+
+
+def _filled_then(raw: dict[str, Any]) -> dict[str, Any]:
+    """The rule's effects, its message's {threshold:FIELD} placeholders filled from its own conditions."""
+    then = dict(raw["then"])
+    if isinstance(then.get("message"), str):
+        then["message"] = ruleset_check.fill_thresholds(then["message"], raw["when"])
+    return then
 
 
 def _pattern(raw: dict[str, Any]) -> Pattern:
