@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -29,6 +30,7 @@ EXIT_FAILED = 2
 COMMANDS_GROUP = "mgreview.commands"  # top-level commands
 RULESETS_COMMANDS_GROUP = "mgreview.rulesets_commands"  # commands under `mgreview rulesets`
 STORED_RULESETS_GROUP = "mgreview.stored_rulesets"  # () -> number of stored versions refused, for `rulesets check`
+NEWEST_STORED_GROUP = "mgreview.newest_stored_ruleset"  # (name) -> newest version published in a database, or None
 
 
 class Failed(click.ClickException):
@@ -167,10 +169,53 @@ def evaluate(
             if stream is not None:
                 with contextlib.suppress(OSError):  # the error that stopped the batch was reported already
                     stream.close()
+    _say_ruleset(ruleset_path)
     for line in summary.lines():
         click.echo(line, err=True)
     if summary.rejected:
         sys.exit(EXIT_REJECTED)
+
+
+def _say_ruleset(ruleset_path: str | None) -> None:
+    """On stderr: which ruleset version and file evaluate uses, and how to use a newer one a database published."""
+    from engine import ruleset
+
+    try:
+        path = Path(ruleset_path) if ruleset_path else ruleset.latest_published()
+        data = ruleset.parse_text(ruleset.exact_text(path), str(path))
+    except (MgReviewError, OSError):
+        return  # the batch reports an unreadable ruleset itself
+    name, version = data.get("ruleset"), data.get("version")
+    click.echo(f"ruleset {name} v{version} ({_shown_path(path)}, sha256 {ruleset.sha256_of(path)[:16]}…)", err=True)
+    if not _database_check_wanted():
+        return
+    newest = max((v for v in (hook(str(name)) for hook in _newest_stored_hooks()) if v is not None), default=None)
+    if isinstance(version, int) and newest is not None and newest > version:
+        click.echo(
+            f"the database has {name} v{newest}, published after this file: write it with "
+            f"`mgreview rulesets export --to DIR`, then evaluate with `--ruleset DIR/{name}/v{newest}.json`",
+            err=True,
+        )
+
+
+def _database_check_wanted() -> bool:
+    """Whether to ask the review UI's database for a newer version: when a person watches stderr (a terminal),
+    or MGREVIEW_CHECK_DATABASE=1; never in a pipeline unless asked (the look-up imports the web stack, ~2 s)."""
+    wanted = os.environ.get("MGREVIEW_CHECK_DATABASE")
+    return sys.stderr.isatty() if wanted is None else wanted == "1"
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the working folder when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _newest_stored_hooks() -> list[Callable[[str], int | None]]:
+    """Installed packages' look-ups of the newest version published in their database (the review UI's)."""
+    return [entry.load() for entry in sorted(entry_points(group=NEWEST_STORED_GROUP), key=lambda e: e.name)]
 
 
 def _count(path: Path) -> int:
@@ -241,10 +286,26 @@ def _check_files(paths: list[Path]) -> None:
             for error in errors:
                 click.echo(f"{file}: {error}", err=True)
         else:
-            loaded = ruleset.load(file)
-            click.echo(f"{file}: ok ({len(loaded.rules)} rules, {loaded.status}, sha256 {loaded.sha256[:16]}…)")
+            click.echo(f"{file}: ok ({_contents(ruleset.load(file))})")
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} ruleset files have errors")
+
+
+def _contents(loaded: Any) -> str:
+    """'74 rules + 16 from the upper-limit table, 139 scenarios, published, sha256 977bb21d67ddfabe…'."""
+    from engine import scenarios
+
+    written = len(loaded.raw["rules"])
+    generated = len(loaded.rules) - written
+    rules = f"{written} rules" + (f" + {generated} from the upper-limit table" if generated else "")
+    beside = scenarios.path_for(Path(loaded.path))
+    try:
+        cases = f"{len(scenarios.load(beside))} scenarios"
+    except FileNotFoundError:
+        cases = "no scenarios"
+    except (MgReviewError, OSError, ValueError):
+        cases = "scenarios unreadable (`mgreview rulesets test` says why)"
+    return f"{rules}, {cases}, {loaded.status}, sha256 {loaded.sha256[:16]}…"
 
 
 def _stored_ruleset_checks() -> list[Callable[[], int]]:

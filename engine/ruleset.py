@@ -185,20 +185,31 @@ def check_file(path: Path) -> list[RulesetError]:
 
 
 def _check_published_unchanged(path: Path, data: dict[str, Any]) -> Iterator[RulesetError]:
-    """A published version never changes: its hash must match the manifest."""
+    """A published version never changes: its hash must match the manifest of its rulesets folder (the
+    published.json beside `<name>/vN.json`, as `rulesets export --to DIR` writes it), else the project's."""
     if data.get("status") != "published":
         return
-    manifest = json.loads(PUBLISHED_MANIFEST.read_text("utf-8")) if PUBLISHED_MANIFEST.exists() else {}
     key = f"{path.parent.name}/{path.name}"
-    recorded = manifest.get(key)
+    manifest, recorded = _recorded_hash(path, key)
     actual = sha256_of(path)
     if recorded is None:
-        yield RulesetError(f"published version is not recorded in {PUBLISHED_MANIFEST.name}", path=key)
+        yield RulesetError(f"published version is not recorded in {manifest}", path=key)
     elif recorded != actual:
         yield RulesetError(
             f"published version changed: sha256 {actual} but {recorded} was published; make a new version instead",
             path=key,
         )
+
+
+def _recorded_hash(path: Path, key: str) -> tuple[Path, str | None]:
+    """The first manifest (the file's own folder's, then the project's) that records `key`, and its hash."""
+    own = path.resolve().parent.parent / PUBLISHED_MANIFEST.name
+    manifests = [own] if own == PUBLISHED_MANIFEST.resolve() else [own, PUBLISHED_MANIFEST]
+    for manifest in manifests:
+        entries = json.loads(manifest.read_text("utf-8")) if manifest.exists() else {}
+        if key in entries:
+            return manifest, entries[key]
+    return manifests[0] if manifests[0].exists() else PUBLISHED_MANIFEST, None
 
 
 def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
@@ -222,11 +233,11 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
         Rule(
             id=raw["id"],
             when=tuple(_pattern(p) for p in raw["when"]),
-            then=dict(raw["then"]),
+            then=_filled_then(raw),
             sources=tuple(raw["sources"]),
             confidence=raw["confidence"],
             index=i,
-            description=raw.get("description", ""),
+            description=ruleset_check.fill_thresholds(raw.get("description", ""), raw["when"]),
             note=raw.get("note", ""),
         )
         for i, raw in enumerate(all_rules)
@@ -245,6 +256,14 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
         change_note=data.get("change_note", ""),
         raw=data,
     )
+
+
+def _filled_then(raw: dict[str, Any]) -> dict[str, Any]:
+    """The rule's effects, its message's {threshold:FIELD} placeholders filled from its own conditions."""
+    then = dict(raw["then"])
+    if isinstance(then.get("message"), str):
+        then["message"] = ruleset_check.fill_thresholds(then["message"], raw["when"])
+    return then
 
 
 def _pattern(raw: dict[str, Any]) -> Pattern:

@@ -646,6 +646,7 @@ def _check_rule(raw: Any, state: _RuleState) -> Iterator[RulesetError]:
     yield from _check_effect_types(then, err)
     yield from _check_finding(then, _matched_fields(when), err, state)
     yield from _check_plan_effects(then, _matches_medication(when), err, state)
+    yield from _check_wording(raw, err)
 
 
 def _check_rule_citation(raw: dict[str, Any], err: _ErrorOf, sources: dict[str, Any]) -> Iterator[RulesetError]:
@@ -780,7 +781,8 @@ def _check_separation(sep: Any, has_medication: bool, err: _ErrorOf) -> Iterator
 
 
 def _placeholders(message: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(message) if name]
+    """The {field} placeholders filled from the matched facts (a {threshold:...} one is filled at load)."""
+    return [name for _, name, _, _ in string.Formatter().parse(message) if name and name != "threshold"]
 
 
 def _check_pattern(pattern: Any, state: _RuleState) -> Iterator[tuple[str, str | None, str]]:
@@ -933,3 +935,140 @@ def _check_match_bound(rules: list[Any], label: str) -> Iterator[RulesetError]:
                 f"{vocab.DURABLE_MAX_MATCHES_PER_FACT}: split the fact type or merge rules",
                 ruleset=label,
             )
+
+
+# Stale wording: a number a rule's text states next to the unit of a field the rule tests (or of one of its
+# effects) is a claim about the rule's own threshold, and must be one of the rule's values. A placeholder
+# {threshold:FIELD} (or {threshold:FIELD:lower} / {threshold:FIELD:upper} when the rule bounds FIELD on both
+# sides) is filled from the rule's condition when the ruleset loads, so a changed threshold changes the text.
+THRESHOLD_PLACEHOLDER = re.compile(r"\{threshold:([A-Za-z0-9_]*)(?::([a-z]*))?\}")
+_THRESHOLD_SIDES = {"lower": (">", ">=", "=="), "upper": ("<", "<=", "==")}
+_NUMBER = r"(?<![\w.])(\d+(?:\.\d+)?)"
+_UNIT_WORDS = {  # how a unit of vocabulary.FACT_TYPES is written in a rule's text
+    "mmol/L": r"mmol/l",
+    "years": r"years?(?![-\w])",
+    "mg": r"mg(?![/\w])",
+    "mg/dL": r"mg/dl",
+    "kg": r"kg\b",
+    "mL/min/1.73m2": r"ml/min(?:/1\.73\s*m(?:2|²))?",
+    "h": r"h\b",  # the hours of a separation window
+}
+# eGFR is written without its unit: "eGFR below 30".
+_EGFR_WORDS = re.compile(r"eGFR\s*(?:of|below|under|above|over|at least|<=?|>=?|≥|≤)?\s*" + _NUMBER)
+_RANGE_BEFORE = re.compile(r"\d\s*[-–]\s*$|\d\s+to\s+$")  # "3-4 h", "1 to 3 years": a span, not a threshold
+_CITED_ASIDE = re.compile(r"\([^()]*\[S\w*\][^()]*\)")  # "(a leaflet says 2 h / 4 h [S16b])": another source's
+_FIELD_UNITS = {name: f.unit for fields in vocab.FACT_TYPES.values() for name, f in fields.items() if f.unit}
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A number the text states with a unit: '0.75 mmol/L'."""
+
+    value: float
+    unit: str
+    text: str
+
+
+def _numeric_conditions(when: Any) -> list[tuple[str, str, float]]:
+    """Every numeric [field, op, value] condition of a rule's patterns."""
+    out: list[tuple[str, str, float]] = []
+    for pattern in when if isinstance(when, list) else []:
+        if not isinstance(pattern, dict):
+            continue
+        for triple in [*pattern.get("where", []), *pattern.get("where_any", [])]:
+            if isinstance(triple, list) and len(triple) == 3 and _is_number(triple[2]):
+                out.append((str(triple[0]), str(triple[1]), triple[2]))
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _show(value: float) -> str:
+    """A threshold as a person writes it: 0.7, 30."""
+    return format(value, "g")
+
+
+def threshold_of(when: Any, name: str, side: str | None) -> float | str:
+    """The value a {threshold:FIELD[:side]} placeholder stands for, or why it names none (a text)."""
+    tests = [(op, v) for f, op, v in _numeric_conditions(when) if f == name]
+    if side is not None:
+        if side not in _THRESHOLD_SIDES:
+            return f"side {side!r} is not lower or upper"
+        tests = [(op, v) for op, v in tests if op in _THRESHOLD_SIDES[side]]
+    if not tests:
+        return f"the rule does not test {name}" + (f" with a {side} bound" if side else "")
+    if len({v for _, v in tests}) > 1:
+        bounds = " and ".join(f"{op} {_show(v)}" for op, v in tests)
+        return f"the rule tests {name} {bounds}: write {{threshold:{name}:lower}} or {{threshold:{name}:upper}}"
+    return tests[0][1]
+
+
+def fill_thresholds(text: str, when: Any) -> str:
+    """The text with each {threshold:FIELD[:side]} replaced by the rule's own value (a checked rule)."""
+
+    def value(match: re.Match[str]) -> str:
+        found = threshold_of(when, match.group(1), match.group(2))
+        return match.group(0) if isinstance(found, str) else _show(found)
+
+    return THRESHOLD_PLACEHOLDER.sub(value, text)
+
+
+def _claims(text: str) -> Iterator[_Claim]:
+    """The numbers a text states with a unit, leaving out spans ('3-4 h') and asides citing another source."""
+    asides = [m.span() for m in _CITED_ASIDE.finditer(text)]
+    for unit, words in _UNIT_WORDS.items():
+        for m in re.finditer(_NUMBER + r"\s*(?:" + words + ")", text, re.IGNORECASE):
+            if _RANGE_BEFORE.search(text[: m.start()]) or any(a <= m.start() < b for a, b in asides):
+                continue
+            yield _Claim(float(m.group(1)), unit, m.group(0))
+    for m in _EGFR_WORDS.finditer(text):
+        if not any(a <= m.start() < b for a, b in asides):
+            yield _Claim(float(m.group(1)), "mL/min/1.73m2", m.group(0))
+
+
+def _rule_values(raw: dict[str, Any]) -> dict[str, tuple[list[float], str]]:
+    """Per unit, the values the rule itself uses and how to say them ('serum_mg_mmol_l < 0.7')."""
+    by_unit: dict[str, list[tuple[str, str, float]]] = {}
+    for name, op, v in _numeric_conditions(raw.get("when")):
+        if name in _FIELD_UNITS:
+            by_unit.setdefault(_FIELD_UNITS[name], []).append((name, op, v))
+    out = {unit: ([v for *_, v in tests], _tests_text(tests)) for unit, tests in by_unit.items()}
+    then: dict[str, Any] = raw["then"] if isinstance(raw.get("then"), dict) else {}
+    sep = then.get("separation")
+    if isinstance(sep, dict):
+        hours = [v for v in sep.values() if _is_number(v)]
+        out["h"] = (hours, "separates " + ", ".join(f"{k} {_show(v)}" for k, v in sep.items() if _is_number(v)))
+    return out
+
+
+def _tests_text(tests: list[tuple[str, str, float]]) -> str:
+    """'tests serum_mg_mmol_l >= 0.5 and < 0.7'."""
+    bounds: dict[str, list[str]] = {}
+    for name, op, v in tests:
+        bounds.setdefault(name, []).append(f"{op} {_show(v)}")
+    return "tests " + " and ".join(f"{name} {' and '.join(b)}" for name, b in bounds.items())
+
+
+def _check_wording(raw: dict[str, Any], err: _ErrorOf) -> Iterator[RulesetError]:
+    """The rule's description and message: threshold placeholders name a tested field, stated numbers agree."""
+    then: dict[str, Any] = raw["then"] if isinstance(raw.get("then"), dict) else {}
+    values = _rule_values(raw)
+    for where, text in (("description", raw.get("description")), ("then.message", then.get("message"))):
+        if not isinstance(text, str):
+            continue
+        yield from _check_threshold_placeholders(text, raw.get("when"), where, err)
+        for claim in _claims(text):
+            if claim.unit in values and claim.value not in values[claim.unit][0]:
+                yield err(f"says {claim.text} but the rule {values[claim.unit][1]}", field=where)
+
+
+def _check_threshold_placeholders(text: str, when: Any, where: str, err: _ErrorOf) -> Iterator[RulesetError]:
+    """Each {threshold:FIELD[:side]} names one numeric condition of the rule."""
+    tested = sorted({name for name, _, _ in _numeric_conditions(when)})
+    for m in THRESHOLD_PLACEHOLDER.finditer(text):
+        found = threshold_of(when, m.group(1), m.group(2))
+        if isinstance(found, str):
+            suggestion = None if m.group(1) in tested else _suggest(m.group(1), tested)
+            yield err(f"placeholder {m.group(0)}: {found}", suggestion, where)

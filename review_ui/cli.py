@@ -155,6 +155,41 @@ def check_stored_versions() -> int:
     return refused
 
 
+def newest_stored_version(name: str) -> int | None:
+    """The newest version of ruleset `name` published in the configured database; None when there is no
+    database yet, it cannot be reached, or it stores none (a hint for `mgreview evaluate`, never an error)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = _database_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    connect_args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+        with engine.connect() as connection:
+            query = text("SELECT max(version) FROM ruleset_version WHERE name = :name")
+            newest = connection.execute(query, {"name": name}).scalar()
+        engine.dispose()
+    except (SQLAlchemyError, ImportError):
+        return None
+    return int(newest) if newest is not None else None
+
+
+def _database_url() -> str:
+    """The database create_app would use (default < instance/config.py < MGREVIEW_DATABASE_URL), without
+    creating the app (which would make the instance folder and its secrets)."""
+    import os
+
+    from flask import Config, Flask
+
+    instance = Flask("review_ui", instance_relative_config=True).instance_path
+    config = Config(instance)
+    config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(instance, "mgreview.db")
+    config.from_pyfile("config.py", silent=True)
+    return os.environ.get("MGREVIEW_DATABASE_URL") or str(config["SQLALCHEMY_DATABASE_URI"])
+
+
 @click.command("export")
 @click.option(
     "--to",

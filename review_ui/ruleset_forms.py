@@ -79,7 +79,10 @@ class RuleForm(FlaskForm):
     patterns = FieldList(FormField(PatternForm))
     finding = SelectField("Finding", choices=select_choices([("", "— none —"), *[(f, f) for f in vocab.FINDING_IDS]]))
     severity = SelectField("Severity", choices=select_choices([("", "—"), *[(s, s) for s in vocab.SEVERITIES]]))
-    message = TextAreaField("Message ({field} takes a matched fact's value)", validators=[Length(max=4000)])
+    message = TextAreaField(
+        "Message ({field} takes a matched fact's value, {threshold:field} the rule's own threshold)",
+        validators=[Length(max=4000)],
+    )
     cap_mg = DecimalField("Cap, elemental mg/day", places=None, validators=[Optional(), _bounds("cap_mg")])
     separation_before_h = DecimalField(
         "Hours Mg before the drug", places=None, validators=[Optional(), _bounds("separation")]
@@ -398,6 +401,7 @@ def _plan_contract_from_form(form: RuleForm, then: dict[str, Any]) -> None:
 
 
 RULE_FIELDS = {
+    "description": "description",
     "sources": "sources",
     "confidence": "confidence",
     "note": "note",

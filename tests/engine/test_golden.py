@@ -28,6 +28,8 @@ def test_a_changed_rule_fails_its_scenario(tmp_path):
     doc["status"] = "draft"
     rule = next(r for r in doc["rules"] if r["id"] == "FLUOROQUINOLONE_CIPROFLOXACIN")
     rule["then"]["separation"]["after_h"] = 4  # a wrong window for ciprofloxacin
+    rule["description"] = rule["description"].replace("6 h after", "4 h after")  # its wording follows
+    rule["then"]["message"] = rule["then"]["message"].replace("6 h after", "4 h after")
     draft = tmp_path / "v2.json"
     draft.write_text(json.dumps(doc), "utf-8")
     failures = scenarios.run(Evaluator(draft), SCENARIOS)

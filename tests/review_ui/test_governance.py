@@ -152,6 +152,8 @@ def test_failing_scenarios_block_publishing_and_the_block_is_audited(people):
     data = ruleset_drafts.draft_data(draft)
     moxi = next(r for r in data["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
     moxi["then"]["separation"]["before_h"] = 2
+    moxi["description"] = moxi["description"].replace("4 h before", "2 h before")  # the wording follows
+    moxi["then"]["message"] = moxi["then"]["message"].replace("4 h before", "2 h before")
     data["change_note"] = "moxifloxacin window"
     draft = ruleset_drafts.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
     check = ruleset_drafts.check_draft(draft)

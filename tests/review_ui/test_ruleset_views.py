@@ -149,7 +149,10 @@ def test_rule_form_saves_a_window_and_the_scenarios_then_fail(app, client):
     url = "/rulesets/drafts/1/rules/FLUOROQUINOLONE_MOXIFLOXACIN"
     pairs = form_of(client.get(url), "rule-form")
     assert ("separation_before_h", "4") in pairs, [p for p in pairs if "separation" in p[0]]
-    response = post(client, url, replace(pairs, "separation_before_h", "2"), follow_redirects=True)
+    pairs = replace(pairs, "separation_before_h", "2")
+    for name in ("description", "message"):  # the wording follows the window (the checker compares them)
+        pairs = replace(pairs, name, dict(pairs)[name].replace("4 h before", "2 h before"))
+    response = post(client, url, pairs, follow_redirects=True)
     assert b"Rule FLUOROQUINOLONE_MOXIFLOXACIN saved" in response.data
     rule = next(r for r in draft_data(app)["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
     assert rule["then"]["separation"] == {"before_h": 2, "after_h": 8}
@@ -172,6 +175,31 @@ def test_rule_form_shows_checker_errors_beside_the_field(app, client):
     assert re.search(rf'data-field="{value_id}">[^<]*did you mean &#39;ingredient&#39;', page), page[-4000:]
     assert re.search(r'data-field="sources">every rule must cite at least one source tag', page)
     assert draft_data(app)["rules"] == json.loads(rs.latest_published().read_text("utf-8"))["rules"]
+
+
+def test_rule_form_shows_stale_wording_beside_the_description_and_message(app, client):
+    """0.75 -> 0.70 through the structured form while the text still says 0.75: refused, the error beside each."""
+    login(client, "ed")
+    new_draft(client)
+    url = "/rulesets/drafts/1/rules/HYPOMAGNESEMIA"
+    pairs = form_of(client.get(url), "rule-form")
+    threshold = next(k.replace("-value", "") for k, v in pairs if k.endswith("-value") and v == "0.75")
+    response = post(client, url, replace(pairs, f"{threshold}-value", "0.70"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    stale = "says 0.75 mmol/L but the rule tests serum_mg_mmol_l &gt;= 0.5 and &lt; 0.7"
+    assert re.search(rf'data-field="description">{stale}', page), page[-4000:]
+    assert re.search(rf'data-field="message">{stale}', page)
+    assert draft_data(app)["rules"] == json.loads(rs.latest_published().read_text("utf-8"))["rules"]
+    pairs = replace(pairs, f"{threshold}-value", "0.70")
+    pairs = replace(
+        pairs, "message", dict(pairs)["message"].replace("(0.75 mmol/L)", "({threshold:serum_mg_mmol_l:upper} mmol/L)")
+    )
+    pairs = replace(pairs, "description", "0.5 <= Mg < 0.70 mmol/L")
+    saved = post(client, url, pairs, follow_redirects=True)
+    assert b"Rule HYPOMAGNESEMIA saved" in saved.data
+    rule = next(r for r in draft_data(app)["rules"] if r["id"] == "HYPOMAGNESEMIA")
+    assert "({threshold:serum_mg_mmol_l:upper} mmol/L)" in rule["then"]["message"]
 
 
 def test_raw_view_refuses_bad_json_and_fixed_fields(app, client):
