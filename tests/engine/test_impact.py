@@ -41,10 +41,13 @@ def rule(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
 
 def mycophenolate_3h(data: dict[str, Any], sides: tuple[str, ...] = ("before_h", "after_h")) -> None:
     """The rule whose `then` carries the mycophenolate separation: the window 2 h -> 3 h, its wording with it."""
-    then = next(r["then"] for r in data["rules"] if r["then"].get("separation") and "mycophenol" in r["id"].lower())
+    found = next(r for r in data["rules"] if r["then"].get("separation") and "mycophenol" in r["id"].lower())
+    then = found["then"]
     for side in sides:
         then["separation"][side] = 3
     then["message"] = then["message"].replace("2 h", "3 h")
+    if len(sides) == 2:  # no side keeps 2 h: the description says 3 h too (the checker refuses stale wording)
+        found["description"] = found["description"].replace("2 h", "3 h")
 
 
 def hypomagnesemia_070(data: dict[str, Any]) -> None:
