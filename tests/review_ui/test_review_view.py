@@ -48,6 +48,8 @@ def make_draft(app, *, window_h=3, submit=True, note="mycophenolate window 2 h -
         data = ruleset_drafts.draft_data(draft)
         rule = next(r for r in data["rules"] if r["id"] == "MYCOPHENOLATE")
         rule["then"]["separation"] = {"before_h": window_h, "after_h": window_h}
+        rule["description"] = rule["description"].replace("2 h", f"{window_h} h")  # the wording follows the window
+        rule["then"]["message"] = rule["then"]["message"].replace("2 h", f"{window_h} h")
         data["change_note"] = note
         cases = json.loads(draft.scenarios)
         next(c for c in cases if c["name"] == "mycophenolate")["expect"]["separations"]["mycophenolate"] = [3, 3]
@@ -141,15 +143,15 @@ def test_changed_rules_are_marked_and_the_diff_is_json(app, client):
     row = page.split('class="marked mark-changed"')[1].split("</tr>")[0]
     assert "MYCOPHENOLATE" in row
     shown = page.split('<pre class="json" data-rule="MYCOPHENOLATE">')[1].split("</pre>")[0]
-    assert json.loads(shown) == {
-        "then.separation": {"from": {"after_h": 2, "before_h": 2}, "to": {"after_h": 3, "before_h": 3}}
-    }
+    diff = json.loads(shown)
+    assert diff["then.separation"] == {"from": {"after_h": 2, "before_h": 2}, "to": {"after_h": 3, "before_h": 3}}
+    assert diff["description"] == {"from": "mycophenolate: 2 h", "to": "mycophenolate: 3 h"}
+    assert sorted(diff) == ["description", "then.message", "then.separation"]  # nothing else changed
     assert '"from": {\n      "after_h": 2,' in shown  # indented, sorted keys
     summary = page.split('id="diff-summary"')[1].split("</div>\n")[0]
-    assert '~ rule MYCOPHENOLATE: then.separation: {"after_h": 2, "before_h": 2} -> {"after_h": 3, "before_h": 3}' in (
-        summary
-    )
-    assert "None" not in summary and "'" not in summary  # JSON, never a Python repr
+    assert '~ rule MYCOPHENOLATE: description: "mycophenolate: 2 h" -> "mycophenolate: 3 h"' in summary
+    assert 'then.separation: {"after_h": 2, "before_h": 2} -> {"after_h": 3, "before_h": 3}' in summary
+    assert "None" not in summary and "{'" not in summary  # JSON, never a Python repr
     scenarios = page.split('id="scenario-changes"')[1].split("</div>")[0]
     assert "~ scenario mycophenolate: expect.separations:" in scenarios
     assert "No scenario changed." not in scenarios
