@@ -5,10 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
+# The review UI's translations: each messages.po is the source (in git), its .mo is compiled by setup.
+TRANSLATIONS := review_ui/translations
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
-.PHONY: setup system-deps run test lint typecheck pytest check-rulesets bench lock clean
+.PHONY: setup system-deps run test lint typecheck pytest check-rulesets bench lock clean translations
 
-setup: $(STAMP)
+setup: $(STAMP) $(CATALOGUES)
 
 # requirements.lock pins every dependency (tested versions) as pip constraints: installs stay reproducible and a
 # package the lock does not name still resolves. `make lock` rewrites it from the current .venv.
@@ -19,6 +22,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	# setuptools prints a notice on every editable install (not a problem of ours): keep set-up quiet
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
+
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile -i $< -o $@ >/dev/null
+
+# After marking new page text with _(): extract it and add it to every catalogue, then translate the new entries.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output -o $(TRANSLATIONS)/messages.pot review_ui >/dev/null
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete >/dev/null
 
 lock:  # needs .venv (make setup); does not depend on it, since setup itself reads the lock
 	{ echo "# Pinned versions of every dependency of mgreview[dev], tested together; used as pip constraints"; \

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+from flask_babel import get_locale
 
 from audit import log as audit_log
+from review_ui import language
 from review_ui.db import db
-from review_ui.extensions import csrf, limiter, login_manager, migrate
+from review_ui.extensions import babel, csrf, limiter, login_manager, migrate
 
 MIN_AUDIT_KEY_LENGTH = 32
 
@@ -71,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
+    babel.init_app(app, locale_selector=language.select_locale)
 
     _register_pages(app)
     return app
@@ -103,6 +106,7 @@ def _register_pages(app: Flask) -> None:
     csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     error_pages.init_app(app)
     app.jinja_env.filters["when"] = when
+    app.jinja_env.globals["page_language"] = lambda: str(get_locale())
     app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
     app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
 
