@@ -99,6 +99,13 @@ class Ruleset:
         """The identity every result carries: id, version, sha256."""
         return {"id": self.name, "version": self.version, "sha256": self.sha256}
 
+    def finding_title(self, finding_id: str, language: str = "en") -> str:
+        """A finding's catalogue title in `language` (Dutch: `title_nl`), English when that is missing, else
+        the id itself (a ruleset without a title for it)."""
+        entry = self.raw.get("findings", {}).get(finding_id, {})
+        title = entry.get("title_nl") if language == "nl" else None
+        return str(title or entry.get("title") or finding_id)
+
 
 def sha256_of(path: Path) -> str:
     """Content hash of a ruleset file (its exact bytes)."""

@@ -236,3 +236,11 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
     )
     shown = cli("rulesets", "diff", str(rs.latest_published()), str(folder / "v2.json"))
     assert "~ rule FLUOROQUINOLONE_MOXIFLOXACIN" in shown.stdout
+
+
+def test_finding_titles_come_from_the_ruleset_in_the_language_asked_else_english_else_the_id():
+    v2 = rs.load(rs.RULESETS_DIR / "magnesium" / "v2.json")
+    assert v2.finding_title("RENAL_SEVERE", "nl") == v2.raw["findings"]["RENAL_SEVERE"]["title_nl"]
+    assert v2.finding_title("RENAL_SEVERE", "en") == v2.raw["findings"]["RENAL_SEVERE"]["title"]
+    assert v2.finding_title("RENAL_SEVERE", "de") == v2.finding_title("RENAL_SEVERE")  # English
+    assert v2.finding_title("NOT_A_FINDING", "nl") == "NOT_A_FINDING"
