@@ -1,5 +1,6 @@
 """Evaluator (engine/evaluate.py): typed results, rejected results naming the field, both backends alike."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -94,3 +95,14 @@ def test_the_python_backend_never_loads_durable_rules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_at_line_keeps_every_field_as_replace_would(evaluator):
+    """at_line builds the result directly (not by dataclasses.replace): a field added later must not be lost."""
+    evaluation = evaluator.evaluate(record(medications=["ciprofloxacin"]))
+    assert isinstance(evaluation, Evaluation)
+    assert evaluation.at_line(7) == dataclasses.replace(evaluation, line=7)
+    rejected = evaluator.evaluate(record(age_years="forty"))
+    assert isinstance(rejected, Rejected)
+    assert rejected.at_line(3, {"id": "x"}) == dataclasses.replace(rejected, line=3, input={"id": "x"})
+    assert rejected.at_line(3) == dataclasses.replace(rejected, line=3)
