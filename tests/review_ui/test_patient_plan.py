@@ -1,0 +1,270 @@
+"""The printed patient plan: only for an approved or adjusted case, from the decision's final plan, in the patient's
+language (Dutch or English, chosen per case and audited) whatever the clinician's page language."""
+
+import re
+
+import pytest
+from sqlalchemy import update
+
+from audit import log as audit
+from review_ui import preferences, workflow
+from review_ui.db import db
+from review_ui.models import Case
+from tests.helpers import record
+
+PASSWORD = "correct horse battery"
+THYROID_AND_DOXY = record(
+    id="PLAN1", jurisdiction="EU", medications=["Euthyrox 100 mcg", "doxycycline 100 mg"], supplement=None
+)
+
+
+@pytest.fixture
+def client(app):
+    with app.app_context():
+        workflow.add_user("alice", PASSWORD, "clinician", actor="test", full_name="Dr. A. Jansen")
+        workflow.add_user("ed", PASSWORD, "rule_editor", actor="test")
+    client = app.test_client()
+    client.post("/login", data={"username": "alice", "password": PASSWORD}, headers={"Accept-Language": "en"})
+    return client
+
+
+def imported(app, evaluator, *records):
+    """Import records as cases; their ids by patient ref."""
+    with app.app_context():
+        workflow.import_records(enumerate(records, 1), filename="t.jsonl", actor="alice", evaluator=evaluator)
+        return {c.patient_ref: c.id for c in db.session.query(Case)}
+
+
+def decide(app, case_id, kind, **changes):
+    """Sign a decision as alice; an adjustment changes the suggested plan by `changes`."""
+    with app.app_context():
+        case = db.session.get(Case, case_id)
+        final = {**case.plan, **changes} if kind == "adjust" else None
+        override = {"override_code": "PHYSICIAN_ORDER", "override_text": "Dr Bakker, by phone"} if final else {}
+        reason = "" if kind == "approve" else "checked with the patient"
+        user = db.session.query(workflow.User).filter_by(username="alice").one()
+        workflow.decide(
+            case_id,
+            expected_version=case.version,
+            kind=kind,
+            actor=user,
+            password=PASSWORD,
+            reason=reason,
+            final_plan=final,
+            **override,
+        )
+
+
+def plan_page(client, case_id, accept_language="en"):
+    response = client.get(f"/cases/{case_id}/plan", headers={"Accept-Language": accept_language})
+    return response.status_code, " ".join(response.get_data(as_text=True).split())
+
+
+def sheet_of(page):
+    """The patient's part of the plan page (what is printed)."""
+    return page[page.index('<article class="patient-plan"') : page.index("</article>")]
+
+
+@pytest.fixture
+def approved(app, client, evaluator):
+    case_id = imported(app, evaluator, THYROID_AND_DOXY)["PLAN1"]
+    decide(app, case_id, "approve")
+    return case_id
+
+
+LANGUAGES = {
+    "nl": [
+        '<html lang="en">',  # the clinician's page stays English ...
+        '<article class="patient-plan" id="patient-plan" lang="nl">',  # ... the patient's plan is Dutch
+        "<h1>Uw magnesiumplan</h1>",
+        "Neem een magnesiumsupplement in: niet meer dan 250 mg elementair magnesium per dag, verdeeld over 2 doses "
+        "van hoogstens 125 mg.",
+        "Neem uw middelen elke dag op deze tijden in:",
+        '<th scope="row" class="time">07:00*</th><td>levothyroxine (Euthyrox 100 mcg), bij het opstaan, op een lege '
+        "maag</td>",
+        '<th scope="row" class="time">08:00*</th><td>doxycycline (doxycycline 100 mg)</td>',
+        '<th scope="row" class="time">12:00</th><td>een magnesiumsupplement, hoogstens 125 mg</td>',
+        '<th scope="row" class="time">22:00</th><td>een magnesiumsupplement, hoogstens 125 mg</td>',
+        "Niet tegelijk innemen",
+        "Neem doxycycline (doxycycline 100 mg) minstens 2 uur vóór of 4 uur na de magnesium in.",
+        "Neem levothyroxine (Euthyrox 100 mcg) minstens 4 uur vóór of 4 uur na de magnesium in.",
+        "Kom terug voor deze controles:",
+        "<li>Re-check symptoms and serum magnesium after starting</li>",  # the ruleset's English until it has Dutch
+        "Beoordeeld en ondertekend door Dr. A. Jansen op",
+    ],
+    "en": [
+        '<html lang="en">',
+        '<article class="patient-plan" id="patient-plan" lang="en">',
+        "<h1>Your magnesium plan</h1>",
+        "Take a magnesium supplement: no more than 250 mg of elemental magnesium a day, split into 2 doses of at most "
+        "125 mg each.",
+        '<th scope="row" class="time">07:00*</th><td>levothyroxine (Euthyrox 100 mcg), on waking, on an empty '
+        "stomach</td>",
+        '<th scope="row" class="time">12:00</th><td>a magnesium supplement, at most 125 mg</td>',
+        '<th scope="row" class="time">22:00</th><td>a magnesium supplement, at most 125 mg</td>',
+        "Take doxycycline (doxycycline 100 mg) at least 2 hours before or 4 hours after magnesium.",
+        "Take levothyroxine (Euthyrox 100 mcg) at least 4 hours before or 4 hours after magnesium.",
+        "<li>Re-check symptoms and serum magnesium after starting</li>",
+        "Reviewed and signed by Dr. A. Jansen on",
+    ],
+}
+NOT_IN = {"nl": ["Your magnesium plan", "Take levothyroxine", "[S10]"], "en": ["Uw magnesiumplan", "Neem ", "[S10]"]}
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+def test_an_approved_plan_prints_in_the_patients_language_whatever_the_page_language(app, client, approved, language):
+    if language == "en":  # EU record: Dutch unless the clinician chooses English for this patient
+        client.post(f"/cases/{approved}/plan/language", data={"language": "en"})
+    status, page = plan_page(client, approved, accept_language="en")
+    assert status == 200
+    for text in LANGUAGES[language]:
+        assert text in page
+    for text in NOT_IN[language]:
+        assert text not in sheet_of(page)
+    assert '<button type="button" id="print-button" onclick="window.print()">Print</button>' in page
+    assert "<noscript>To print, or to save as PDF, use your browser’s Print command" in page
+
+
+def test_the_signature_names_the_reviewer_and_the_date_in_the_patients_words(app, client, approved):
+    with app.app_context():
+        signed = db.session.get(Case, approved).decisions[-1].signed_at
+    _, dutch = plan_page(client, approved)
+    months = "januari februari maart april mei juni juli augustus september oktober november december"
+    day = f"{signed.day} {months.split()[signed.month - 1]} {signed.year}"
+    assert f"Beoordeeld en ondertekend door Dr. A. Jansen op {day}." in dutch
+    client.post(f"/cases/{approved}/plan/language", data={"language": "en"})
+    _, english = plan_page(client, approved)
+    assert f"Reviewed and signed by Dr. A. Jansen on {signed:%B} {signed.day}, {signed.year}." in english
+
+
+def test_a_dutch_clinician_prints_an_english_plan(app, client, approved):
+    client.post(f"/cases/{approved}/plan/language", data={"language": "en"})
+    status, page = plan_page(client, approved, accept_language="nl")
+    assert status == 200
+    assert '<html lang="nl">' in page and ">Afdrukken</button>" in page  # the clinician's own page: Dutch
+    assert "<h1>Your magnesium plan</h1>" in sheet_of(page) and "Afdrukken" not in sheet_of(page)
+
+
+@pytest.mark.parametrize("jurisdiction, language", [("EU", "nl"), ("US", "en")])
+def test_with_none_chosen_the_patient_reads_the_language_of_the_jurisdiction(
+    app, client, evaluator, jurisdiction, language
+):
+    case_id = imported(app, evaluator, record(id="J1", jurisdiction=jurisdiction))["J1"]
+    decide(app, case_id, "approve")
+    _, page = plan_page(client, case_id)
+    assert f'lang="{language}"' in sheet_of(page)
+    assert 'selected value="' + language + '"' in page or f'<option selected value="{language}">' in page
+
+
+def test_choosing_the_patients_language_is_audited_and_leaves_the_decision_alone(app, client, approved):
+    with app.app_context():
+        version = db.session.get(Case, approved).version
+    response = client.post(f"/cases/{approved}/plan/language", data={"language": "en"}, follow_redirects=True)
+    assert "The plan for PLAN1 is now printed in English." in response.get_data(as_text=True)
+    with app.app_context():
+        case = db.session.get(Case, approved)
+        assert (case.patient_language, case.version, case.status) == ("en", version, "approved")
+        entry = audit.read(db.session, action="case.patient_language")[0].as_dict()
+        assert (entry["actor"], entry["target_type"], entry["target_id"]) == ("alice", "case", str(approved))
+        assert (entry["before"], entry["after"]) == ({"patient_language": None}, {"patient_language": "en"})
+        assert entry["details"] == {"patient_ref": "PLAN1"}
+        assert audit.verify(db.session).ok
+
+
+def test_a_language_the_plan_is_not_written_in_is_refused(app, client, approved):
+    response = client.post(f"/cases/{approved}/plan/language", data={"language": "de"}, follow_redirects=True)
+    assert "Choose English or Nederlands for the patient." in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Case, approved).patient_language is None
+        assert audit.read(db.session, action="case.patient_language") == []
+        with pytest.raises(workflow.WorkflowError, match="Choose English or Nederlands"):
+            preferences.set_patient_language(approved, "fr", actor=db.session.query(workflow.User).first())
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        (None, "Case PLAN1 has no signed decision yet: a plan is printed only once a clinician has approved or"),
+        ("reject", "The plan of case PLAN1 was rejected: there is no plan to give the patient."),
+        ("refer", "Case PLAN1 was referred to a physician, who decides: there is no approved plan to print."),
+    ],
+)
+def test_a_case_without_an_approved_or_adjusted_plan_prints_nothing(app, client, evaluator, kind, reason):
+    case_id = imported(app, evaluator, THYROID_AND_DOXY)["PLAN1"]
+    if kind:
+        decide(app, case_id, kind)
+    status, page = plan_page(client, case_id)
+    assert status == 404
+    assert "<h1>No plan to print</h1>" in page and reason in page
+    assert "patient-plan" not in page and "Uw magnesiumplan" not in page
+    case_page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "Printable patient plan" not in case_page
+
+
+def test_the_case_page_links_to_the_plan_once_approved(client, approved):
+    page = client.get(f"/cases/{approved}").get_data(as_text=True)
+    assert f'href="/cases/{approved}/plan" id="patient-plan-link">Printable patient plan</a>' in page
+
+
+def test_the_adjusted_plan_is_printed_not_the_suggestion(app, client, evaluator):
+    case_id = imported(app, evaluator, THYROID_AND_DOXY)["PLAN1"]
+    decide(app, case_id, "adjust", max_elemental_mg_per_day=150.0, doses_per_day=3, form="citrate")
+    _, page = plan_page(client, case_id)
+    sheet = sheet_of(page)
+    assert (
+        "Neem magnesiumcitraat in: niet meer dan 150 mg elementair magnesium per dag, verdeeld over 3 doses van "
+        "hoogstens 50 mg." in sheet
+    )
+    assert "250 mg" not in sheet and "125 mg" not in sheet
+    # three doses a day: the schedule is made again for the final plan, not the suggestion's two
+    assert len(re.findall(r"<td>magnesiumcitraat, hoogstens 50 mg</td>", sheet)) == 3
+
+
+def test_the_adjusted_plan_prints_the_clinicians_own_monitoring_as_written(app, client, evaluator):
+    case_id = imported(app, evaluator, THYROID_AND_DOXY)["PLAN1"]
+    with app.app_context():  # a ruleset with Dutch monitoring text (v3 results carry monitoring_nl)
+        case = db.session.get(Case, case_id)
+        plan = {**case.plan, "monitoring_nl": ["serum-magnesium opnieuw bepalen na de start [S10]"]}
+        db.session.execute(update(Case).where(Case.id == case_id).values(result={**case.result, "plan": plan}))
+        db.session.commit()
+    other = imported(app, evaluator, record(id="PLAN2", jurisdiction="EU", medications=["levothyroxine"]))["PLAN2"]
+    with app.app_context():
+        case = db.session.get(Case, other)
+        plan = {**case.plan, "monitoring_nl": ["serum-magnesium opnieuw bepalen na de start"]}
+        db.session.execute(update(Case).where(Case.id == other).values(result={**case.result, "plan": plan}))
+        db.session.commit()
+    decide(app, case_id, "approve")
+    decide(app, other, "adjust", monitoring=["TSH after 6 weeks"])
+    kept = sheet_of(plan_page(client, case_id)[1])
+    assert "<li>Serum-magnesium opnieuw bepalen na de start</li>" in kept and "Re-check" not in kept
+    edited = sheet_of(plan_page(client, other)[1])
+    assert "<li>TSH after 6 weeks</li>" in edited and "opnieuw bepalen" not in edited
+    client.post(f"/cases/{case_id}/plan/language", data={"language": "en"})
+    english = sheet_of(plan_page(client, case_id)[1])
+    assert "<li>Re-check symptoms and serum magnesium after starting</li>" in english and "bepalen" not in english
+
+
+def test_a_plan_without_magnesium_says_so_and_gives_no_advice_for_taking_it(app, client, evaluator):
+    case_id = imported(app, evaluator, record(id="NO1", jurisdiction="EU", medications=["levothyroxine"]))["NO1"]
+    decide(app, case_id, "adjust", max_elemental_mg_per_day=0.0, supplement="no")
+    sheet = sheet_of(plan_page(client, case_id)[1])
+    assert "Neem voorlopig geen magnesiumsupplement in." in sheet
+    for advice in ("Wanneer neemt u het in", "Niet tegelijk innemen", "hoogstens", "elementair"):
+        assert advice not in sheet
+
+
+def test_a_one_sided_window_reads_as_one_side(app, client, evaluator):
+    case_id = imported(app, evaluator, record(id="G1", jurisdiction="US", medications=["gabapentin 300 mg"]))["G1"]
+    decide(app, case_id, "approve")
+    sheet = sheet_of(plan_page(client, case_id)[1])
+    assert "Take gabapentin (gabapentin 300 mg) at least 2 hours after magnesium." in sheet
+    assert "before or" not in sheet
+
+
+def test_only_clinicians_open_a_patients_plan(app, approved):
+    editor = app.test_client()
+    editor.post("/login", data={"username": "ed", "password": PASSWORD})
+    assert editor.get(f"/cases/{approved}/plan").status_code == 403
+    assert editor.post(f"/cases/{approved}/plan/language", data={"language": "en"}).status_code == 403
+    with app.app_context():
+        assert db.session.get(Case, approved).patient_language is None
