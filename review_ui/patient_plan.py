@@ -187,12 +187,13 @@ def _no_magnesium(plan: dict[str, Any]) -> list[str]:
 
 
 def _drug_labels(result: dict[str, Any]) -> dict[str, str]:
-    """Each recognised medicine by its ingredient, with the name the patient gave when that differs."""
+    """Each recognised medicine by its ingredient, with the name the patient gave when it is another (a brand)."""
     labels: dict[str, str] = {}
     for med in (result.get("facts") or {}).get("medications") or []:
         ingredient, text = str(med.get("ingredient") or ""), str(med.get("text") or "")
         if ingredient and ingredient not in labels:
-            labels[ingredient] = ingredient if text.lower() == ingredient.lower() else f"{ingredient} ({text})"
+            named = text.lower().startswith(ingredient.lower()) or not text
+            labels[ingredient] = ingredient if named else f"{ingredient} ({text})"
     return labels
 
 

@@ -1,16 +1,20 @@
 """The printed patient plan: only for an approved or adjusted case, from the decision's final plan, in the patient's
 language (Dutch or English, chosen per case and audited) whatever the clinician's page language."""
 
+import os
 import re
+import threading
 
 import pytest
 from sqlalchemy import update
+from werkzeug.serving import make_server
 
 from audit import log as audit
 from review_ui import preferences, workflow
 from review_ui.db import db
 from review_ui.models import Case
-from tests.helpers import record
+from tests.helpers import ROOT, record
+from tests.review_ui.test_e2e_browser import CHROMIUM_ARGS, chromium_path
 
 PASSWORD = "correct horse battery"
 THYROID_AND_DOXY = record(
@@ -82,11 +86,11 @@ LANGUAGES = {
         "Neem uw middelen elke dag op deze tijden in:",
         '<th scope="row" class="time">07:00*</th><td>levothyroxine (Euthyrox 100 mcg), bij het opstaan, op een lege '
         "maag</td>",
-        '<th scope="row" class="time">08:00*</th><td>doxycycline (doxycycline 100 mg)</td>',
+        '<th scope="row" class="time">08:00*</th><td>doxycycline</td>',
         '<th scope="row" class="time">12:00</th><td>een magnesiumsupplement, hoogstens 125 mg</td>',
         '<th scope="row" class="time">22:00</th><td>een magnesiumsupplement, hoogstens 125 mg</td>',
         "Niet tegelijk innemen",
-        "Neem doxycycline (doxycycline 100 mg) minstens 2 uur vóór of 4 uur na de magnesium in.",
+        "Neem doxycycline minstens 2 uur vóór of 4 uur na de magnesium in.",
         "Neem levothyroxine (Euthyrox 100 mcg) minstens 4 uur vóór of 4 uur na de magnesium in.",
         "Kom terug voor deze controles:",
         "<li>Re-check symptoms and serum magnesium after starting</li>",  # the ruleset's English until it has Dutch
@@ -102,7 +106,7 @@ LANGUAGES = {
         "stomach</td>",
         '<th scope="row" class="time">12:00</th><td>a magnesium supplement, at most 125 mg</td>',
         '<th scope="row" class="time">22:00</th><td>a magnesium supplement, at most 125 mg</td>',
-        "Take doxycycline (doxycycline 100 mg) at least 2 hours before or 4 hours after magnesium.",
+        "Take doxycycline at least 2 hours before or 4 hours after magnesium.",
         "Take levothyroxine (Euthyrox 100 mcg) at least 4 hours before or 4 hours after magnesium.",
         "<li>Re-check symptoms and serum magnesium after starting</li>",
         "Reviewed and signed by Dr. A. Jansen on",
@@ -257,7 +261,7 @@ def test_a_one_sided_window_reads_as_one_side(app, client, evaluator):
     case_id = imported(app, evaluator, record(id="G1", jurisdiction="US", medications=["gabapentin 300 mg"]))["G1"]
     decide(app, case_id, "approve")
     sheet = sheet_of(plan_page(client, case_id)[1])
-    assert "Take gabapentin (gabapentin 300 mg) at least 2 hours after magnesium." in sheet
+    assert "Take gabapentin at least 2 hours after magnesium." in sheet
     assert "before or" not in sheet
 
 
@@ -268,3 +272,75 @@ def test_only_clinicians_open_a_patients_plan(app, approved):
     assert editor.post(f"/cases/{approved}/plan/language", data={"language": "en"}).status_code == 403
     with app.app_context():
         assert db.session.get(Case, approved).patient_language is None
+
+
+# --- in a real browser: the printed plan on a phone -------------------------------------------------
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # kept in docs when run with MGREVIEW_SCREENSHOTS=1
+
+
+@pytest.fixture
+def served_plan(app, evaluator):
+    """The app served on a free port with one approved case (EU record: a Dutch patient plan)."""
+    if chromium_path() is None:
+        pytest.skip("Chromium not installed")
+    with app.app_context():
+        workflow.add_user("carol", PASSWORD, "clinician", actor="test", full_name="Dr. C. de Vries")
+    case_id = imported(
+        app, evaluator, record(id="P-2041", jurisdiction="EU", medications=THYROID_AND_DOXY["medications"])
+    )
+    with app.app_context():
+        user = db.session.query(workflow.User).filter_by(username="carol").one()
+        workflow.decide(case_id["P-2041"], expected_version=1, kind="approve", actor=user, password=PASSWORD)
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{http.server_port}", case_id["P-2041"]
+    http.shutdown()
+
+
+def printed(page, expect, path):
+    """As printed: no header, no tools, the plan itself; a screenshot of it when asked for."""
+    page.emulate_media(media="print")
+    expect(page.locator("header")).to_be_hidden()
+    expect(page.locator("#plan-tools")).to_be_hidden()
+    expect(page.locator("#patient-plan")).to_be_visible()
+    if os.environ.get("MGREVIEW_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / path), full_page=True)
+    page.emulate_media(media="screen")
+
+
+def test_the_printed_plan_on_a_phone_in_dutch_then_in_english(served_plan, app):
+    from playwright.sync_api import expect, sync_playwright
+
+    server, case_id = served_plan
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-GB")
+        page.goto(f"{server}/login")
+        page.fill("input[name=username]", "carol")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("input[type=submit]")
+        page.goto(f"{server}/cases/{case_id}")
+        page.click("#patient-plan-link")
+        plan = page.locator("#patient-plan")
+        expect(plan.locator("h1")).to_have_text("Uw magnesiumplan")
+        expect(plan).to_contain_text("niet meer dan 250 mg elementair magnesium per dag")
+        expect(plan.locator("table.plan-schedule")).to_contain_text("12:00")
+        expect(plan).to_contain_text(
+            "Neem levothyroxine (Euthyrox 100 mcg) minstens 4 uur vóór of 4 uur na de magnesium in."
+        )
+        expect(plan.locator("#plan-signed")).to_contain_text("Beoordeeld en ondertekend door Dr. C. de Vries op")
+        expect(page.locator("#print-button")).to_have_text("Print")  # the clinician's page stays English
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        printed(page, expect, "patient-plan-nl.png")
+
+        page.select_option("#patient-language-form select[name=language]", "en")
+        page.click("#patient-language-form input[type=submit]")
+        expect(page.locator(".flash-success")).to_contain_text("The plan for P-2041 is now printed in English.")
+        expect(plan.locator("h1")).to_have_text("Your magnesium plan")
+        expect(plan).to_contain_text(
+            "Take levothyroxine (Euthyrox 100 mcg) at least 4 hours before or 4 hours after magnesium."
+        )
+        printed(page, expect, "patient-plan-en.png")
+        browser.close()
