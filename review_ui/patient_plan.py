@@ -112,7 +112,8 @@ def why_not_printable(case: Case) -> str:
 def sheet(case: Case, decision: Decision, language: str) -> PatientSheet:
     """The patient's plan from the decision's final plan, in the current (forced) locale."""
     plan, suggested = decision.final_plan or {}, decision.suggested_plan or {}
-    takes = plan.get("supplement") == "yes" and (plan.get("max_elemental_mg_per_day") or 0) > 0
+    cap = plan.get("max_elemental_mg_per_day")
+    takes = plan.get("supplement") == "yes" and (cap is None or cap > 0)  # no cap: the doctor sets the amount
     drugs = _drug_labels(case.result)
     schedule, note = _schedule_lines(plan, suggested, drugs) if takes else ([], "")
     return PatientSheet(

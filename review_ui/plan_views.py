@@ -36,7 +36,7 @@ def patient_plan_page(case_id: int) -> Any:
         sheet = patient_plan.sheet(case, decision, patient_language)
         sheet_html = Markup(render_template("_patient_plan_sheet.html", sheet=sheet))
     form = PatientLanguageForm(language=patient_language)
-    return render_template("patient_plan.html", case=case, sheet_html=sheet_html, sheet=sheet, form=form)
+    return render_template("patient_plan.html", case=case, sheet_html=sheet_html, form=form)
 
 
 @bp.route("/cases/<int:case_id>/plan/language", methods=["POST"])

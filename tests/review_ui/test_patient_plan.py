@@ -344,3 +344,21 @@ def test_the_printed_plan_on_a_phone_in_dutch_then_in_english(served_plan, app):
         )
         printed(page, expect, "patient-plan-en.png")
         browser.close()
+
+
+def test_a_window_without_hours_leaves_the_times_to_the_pharmacist(app, client, evaluator):
+    case_id = imported(app, evaluator, record(id="W1", jurisdiction="US"))["W1"]
+    window = {"drug": "ciprofloxacin", "drug_before_mg_h": None, "drug_after_mg_h": None}
+    decide(app, case_id, "adjust", separations=[window])
+    sheet = sheet_of(plan_page(client, case_id)[1])
+    assert "Ask your pharmacist how much time to keep between ciprofloxacin and magnesium." in sheet
+    assert "cannot all be kept apart on one fixed schedule: your pharmacist sets the times with you." in sheet
+    assert "plan-schedule" not in sheet
+
+
+def test_with_no_cap_the_doctor_sets_the_amount(app, client, evaluator):
+    case_id = imported(app, evaluator, record(id="C1", jurisdiction="US"))["C1"]
+    decide(app, case_id, "adjust", max_elemental_mg_per_day=None, form="glycinate")
+    sheet = sheet_of(plan_page(client, case_id)[1])
+    assert "Take magnesium bisglycinate in the amount your doctor sets." in sheet
+    assert "Do not take" not in sheet and "at most" not in sheet
