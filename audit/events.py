@@ -120,6 +120,26 @@ class LoggedOutEverywhere:
         return AuditEvent(self.actor, "logout.everywhere", "user", self.username, after={"sessions": self.sessions})
 
 
+@dataclass(frozen=True)
+class PageLanguageChosen:
+    """A user chose the language of their pages (None: follow the browser)."""
+
+    actor: str
+    before: str | None
+    after: str | None
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "user.language",
+            "user",
+            self.actor,
+            before={"language": self.before},
+            after={"language": self.after},
+        )
+
+
 # --- cases -----------------------------------------------------------------------------------------
 
 
@@ -209,6 +229,29 @@ class CaseReevaluated:
             after={"ruleset": self.new_ruleset, "adopted": self.adopted},
             ruleset=self.ruleset,
             details={"changes": self.changes, "patient_ref": self.patient_ref},
+        )
+
+
+@dataclass(frozen=True)
+class PatientLanguageChosen:
+    """A clinician chose the language a case's printed patient plan is written in."""
+
+    actor: str
+    case_id: int
+    before: str | None
+    after: str
+    patient_ref: str
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "case.patient_language",
+            "case",
+            str(self.case_id),
+            before={"patient_language": self.before},
+            after={"patient_language": self.after},
+            details={"patient_ref": self.patient_ref},
         )
 
 

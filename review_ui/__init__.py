@@ -89,6 +89,7 @@ def _register_pages(app: Flask) -> None:
         cdshooks,
         error_pages,
         models,  # noqa: F401  (its tables must be known to migrations)
+        plan_views,
         ruleset_views,
         views,
     )
@@ -101,6 +102,7 @@ def _register_pages(app: Flask) -> None:
         cdshooks.cds,
         ruleset_views.bp,
         burden_views.bp,
+        plan_views.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form

@@ -10,6 +10,7 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    RadioField,
     SelectField,
     StringField,
     SubmitField,
@@ -18,8 +19,11 @@ from wtforms import (
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from review_ui.language import LANGUAGE_NAMES
 from review_ui.models import CASE_STATUSES, SEVERITY_RANK
 from review_ui.workflow import OVERRIDE_CODES
+
+BROWSER_LANGUAGE = "browser"  # the page-language choice that stores none: the browser's Accept-Language decides
 
 
 def select_choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
@@ -33,6 +37,24 @@ class LoginForm(FlaskForm):
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
     password = PasswordField(_l("Password"), validators=[DataRequired()])
     submit = SubmitField(_l("Sign in"))
+
+
+class PageLanguageForm(FlaskForm):
+    """The language of the signed-in user's own pages: English, Nederlands or as the browser says."""
+
+    language = RadioField(
+        _l("Page language"),
+        choices=select_choices([(BROWSER_LANGUAGE, _l("As my browser says")), *LANGUAGE_NAMES.items()]),
+        default=BROWSER_LANGUAGE,
+    )
+    submit = SubmitField(_l("Save"))
+
+
+class PatientLanguageForm(FlaskForm):
+    """The language a case's printed plan is written in for the patient."""
+
+    language = SelectField(_l("Patient's language"), choices=select_choices(list(LANGUAGE_NAMES.items())))
+    submit = SubmitField(_l("Change language"))
 
 
 class DecisionForm(FlaskForm):

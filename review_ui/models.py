@@ -51,6 +51,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # page language; None: the browser's
 
     @property
     def home_endpoint(self) -> str:
@@ -127,6 +128,9 @@ class Case(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock for concurrent decisions
+    patient_language: Mapped[str | None] = mapped_column(
+        String(8), nullable=True
+    )  # printed plan; None: by jurisdiction
 
     batch: Mapped[Batch] = relationship()
     findings: Mapped[list[CaseFinding]] = relationship(back_populates="case", order_by="CaseFinding.rank")
