@@ -10,7 +10,7 @@ from review_ui.models import ROLES, SEVERITY_RANK, Case, Role, User
 from tests.helpers import ROOT
 
 PACKAGE = ROOT / "review_ui"
-PAGE_MODULES = ("views", "ruleset_views", "cdshooks", "burden_views")  # blueprints: create_app registers each
+PAGE_MODULES = ("views", "ruleset_views", "cdshooks", "burden_views", "plan_views")  # blueprints: create_app registers each
 
 
 def imported_modules(path: Path) -> set[str]:
