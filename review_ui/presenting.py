@@ -268,12 +268,28 @@ def magnesium_text(mmol_l: float, entered: tuple[float, str] | None) -> str:
     return f"{plain(value)} {unit} ({in_mmol})"
 
 
-def _egfr(patient: dict[str, Any]) -> Lab:
+def creatinine_text(mg_dl: Any, record: dict[str, Any]) -> str:
+    """'80 µmol/L (0.90 mg/dL)' in the unit entered and in mg/dL; mg/dL alone when entered so."""
+    in_mg_dl = f"{plain(mg_dl)} mg/dL"
+    entry = record.get("serum_creatinine")
+    if not isinstance(entry, dict) or not isinstance(mg_dl, int | float):
+        return in_mg_dl
+    value, unit = entry.get("value"), entry.get("unit")
+    canonical = units.canonical_unit(unit) if isinstance(unit, str) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or canonical in (None, "mg/dL"):
+        return in_mg_dl
+    if abs(units.creatinine_to_mg_dl(float(value), str(canonical)) - mg_dl) > 0.001:
+        return in_mg_dl
+    return f"{plain(value)} {unit} ({decimals(mg_dl, 2)} mg/dL)"
+
+
+def _egfr(patient: dict[str, Any], record: dict[str, Any]) -> Lab:
     value = patient.get("egfr_ml_min_1_73m2")
     if value is None:
         return Lab(None)
     if patient.get("egfr_source") == "ckd_epi_2021":
-        how = _("CKD-EPI 2021 from creatinine %(value)s mg/dL", value=plain(patient.get("creatinine_mg_dl")))
+        creatinine = creatinine_text(patient.get("creatinine_mg_dl"), record)
+        how = _("CKD-EPI 2021 from creatinine %(value)s", value=creatinine)
         date, status = patient.get("creatinine_date"), patient.get("creatinine_status")
     else:
         how = _("reported by the lab")
@@ -346,7 +362,7 @@ def summary(result: dict[str, Any], record: dict[str, Any]) -> Summary:
         sex=sexes.get(patient.get("sex", ""), _("not given")),
         pregnancy=_pregnancy(patient),
         jurisdiction=str(patient.get("jurisdiction", "")),
-        egfr=_egfr(patient),
+        egfr=_egfr(patient, record),
         magnesium=_magnesium(patient, record),
         supplement=_supplement(patient),
         medications=_medications(facts),
