@@ -84,7 +84,7 @@ def _outcome(outcome: explain.Outcome) -> str:
 def _deciding(missing: explain.MissingInput, ruleset: Ruleset, language: str) -> str:
     label, unit, _fmt = _label(missing.fact)
     choices = "; ".join(f"{_range(i, missing.fact, unit)}: {_outcome(i.outcome)}" for i in missing.intervals)
-    titles = ", ".join(ruleset.finding_title(f, language) for f in missing.findings)
+    titles = ", ".join(presenting.title(ruleset, f, language) for f in missing.findings)
     return _(
         "%(findings)s: a value for %(what)s would decide (%(choices)s).", findings=titles, what=label, choices=choices
     )

@@ -8,6 +8,7 @@ advice for taking magnesium when it proposes none.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from typing import Any
 from flask_babel import gettext, ngettext
 
 from engine import fhir, units
+from engine import ruleset as rulesets
 from engine import vocabulary as vocab
-from engine.errors import RecordError
+from engine.errors import RecordError, RulesetError
 from engine.ruleset import Ruleset
 
 
@@ -80,6 +82,8 @@ def _field_words() -> dict[str, tuple[str, str, Any]]:
         "jurisdiction": (_("jurisdiction"), "", str),
         "supplement_form": (_("magnesium form"), "", str),
         "supplement_route": (_("route"), "", str),
+        "renal_data_known": (_("eGFR known"), "", str),
+        "serum_mg_known": (_("serum magnesium known"), "", str),
         "pregnant": (_("pregnant"), "", str),
         "lactating": (_("breastfeeding"), "", str),
     }
@@ -136,6 +140,23 @@ def localized(item: dict[str, Any], name: str, language: str) -> Any:
 # --- ids in words ------------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _catalogue() -> Ruleset | None:
+    """The newest published ruleset, for finding titles a version older than the catalogue lacks (v1)."""
+    try:
+        return rulesets.load()
+    except RulesetError:
+        return None
+
+
+def title(ruleset: Ruleset, finding_id: str, language: str) -> str:
+    """A finding's catalogue title: the case's version's, else the newest published one's (ids are stable)."""
+    if finding_id in ruleset.raw.get("findings", {}):
+        return ruleset.finding_title(finding_id, language)
+    newest = _catalogue()
+    return newest.finding_title(finding_id, language) if newest is not None else finding_id
+
+
 def upper_limit_row(ruleset: Ruleset, rule_id: str) -> dict[str, Any] | None:
     """The upper-limit row behind an upper-limit rule id (UL_EU_4_PLUS, UL_EU_4_PLUS_EXCEEDED), or None."""
     rows = {r.get("id"): r for r in ruleset.raw.get("upper_limits", []) if isinstance(r, dict)}
@@ -173,12 +194,10 @@ def reason_words(ruleset: Ruleset, key: str, language: str) -> str:
     row = upper_limit_row(ruleset, key)
     if row is not None:
         return upper_limit_words(row)
-    if key in ruleset.raw.get("findings", {}):
-        return ruleset.finding_title(key, language)
     rule = next((r for r in ruleset.rules if r.id == key), None)
-    if rule is not None and rule.then.get("finding"):
-        return ruleset.finding_title(str(rule.then["finding"]), language)
-    return key.replace("_", " ").lower()
+    finding = str(rule.then["finding"]) if rule is not None and rule.then.get("finding") else key
+    found = title(ruleset, finding, language)
+    return found if found != finding else key.replace("_", " ").lower()
 
 
 def ids_in_words(text: str, ruleset: Ruleset, language: str) -> str:
@@ -477,7 +496,7 @@ def finding_view(finding: dict[str, Any], ruleset: Ruleset, record: dict[str, An
             rows.append(_evidence_row(str(entry.get("rule", "")), item, record))
     return FindingView(
         id=finding["id"],
-        title=ruleset.finding_title(finding["id"], language),
+        title=title(ruleset, finding["id"], language),
         severity=finding.get("severity", ""),
         message=str(localized(finding, "message", language) or ""),
         unverified=finding.get("confidence") == "U",
@@ -584,7 +603,9 @@ def _monitoring(line: str) -> Monitoring:
 
 
 def _physician(plan: dict[str, Any], ruleset: Ruleset, language: str) -> str:
-    physician = plan.get("physician") or ("approves" if plan.get("requires_physician") else "none")
+    proposed = plan.get("supplement") == "yes" and bool(plan.get("max_elemental_mg_per_day"))
+    default = "approves" if proposed and plan.get("requires_physician") else "none" if proposed else "decides"
+    physician = plan.get("physician") or default  # results before the plan contract (v1) do not say
     if physician == "decides":
         reasons = physician_reasons(plan, ruleset, language)
         if plan.get("urgent"):

@@ -9,10 +9,12 @@ import re
 
 import pytest
 
+from engine import ruleset as rulesets
+from engine.evaluate import Evaluator
 from review_ui import presenting, workflow
 from review_ui.db import db
 from review_ui.models import Case
-from tests.helpers import SAMPLE, SYNTHEA, lines, record
+from tests.helpers import RULESETS, SAMPLE, SYNTHEA, lines, record
 
 PASSWORD = "correct horse battery"
 MG_DL = {"value": 4.6, "unit": "mg/dL"}  # 1.89 mmol/L: toxic, urgent
@@ -291,3 +293,13 @@ def test_a_synthea_bundle_reads_as_a_patient(app, client):
     assert "Levothyroxine Sodium 0.075 MG Oral Tablet → levothyroxine (thyroid hormone)" in summary
     assert re.search(r'id="summary-magnesium">\s*not given', page)
     assert "4 h apart from levothyroxine" in text(section(page, 'id="bottom-line"', "</p>"))
+
+
+def test_a_result_of_v1_reads_in_words_too():
+    """v1 has no finding catalogue and no plan contract: titles come from the newest catalogue, a physician decides."""
+    v1 = Evaluator(rulesets.load(RULESETS / "v1.json"))
+    result = v1.evaluate(record(egfr_ml_min_1_73m2=20)).to_dict()
+    page = presenting.case_page(result, record(egfr_ml_min_1_73m2=20), v1.ruleset, "en")
+    assert page.bottom_line == "Do not start magnesium: a physician decides (Severe kidney impairment)."
+    assert page.findings[0].title == "Severe kidney impairment"
+    assert page.plan.physician == "a physician decides (Severe kidney impairment)"
