@@ -44,8 +44,10 @@ def _label(fact: str) -> tuple[str, str, Any]:
 
 
 def _change(change: explain.Change) -> str:
+    if change.op == explain.WITHOUT and change.fact.startswith("medication."):
+        return _("%(what)s is stopped", what=change.value)
     if change.op == explain.WITHOUT:
-        return _("without %(what)s", what=change.value)
+        return _("%(what)s is not present", what=presenting.words(change.value))
     label, unit, _fmt = _label(change.fact)
     if isinstance(change.value, bool):
         return _("not %(what)s", what=label) if (change.op == "!=") == change.value else label

@@ -426,15 +426,31 @@ def value_text(fact: str, value: Any, record: dict[str, Any]) -> str:
     return f"{fmt(value)} {unit}".strip()
 
 
-def against_threshold(item: dict[str, Any], record: dict[str, Any]) -> str | None:
-    """'4.6 mg/dL (1.89 mmol/L) is at or above 1.74 mmol/L' for a numeric condition on a patient value."""
+def _comparison(item: dict[str, Any]) -> str | None:
+    """'is at or above 1.74 mmol/L' for a numeric condition on a patient value, else None."""
     fact, op, value, threshold = item.get("fact", ""), item.get("op"), item.get("value"), item.get("threshold")
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (value, threshold))
     if not str(fact).startswith("patient.") or op not in NUMERIC_OPS or not numbers:
         return None
-    label, unit, fmt = field_words(str(fact))
-    limit = f"{_threshold(threshold, fmt)} {unit}".strip()
-    return _sentence(f"{label} {value_text(str(fact), value, record)} {_op_words()[str(op)]} {limit}")
+    _label, unit, fmt = field_words(str(fact))
+    return f"{_op_words()[str(op)]} {_threshold(threshold, fmt)} {unit}".strip()
+
+
+def against_thresholds(items: list[dict[str, Any]], record: dict[str, Any]) -> list[str]:
+    """'Serum magnesium 4.6 mg/dL (1.89 mmol/L) is at or above 1.74 mmol/L': one sentence per patient value, the
+    two ends of a range joined ('is at or above 0.50 mmol/L and is below 0.75 mmol/L')."""
+    found: dict[tuple[str, Any], list[str]] = {}
+    for item in items:
+        comparison = _comparison(item)
+        if comparison is not None:
+            said = found.setdefault((str(item["fact"]), item["value"]), [])
+            if comparison not in said:
+                said.append(comparison)
+    out = []
+    for (fact, value), comparisons in found.items():
+        label = field_words(fact)[0]
+        out.append(_sentence(f"{label} {value_text(fact, value, record)} {_(' and ').join(comparisons)}"))
+    return out
 
 
 def _sentence(text: str) -> str:
@@ -486,14 +502,13 @@ def short_citation(text: str, limit: int = 120) -> str:
 
 def finding_view(finding: dict[str, Any], ruleset: Ruleset, record: dict[str, Any], language: str) -> FindingView:
     """One finding of a stored result as the page shows it."""
-    against: list[str] = []
     rows: list[EvidenceRow] = []
+    items: list[dict[str, Any]] = []
     for entry in finding.get("evidence", []):
         for item in _evidence_items(entry.get("facts", [])):
-            sentence = against_threshold(item, record)
-            if sentence and sentence not in against:
-                against.append(sentence)
+            items.append(item)
             rows.append(_evidence_row(str(entry.get("rule", "")), item, record))
+    against = against_thresholds(items, record)
     return FindingView(
         id=finding["id"],
         title=title(ruleset, finding["id"], language),

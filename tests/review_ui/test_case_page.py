@@ -125,6 +125,16 @@ def test_a_finding_shows_the_value_against_its_threshold_in_the_unit_entered(eva
     assert view.against == ["Serum magnesium 1.90 mmol/L is at or above 1.74 mmol/L"]  # no mg/dL nobody entered
 
 
+def test_both_ends_of_a_range_in_one_sentence(evaluator):
+    low = {"value": 1.6, "unit": "mg/dL"}  # 0.66 mmol/L: low, not severe
+    result = result_of(evaluator, serum_magnesium=low)
+    finding = next(f for f in result["findings"] if f["id"] == "HYPOMAGNESEMIA")
+    view = presenting.finding_view(finding, evaluator.ruleset, record(serum_magnesium=low), "en")
+    assert view.title == "Low serum magnesium"
+    range_sentence = "Serum magnesium 1.6 mg/dL (0.66 mmol/L) is at or above 0.50 mmol/L and is below 0.75 mmol/L"
+    assert view.against == [range_sentence]
+
+
 def test_a_healthy_record_has_nothing_against_a_threshold(evaluator):
     result = result_of(evaluator)
     views = [presenting.finding_view(f, evaluator.ruleset, record(), "en") for f in result["findings"]]
@@ -253,6 +263,7 @@ def test_sources_are_links_to_their_anchor(app, client):
     upload(client, record(id="L1", **LEVOTHYROXINE_EU))
     page = case_page(app, client, "L1")
     assert '<a href="/sources#S19">S19</a>: Drugs.com' in page
+    assert "Would not apply if levothyroxine is stopped." in page
     assert "<abbr" not in page
     sources = client.get("/sources").get_data(as_text=True)
     assert 'id="S19"' in sources
