@@ -102,7 +102,7 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
-        return {"fact": self.fact, "op": self.op, "value": self.value}
+        return {"fact": self.fact, "op": self.op, "value": _plain(self.value)}
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,8 @@ def _patient_negations(pattern: Pattern) -> list[WouldNotApply]:
 
 
 def _negated(c: Condition) -> Change:
-    return Change(f"patient.{c.field}", NEGATION[c.op], _plain(c.value))
+    # the value stays a tuple (`in` lists): a change is hashed to keep each one once; to_dict writes a list
+    return Change(f"patient.{c.field}", NEGATION[c.op], tuple(c.value) if isinstance(c.value, list) else c.value)
 
 
 def _common(groups: list[tuple[WouldNotApply, ...]]) -> tuple[WouldNotApply, ...]:

@@ -9,11 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_login import current_user
 from sqlalchemy import select
 
 from audit import log as audit
-from review_ui import explaining, ruleset_versions, workflow
+from engine.evaluate import Evaluator
+from review_ui import explaining, presenting, ruleset_versions, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
@@ -81,6 +83,7 @@ def case_page(case_id: int) -> Any:
 def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
     entries = audit.read(db.session, target_type="case", target_id=str(case.id))
     newest = ruleset_versions.latest_version(case.ruleset_id)
+    ruleset = _case_evaluator(case).ruleset
     return (
         render_template(
             "case.html",
@@ -88,6 +91,7 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
             form=form,
             entries=[e.as_dict() for e in entries],
             sources=evaluator().ruleset.sources,
+            page=presenting.case_page(case.result, case.intake, ruleset, str(get_locale())),
             needs_override=case.change_needs_override,
             explanation=_explanation(case),
             newest=newest,
@@ -95,6 +99,14 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
         ),
         status,
     )
+
+
+def _case_evaluator(case: Case) -> Evaluator:
+    """The evaluator of the version that evaluated the case; the active one when that version is not usable."""
+    try:
+        return ruleset_versions.version_evaluator(ruleset_versions.get_version(case.ruleset_id, case.ruleset_version))
+    except workflow.WorkflowError:
+        return evaluator()
 
 
 def _explanation(case: Case) -> explaining.CaseExplanation | None:
@@ -105,7 +117,8 @@ def _explanation(case: Case) -> explaining.CaseExplanation | None:
         version = ruleset_versions.get_version(case.ruleset_id, case.ruleset_version)
     except workflow.WorkflowError:  # a version no longer usable: the page says nothing rather than guess
         return None
-    return explaining.for_case(ruleset_versions.version_evaluator(version), case.result, case.intake)
+    evaluator = ruleset_versions.version_evaluator(version)
+    return explaining.for_case(evaluator, case.result, case.intake, str(get_locale()))
 
 
 def _prefill(form: DecisionForm, plan: dict[str, Any]) -> None:
