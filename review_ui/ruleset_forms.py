@@ -13,6 +13,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField
+from markupsafe import escape
 from wtforms import (
     BooleanField,
     DecimalField,
@@ -42,6 +43,25 @@ FIELD_CHOICES = [("", "—")] + [
     if on != "derived"
     for name, spec in fields.items()
 ]
+# What each operator means, in the reader's language (engine/vocabulary.py declares the operators, in English).
+OPERATOR_WORDS = {
+    "==": _l("equals"),
+    "!=": _l("differs from"),
+    "<": _l("is below"),
+    "<=": _l("is at most"),
+    ">": _l("is above"),
+    ">=": _l("is at least"),
+    "in": _l("is one of"),
+    "contains": _l("list contains"),
+    "contains_any": _l("list contains one of"),
+}
+SEVERITY_WORDS = {
+    "contraindicated": _l("contraindicated"),
+    "major": _l("major"),
+    "moderate": _l("moderate"),
+    "minor": _l("minor"),
+    "info": _l("info"),
+}
 EXTRA_CONDITIONS = 2  # blank condition rows offered under each pattern
 EXTRA_PATTERNS = 1  # blank patterns offered under a rule
 
@@ -57,7 +77,14 @@ class ConditionForm(Form):
 
     field = SelectField(_l("Fact"), choices=select_choices(FIELD_CHOICES), validate_choice=False)
     op = SelectField(
-        _l("Operator"), choices=select_choices([(op, f"{op} ({text})") for op, text in vocab.OPERATORS.items()])
+        _l("Operator"),
+        choices=select_choices(
+            [
+                # a lazy label is rendered as markup (no escaping), so the operator is escaped here
+                (op, _l("%(op)s (%(words)s)", op=escape(op), words=OPERATOR_WORDS.get(op, text)))
+                for op, text in vocab.OPERATORS.items()
+            ]
+        ),
     )
     value = StringField(_l("Value"), validators=[Length(max=4000)])
     any = BooleanField(_l("one of (any)"))
@@ -81,7 +108,9 @@ class RuleForm(FlaskForm):
     finding = SelectField(
         _l("Finding"), choices=select_choices([("", _l("— none —")), *[(f, f) for f in vocab.FINDING_IDS]])
     )
-    severity = SelectField(_l("Severity"), choices=select_choices([("", "—"), *[(s, s) for s in vocab.SEVERITIES]]))
+    severity = SelectField(
+        _l("Severity"), choices=select_choices([("", "—"), *[(s, SEVERITY_WORDS.get(s, s)) for s in vocab.SEVERITIES]])
+    )
     message = TextAreaField(
         _l("Message ({field} takes a matched fact's value, {threshold:field} the rule's own threshold)"),
         validators=[Length(max=4000)],
