@@ -1,5 +1,6 @@
 """The rule editor's pages in Dutch for a Dutch browser and in English without Accept-Language: the rulesets index,
-a draft, a rule's editor, the impact preview and an error page; refusals are shown in Dutch and audited in English."""
+a draft, a rule's editor, the impact preview, the alert burden (finding titles from the catalogue's Dutch) and an
+error page; refusals are shown in Dutch and audited in English."""
 
 import json
 
@@ -68,6 +69,11 @@ PAGES = [
         "/rulesets/drafts/1/impact",
         ["Gevolgen van magnesium", "Opnieuw doorrekenen", "opgeslagen casussen", "Intakebestand", "Gevolgen bekijken"],
         ["Impact preview of magnesium", "Replay", "stored cases", "Intake file", "Preview impact"],
+    ),
+    (
+        "/rulesets/burden",
+        ["<h1>Signaallast per regel</h1>", "Herhalingspercentage", "Dosis opgegeven als zoutgewicht", "CSV downloaden"],
+        ["<h1>Alert burden per rule</h1>", "Repeat rate", "Dose given as salt weight", "Download CSV"],
     ),
     (
         "/rulesets/drafts/99",
