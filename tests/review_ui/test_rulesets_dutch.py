@@ -159,3 +159,30 @@ def test_a_stale_edit_is_refused_in_dutch_for_a_dutch_reader_and_in_english_othe
     assert "Iemand anders heeft dit concept gewijzigd terwijl u het bewerkte" in dutch.get_data(as_text=True)
     english = signed_in(editors, "ed").post("/rulesets/drafts/1/note", data=note, follow_redirects=True)
     assert "Someone changed this draft while you were editing it" in english.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "language, said, not_said",
+    [
+        ("nl", ["<h1>Fout 403</h1>", "Uw rol geeft geen toegang tot deze pagina."], ["Error 403", "Your role"]),
+        (None, ["<h1>Error 403</h1>", "Your role does not give access to this page."], ["Fout 403", "Uw rol"]),
+    ],
+)
+def test_a_clinician_is_refused_a_draft_in_the_browser_language(editors, language, said, not_said):
+    with editors.app_context():
+        workflow.add_user("carol", PASSWORD, "clinician", actor="test")
+    status, html = page(signed_in(editors, "carol", language), "/rulesets/drafts/1")
+    assert status == 403
+    assert [text for text in said if text not in html] == [] and [text for text in not_said if text in html] == []
+
+
+@pytest.mark.parametrize(
+    "language, prompt, other",
+    [("nl", "Meld u aan om verder te gaan.", "Please sign in"), (None, "Please sign in to continue.", "Meld u aan")],
+)
+def test_the_sign_in_prompt_is_in_the_browser_language(app, language, prompt, other):
+    client = app.test_client()
+    if language:
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    html = client.get("/rulesets/", follow_redirects=True).get_data(as_text=True)
+    assert prompt in html and other not in html
