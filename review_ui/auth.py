@@ -8,6 +8,8 @@ from typing import Any, TypeVar, cast
 
 import flask_login
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 
 from review_ui import workflow
@@ -45,6 +47,9 @@ def load_user(user_id: str) -> User | None:
 
 
 login_manager.user_loader(load_user)
+# The sign-in prompt in the reader's language: flashed as plain text, translated when it is flashed.
+login_manager.login_message = _l("Please sign in to continue.")
+login_manager.localize_callback = str
 
 
 def _account_key() -> str:
@@ -62,7 +67,7 @@ def login() -> Any:
         try:
             user = workflow.authenticate(form.username.data or "", form.password.data or "")
         except workflow.WorkflowError as e:
-            flash(e.message, "error")
+            flash(_(e.message), "error")  # the workflow audits in English; marked texts are shown translated
         else:
             session.clear()
             session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
@@ -79,7 +84,7 @@ def logout() -> Any:
     workflow.end_session(session.get("sid"), actor=current_user.username)
     logout_user()
     session.clear()
-    flash("Signed out.", "info")
+    flash(_("Signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -90,5 +95,5 @@ def logout_everywhere() -> Any:
     count = workflow.end_all_sessions(current_user, actor=current_user.username)
     logout_user()
     session.clear()
-    flash(f"Signed out everywhere ({count} session(s) ended).", "info")
+    flash(_("Signed out everywhere (%(count)s session(s) ended).", count=count), "info")
     return redirect(url_for("auth.login"))

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template
+from flask_babel import get_locale
 
 from engine import burden as engine_burden
 from review_ui import burden
@@ -29,7 +30,16 @@ def page() -> Any:
     except ImportError:  # matplotlib is the optional `report` extra
         current_app.logger.info("alert burden: matplotlib not installed, page shown without plots")
         plot = None
-    return render_template("burden.html", stats=stats, titles=burden.finding_titles(document), plot=plot)
+    return render_template("burden.html", stats=stats, titles=finding_titles(document), plot=plot)
+
+
+def finding_titles(document: dict[str, Any]) -> dict[str, str]:
+    """Finding id -> its catalogue title in the page's language (Dutch `title_nl`, else the English title)."""
+    titles = burden.finding_titles(document)
+    if str(get_locale()) != "nl":
+        return titles
+    findings = document.get("findings") or {}
+    return {k: str(findings.get(k, {}).get("title_nl") or title) for k, title in titles.items()}
 
 
 @bp.route("/burden.csv")
@@ -53,7 +63,7 @@ def export() -> Response:
 def draft_burden(draft: RulesetDraft) -> dict[str, Any]:
     """For the draft page: the burden of each rule the draft changes, and the findings' titles."""
     try:
-        return {"rows": burden.draft_burden(draft), "titles": burden.finding_titles(burden.ruleset_document(draft))}
+        return {"rows": burden.draft_burden(draft), "titles": finding_titles(burden.ruleset_document(draft))}
     except (WorkflowError, ValueError) as e:  # a refused base version, or a draft text that does not parse
         current_app.logger.warning("alert burden of draft %s not shown: %s", draft.id, e)
         return {"rows": [], "titles": {}}

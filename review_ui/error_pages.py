@@ -5,22 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, render_template
+from flask_babel import lazy_gettext as _l
 
 from review_ui.db import db
 
 ERROR_MESSAGES = {
-    400: "The request could not be understood.",
-    403: "Your role does not give access to this page.",
-    404: "There is nothing at this address.",
-    413: "The file is too large.",
-    429: "Too many attempts from here or for this account; wait a minute and try again.",
-    500: "Something went wrong on our side. The error was logged; nothing you entered was half-saved.",
+    400: _l("The request could not be understood."),
+    403: _l("Your role does not give access to this page."),
+    404: _l("There is nothing at this address."),
+    413: _l("The file is too large."),
+    429: _l("Too many attempts from here or for this account; wait a minute and try again."),
+    500: _l("Something went wrong on our side. The error was logged; nothing you entered was half-saved."),
 }
 
 
 def render_error(code: int) -> Any:
-    """The error page for an HTTP status."""
-    return render_template("error.html", code=code, message=ERROR_MESSAGES.get(code, "Error.")), code
+    """The error page for an HTTP status, in the reader's language."""
+    message = ERROR_MESSAGES.get(code) or _l("Error.")
+    return render_template("error.html", code=code, message=str(message)), code
 
 
 def _error(e: Any) -> Any:

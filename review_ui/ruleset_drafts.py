@@ -21,34 +21,45 @@ from engine.errors import RulesetError
 from review_ui.db import db
 from review_ui.models import Role, RulesetDraft, User
 from review_ui.ruleset_versions import evaluator_for, get_version, latest_version, version_evaluator
+from review_ui.texts import N_, Text
 from review_ui.writes import WorkflowError, commit_or_rollback, update_if_unchanged
 
-DRAFT_CHANGED = "Someone changed this draft while you were editing it; nothing was saved. Reload it."
+DRAFT_CHANGED = Text(N_("Someone changed this draft while you were editing it; nothing was saved. Reload it."))
 
 
 class DraftInvalid(WorkflowError):
     """A draft the checker refuses, with every problem found."""
 
     def __init__(self, errors: list[RulesetError]):
-        super().__init__(f"The draft has {len(errors)} problem(s); nothing was saved: {errors[0]}")
+        super().__init__(
+            Text(
+                N_("The draft has %(count)s problem(s); nothing was saved: %(first)s"),
+                count=len(errors),
+                first=str(errors[0]),
+            )
+        )
         self.errors = errors
 
 
 def require_editor(user: User) -> None:
     """Only rule editors change rulesets."""
     if user.role != Role.RULE_EDITOR:
-        raise WorkflowError("Only a rule editor can change rulesets.")
+        raise WorkflowError(Text(N_("Only a rule editor can change rulesets.")))
 
 
 def require_editable(draft: RulesetDraft) -> None:
     """Only a draft being edited changes: a submitted draft is read-only to everyone, its author included."""
     if draft.status == "submitted":
         raise WorkflowError(
-            "This draft is submitted for approval and read-only; nothing was saved. "
-            "To change it, discard it and start a new draft."
+            Text(
+                N_(
+                    "This draft is submitted for approval and read-only; nothing was saved. "
+                    "To change it, discard it and start a new draft."
+                )
+            )
         )
     if draft.status != "editing":
-        raise WorkflowError(f"This draft is {draft.status}; it can no longer be changed.")
+        raise WorkflowError(Text(N_("This draft is %(status)s; it can no longer be changed."), status=draft.status))
 
 
 def create_draft(name: str, *, actor: User) -> RulesetDraft:
@@ -77,7 +88,7 @@ def get_draft(draft_id: int) -> RulesetDraft:
     """One draft, or a WorkflowError."""
     draft = db.session.get(RulesetDraft, draft_id)
     if draft is None:
-        raise WorkflowError("No such draft.")
+        raise WorkflowError(Text(N_("No such draft.")))
     return draft
 
 
@@ -162,9 +173,9 @@ class DraftCheck:
         """Everything that blocks publishing."""
         out = [str(e) for e in self.errors] + [f"scenario {f}" for f in self.failures]
         if not change_note.strip():
-            out.append("a change note is required: say what changed and why")
+            out.append(Text(N_("a change note is required: say what changed and why")))
         if not self.scenario_count and not self.errors:
-            out.append("the draft has no scenarios")
+            out.append(Text(N_("the draft has no scenarios")))
         return out
 
 
@@ -184,7 +195,9 @@ def submit_draft(draft_id: int, *, actor: User, expected_lock: int) -> RulesetDr
     require_editor(actor)
     draft = get_draft(draft_id)
     if draft.status != "editing":
-        raise WorkflowError(f"This draft is {draft.status}; only a draft being edited can be submitted.")
+        raise WorkflowError(
+            Text(N_("This draft is %(status)s; only a draft being edited can be submitted."), status=draft.status)
+        )
     problems = check_draft(draft).problems(change_note=draft_data(draft).get("change_note", ""))
     update_if_unchanged(RulesetDraft.lock, draft.id, expected_lock, conflict=DRAFT_CHANGED, status="submitted")
     audit.append(
@@ -200,9 +213,9 @@ def discard_draft(draft_id: int, *, actor: User, expected_lock: int, reason: str
     require_editor(actor)
     draft = get_draft(draft_id)
     if draft.status not in ("editing", "submitted"):
-        raise WorkflowError(f"This draft is {draft.status} already.")
+        raise WorkflowError(Text(N_("This draft is %(status)s already."), status=draft.status))
     if not reason.strip():
-        raise WorkflowError("Say why the draft is discarded.", "reason")
+        raise WorkflowError(Text(N_("Say why the draft is discarded.")), "reason")
     before = draft.status
     update_if_unchanged(RulesetDraft.lock, draft.id, expected_lock, conflict=DRAFT_CHANGED, status="discarded")
     audit.append(db.session, events.DraftDiscarded(actor.username, draft.id, before, reason.strip()))

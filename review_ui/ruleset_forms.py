@@ -10,8 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField
+from markupsafe import escape
 from wtforms import (
     BooleanField,
     DecimalField,
@@ -41,6 +43,25 @@ FIELD_CHOICES = [("", "—")] + [
     if on != "derived"
     for name, spec in fields.items()
 ]
+# What each operator means, in the reader's language (engine/vocabulary.py declares the operators, in English).
+OPERATOR_WORDS = {
+    "==": _l("equals"),
+    "!=": _l("differs from"),
+    "<": _l("is below"),
+    "<=": _l("is at most"),
+    ">": _l("is above"),
+    ">=": _l("is at least"),
+    "in": _l("is one of"),
+    "contains": _l("list contains"),
+    "contains_any": _l("list contains one of"),
+}
+SEVERITY_WORDS = {
+    "contraindicated": _l("contraindicated"),
+    "major": _l("major"),
+    "moderate": _l("moderate"),
+    "minor": _l("minor"),
+    "info": _l("info"),
+}
 EXTRA_CONDITIONS = 2  # blank condition rows offered under each pattern
 EXTRA_PATTERNS = 1  # blank patterns offered under a rule
 
@@ -54,19 +75,26 @@ def _bounds(effect: str) -> NumberRange:
 class ConditionForm(Form):
     """One condition `field op value`; `any` puts it among the where_any alternatives."""
 
-    field = SelectField("Fact", choices=select_choices(FIELD_CHOICES), validate_choice=False)
+    field = SelectField(_l("Fact"), choices=select_choices(FIELD_CHOICES), validate_choice=False)
     op = SelectField(
-        "Operator", choices=select_choices([(op, f"{op} ({text})") for op, text in vocab.OPERATORS.items()])
+        _l("Operator"),
+        choices=select_choices(
+            [
+                # a lazy label is rendered as markup (no escaping), so the operator is escaped here
+                (op, _l("%(op)s (%(words)s)", op=escape(op), words=OPERATOR_WORDS.get(op, text)))
+                for op, text in vocab.OPERATORS.items()
+            ]
+        ),
     )
-    value = StringField("Value", validators=[Length(max=4000)])
-    any = BooleanField("one of (any)")
+    value = StringField(_l("Value"), validators=[Length(max=4000)])
+    any = BooleanField(_l("one of (any)"))
 
 
 class PatternForm(Form):
     """One fact the rule must match."""
 
-    on = SelectField("On", choices=select_choices([("", "— unused —"), *[(t, t) for t in FACT_TYPES]]))
-    derived = StringField("Derived fact name", validators=[Length(max=80)])
+    on = SelectField(_l("On"), choices=select_choices([("", _l("— unused —")), *[(t, t) for t in FACT_TYPES]]))
+    derived = StringField(_l("Derived fact name"), validators=[Length(max=80)])
     conditions = FieldList(FormField(ConditionForm))
 
 
@@ -74,54 +102,59 @@ class RuleForm(FlaskForm):
     """A rule: patterns, effects, sources and confidence."""
 
     expected_lock = HiddenField()
-    rule_id = StringField("Rule id (UPPER_SNAKE_CASE)", validators=[Length(max=80)])
-    description = TextAreaField("Description", validators=[Length(max=2000)])
+    rule_id = StringField(_l("Rule id (UPPER_SNAKE_CASE)"), validators=[Length(max=80)])
+    description = TextAreaField(_l("Description"), validators=[Length(max=2000)])
     patterns = FieldList(FormField(PatternForm))
-    finding = SelectField("Finding", choices=select_choices([("", "— none —"), *[(f, f) for f in vocab.FINDING_IDS]]))
-    severity = SelectField("Severity", choices=select_choices([("", "—"), *[(s, s) for s in vocab.SEVERITIES]]))
+    finding = SelectField(
+        _l("Finding"), choices=select_choices([("", _l("— none —")), *[(f, f) for f in vocab.FINDING_IDS]])
+    )
+    severity = SelectField(
+        _l("Severity"), choices=select_choices([("", "—"), *[(s, SEVERITY_WORDS.get(s, s)) for s in vocab.SEVERITIES]])
+    )
     message = TextAreaField(
-        "Message ({field} takes a matched fact's value, {threshold:field} the rule's own threshold)",
+        _l("Message ({field} takes a matched fact's value, {threshold:field} the rule's own threshold)"),
         validators=[Length(max=4000)],
     )
-    cap_mg = DecimalField("Cap, elemental mg/day", places=None, validators=[Optional(), _bounds("cap_mg")])
+    cap_mg = DecimalField(_l("Cap, elemental mg/day"), places=None, validators=[Optional(), _bounds("cap_mg")])
     separation_before_h = DecimalField(
-        "Hours Mg before the drug", places=None, validators=[Optional(), _bounds("separation")]
+        _l("Hours Mg before the drug"), places=None, validators=[Optional(), _bounds("separation")]
     )
     separation_after_h = DecimalField(
-        "Hours Mg after the drug", places=None, validators=[Optional(), _bounds("separation")]
+        _l("Hours Mg after the drug"), places=None, validators=[Optional(), _bounds("separation")]
     )
-    doses_per_day_min = IntegerField("Minimum doses per day", validators=[Optional(), _bounds("doses_per_day_min")])
-    suggest_form = SelectField("Suggest form", choices=[], validate_choice=False)
-    monitoring = TextAreaField("Monitoring (one line each)", validators=[Length(max=4000)])
+    doses_per_day_min = IntegerField(_l("Minimum doses per day"), validators=[Optional(), _bounds("doses_per_day_min")])
+    suggest_form = SelectField(_l("Suggest form"), choices=[], validate_choice=False)
+    monitoring = TextAreaField(_l("Monitoring (one line each)"), validators=[Length(max=4000)])
     monitoring_on_magnesium = TextAreaField(
-        "Monitoring only while magnesium is proposed (one line each)", validators=[Length(max=4000)]
+        _l("Monitoring only while magnesium is proposed (one line each)"), validators=[Length(max=4000)]
     )
-    only_when_supplemented = BooleanField("Advice for taking magnesium: shown only when the plan proposes some")
-    derive = StringField("Derive fact", validators=[Length(max=80)])
-    requires_physician = BooleanField("A physician must decide")
-    urgent = BooleanField("Urgent: seek care, no self-directed plan")
-    sources = SelectMultipleField("Sources", choices=[], validate_choice=False)
+    only_when_supplemented = BooleanField(_l("Advice for taking magnesium: shown only when the plan proposes some"))
+    derive = StringField(_l("Derive fact"), validators=[Length(max=80)])
+    requires_physician = BooleanField(_l("A physician must decide"))
+    urgent = BooleanField(_l("Urgent: seek care, no self-directed plan"))
+    sources = SelectMultipleField(_l("Sources"), choices=[], validate_choice=False)
     confidence = SelectField(
-        "Confidence", choices=select_choices([("V", "V verified"), ("S", "S single source"), ("U", "U unverified")])
+        _l("Confidence"),
+        choices=select_choices([("V", _l("V verified")), ("S", _l("S single source")), ("U", _l("U unverified"))]),
     )
-    note = TextAreaField("Note (required for U)", validators=[Length(max=4000)])
-    save = SubmitField("Save rule")
+    note = TextAreaField(_l("Note (required for U)"), validators=[Length(max=4000)])
+    save = SubmitField(_l("Save rule"))
 
 
 class LimitForm(Form):
     """One row of the upper-limit table."""
 
-    id = StringField("Id", validators=[Length(max=80)])
-    jurisdiction = SelectField("Jurisdiction", choices=select_choices([("US", "US"), ("EU", "EU")]))
-    age_min_years = DecimalField("From age (years)", places=None, validators=[Optional()])
-    age_below_years = DecimalField("Below age (empty: no upper bound)", places=None, validators=[Optional()])
-    ul_mg = DecimalField("Upper limit mg/day", places=None, validators=[Optional()])
+    id = StringField(_l("Id"), validators=[Length(max=80)])
+    jurisdiction = SelectField(_l("Jurisdiction"), choices=select_choices([("US", "US"), ("EU", "EU")]))
+    age_min_years = DecimalField(_l("From age (years)"), places=None, validators=[Optional()])
+    age_below_years = DecimalField(_l("Below age (empty: no upper bound)"), places=None, validators=[Optional()])
+    ul_mg = DecimalField(_l("Upper limit mg/day"), places=None, validators=[Optional()])
     finding = SelectField(
-        "Finding", choices=select_choices([(f, f) for f in vocab.FINDING_IDS if f.startswith("DOSE_")])
+        _l("Finding"), choices=select_choices([(f, f) for f in vocab.FINDING_IDS if f.startswith("DOSE_")])
     )
-    sources = StringField("Sources (comma separated)", validators=[Length(max=400)])
-    confidence = SelectField("Confidence", choices=select_choices([("V", "V"), ("S", "S"), ("U", "U")]))
-    note = StringField("Note", validators=[Length(max=2000)])
+    sources = StringField(_l("Sources (comma separated)"), validators=[Length(max=400)])
+    confidence = SelectField(_l("Confidence"), choices=select_choices([("V", "V"), ("S", "S"), ("U", "U")]))
+    note = StringField(_l("Note"), validators=[Length(max=2000)])
 
 
 class LimitsForm(FlaskForm):
@@ -129,28 +162,28 @@ class LimitsForm(FlaskForm):
 
     expected_lock = HiddenField()
     rows = FieldList(FormField(LimitForm))
-    save = SubmitField("Save limits")
+    save = SubmitField(_l("Save limits"))
 
 
 class DrugForm(FlaskForm):
     """A drug (ingredient) of the vocabulary: names and synonyms, classes and codes."""
 
     expected_lock = HiddenField()
-    key = StringField("Ingredient (lower case)", validators=[InputRequired(), Length(max=80)])
-    names = TextAreaField("Other names, brands, misspellings (one per line, lower case)")
-    classes = StringField("Classes (comma separated)", validators=[Length(max=400)])
-    atc = StringField("ATC codes (comma separated)", validators=[Length(max=400)])
-    rxnorm = StringField("RxNorm codes (comma separated)", validators=[Length(max=400)])
-    sources = SelectMultipleField("Sources", choices=[], validate_choice=False)
-    note = TextAreaField("Note", validators=[Length(max=2000)])
-    save = SubmitField("Save drug")
+    key = StringField(_l("Ingredient (lower case)"), validators=[InputRequired(), Length(max=80)])
+    names = TextAreaField(_l("Other names, brands, misspellings (one per line, lower case)"))
+    classes = StringField(_l("Classes (comma separated)"), validators=[Length(max=400)])
+    atc = StringField(_l("ATC codes (comma separated)"), validators=[Length(max=400)])
+    rxnorm = StringField(_l("RxNorm codes (comma separated)"), validators=[Length(max=400)])
+    sources = SelectMultipleField(_l("Sources"), choices=[], validate_choice=False)
+    note = TextAreaField(_l("Note"), validators=[Length(max=2000)])
+    save = SubmitField(_l("Save drug"))
 
 
 class SourceForm(Form):
     """One source tag and its citation; an emptied citation removes the tag."""
 
-    tag = StringField("Tag", validators=[Length(max=40)])
-    text = TextAreaField("Citation", validators=[Length(max=4000)])
+    tag = StringField(_l("Tag"), validators=[Length(max=40)])
+    text = TextAreaField(_l("Citation"), validators=[Length(max=4000)])
 
 
 class SourcesForm(FlaskForm):
@@ -158,58 +191,62 @@ class SourcesForm(FlaskForm):
 
     expected_lock = HiddenField()
     rows = FieldList(FormField(SourceForm))
-    save = SubmitField("Save sources")
+    save = SubmitField(_l("Save sources"))
 
 
 class RawForm(FlaskForm):
     """The whole draft as JSON, and its scenarios."""
 
     expected_lock = HiddenField()
-    content = TextAreaField("Ruleset (JSON)")
-    scenarios = TextAreaField("Scenarios (JSON: a list of {name, record, expect})")
-    save = SubmitField("Check and save")
+    content = TextAreaField(_l("Ruleset (JSON)"))
+    scenarios = TextAreaField(_l("Scenarios (JSON: a list of {name, record, expect})"))
+    save = SubmitField(_l("Check and save"))
 
 
 class ChangeNoteForm(FlaskForm):
     """What changed and why, recorded in the published version."""
 
     expected_lock = HiddenField()
-    change_note = TextAreaField("Change note", validators=[Length(max=4000)])
-    save = SubmitField("Save change note")
+    change_note = TextAreaField(_l("Change note"), validators=[Length(max=4000)])
+    save = SubmitField(_l("Save change note"))
 
 
 class LockForm(FlaskForm):
     """A button that acts on a draft (submit)."""
 
     expected_lock = HiddenField()
-    submit = SubmitField("Submit for approval")
+    submit = SubmitField(_l("Submit for approval"))
 
 
 class DiscardForm(FlaskForm):
     """Give a draft up, with a reason."""
 
     expected_lock = HiddenField()
-    reason = TextAreaField("Reason", validators=[InputRequired(message="Say why."), Length(max=2000)])
-    submit = SubmitField("Discard draft")
+    reason = TextAreaField(_l("Reason"), validators=[InputRequired(message=_l("Say why.")), Length(max=2000)])
+    submit = SubmitField(_l("Discard draft"))
 
 
 class PublishForm(FlaskForm):
     """The second rule editor's signed approval."""
 
     expected_lock = HiddenField()
-    password = PasswordField("Password (signature)", validators=[InputRequired(message="Sign with your password.")])
-    submit = SubmitField("Approve and publish")
+    password = PasswordField(
+        _l("Password (signature)"), validators=[InputRequired(message=_l("Sign with your password."))]
+    )
+    submit = SubmitField(_l("Approve and publish"))
 
 
 class ImpactForm(FlaskForm):
     """What to replay: the stored cases, or an uploaded intake file."""
 
     source = RadioField(
-        "Replay", choices=select_choices([("cases", "stored cases"), ("file", "an intake file")]), default="cases"
+        _l("Replay"),
+        choices=select_choices([("cases", _l("stored cases")), ("file", _l("an intake file"))]),
+        default="cases",
     )
-    limit = IntegerField("Newest cases", default=2000, validators=[Optional(), NumberRange(min=1, max=100000)])
-    file = FileField("Intake file", validators=[FileAllowed(["jsonl", "json", "ndjson", "csv"])])
-    submit = SubmitField("Preview impact")
+    limit = IntegerField(_l("Newest cases"), default=2000, validators=[Optional(), NumberRange(min=1, max=100000)])
+    file = FileField(_l("Intake file"), validators=[FileAllowed(["jsonl", "json", "ndjson", "csv"])])
+    submit = SubmitField(_l("Preview impact"))
 
 
 # --- ruleset data <-> forms -----------------------------------------------------------------

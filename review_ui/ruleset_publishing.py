@@ -25,10 +25,11 @@ from review_ui.ruleset_drafts import (
     require_editor,
 )
 from review_ui.ruleset_versions import latest_version
-from review_ui.workflow import verify_signature
+from review_ui.texts import N_, Text
+from review_ui.workflow import MAX_FAILED_LOGINS, verify_signature
 from review_ui.writes import ConflictError, WorkflowError, commit_or_rollback, update_if_unchanged
 
-PUBLISH_MEANING = (
+PUBLISH_MEANING = N_(  # audited in English; the approval form shows it in the reader's language
     "I reviewed this draft, its change note, its checks and its scenarios, and approve it as the next "
     "published version of the ruleset. I did not author any part of it."
 )
@@ -38,8 +39,14 @@ class PublishBlocked(WorkflowError):
     """Publishing (or submitting) refused because checks or scenarios fail."""
 
     def __init__(self, problems: list[str]):
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        super().__init__("Publishing is blocked: " + "; ".join(problems[:5]) + more)
+        shown = "; ".join(problems[:5])
+        if len(problems) > 5:
+            blocked = Text(
+                N_("Publishing is blocked: %(problems)s (and %(more)s more)"), problems=shown, more=len(problems) - 5
+            )
+        else:
+            blocked = Text(N_("Publishing is blocked: %(problems)s"), problems=shown)
+        super().__init__(blocked)
         self.problems = problems
 
 
@@ -72,32 +79,53 @@ def _approvable(draft: RulesetDraft, *, actor: User, password: str, expected_loc
     if actor.username in draft.contributors:
         raise ApprovalRefusedError(
             "self-approval",
-            "You edited this draft, so you cannot approve it: another rule editor must review and sign.",
+            Text(N_("You edited this draft, so you cannot approve it: another rule editor must review and sign.")),
         )
     if draft.status != "submitted":
         raise ApprovalRefusedError(
-            "not-submitted", f"This draft is {draft.status}; only a submitted draft can be approved."
+            "not-submitted",
+            Text(N_("This draft is %(status)s; only a submitted draft can be approved."), status=draft.status),
         )
     if not password:
-        raise ApprovalRefusedError("unsigned", "Sign with your password to approve.", "password")
+        raise ApprovalRefusedError("unsigned", Text(N_("Sign with your password to approve.")), "password")
     try:
         refused = "The approval was not signed."
         verify_signature(actor, password, refused=refused, target_type="ruleset_draft", target_id=str(draft.id))
     except WorkflowError as e:
-        raise ApprovalRefusedError("signature", e.message, e.field) from None
+        raise ApprovalRefusedError("signature", _signature_refusal(e.message), e.field) from None
     if draft.lock != expected_lock:
-        raise ConflictError("The draft changed since you opened it; nothing was published. Review it again.")
+        raise ConflictError(Text(N_("The draft changed since you opened it; nothing was published. Review it again.")))
     base = latest_version(draft.name)
     if base.version != draft.base_version:
         raise ConflictError(
-            f"{base.label} was published after this draft was made from v{draft.base_version}; "
-            "make a new draft from the newest version."
+            Text(
+                N_(
+                    "%(newest)s was published after this draft was made from v%(base)s; "
+                    "make a new draft from the newest version."
+                ),
+                newest=base.label,
+                base=draft.base_version,
+            )
         )
     check = check_draft(draft, backend="durable")
     problems = check.problems(change_note=draft_data(draft).get("change_note", ""))
     if problems:
         raise PublishBlocked(problems)
     return check
+
+
+SIGNATURE_WRONG = N_("The password does not match: the approval was not signed.")
+SIGNATURE_LOCKED = N_(
+    "The approval was not signed. The account is locked after %(count)s wrong passwords; try again later."
+)
+
+
+def _signature_refusal(message: str) -> str:
+    """The workflow's refusal of a signature, as a text the page translates (the same English words)."""
+    if message == SIGNATURE_WRONG:
+        return Text(SIGNATURE_WRONG)
+    locked = Text(SIGNATURE_LOCKED, count=MAX_FAILED_LOGINS)
+    return locked if message == locked else message
 
 
 def _publish(draft: RulesetDraft, *, actor: User, check: DraftCheck, expected_lock: int) -> RulesetVersion:
@@ -141,7 +169,9 @@ def _publish(draft: RulesetDraft, *, actor: User, check: DraftCheck, expected_lo
     try:
         commit_or_rollback()
     except IntegrityError:  # another approval published this version number a moment earlier
-        raise ConflictError(f"{label} was published by someone else a moment ago; make a new draft from it.") from None
+        raise ConflictError(
+            Text(N_("%(label)s was published by someone else a moment ago; make a new draft from it."), label=label)
+        ) from None
     return version
 
 

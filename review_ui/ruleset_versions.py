@@ -23,6 +23,7 @@ from engine import scenarios
 from engine.evaluate import Evaluator
 from review_ui.db import db
 from review_ui.models import RulesetVersion
+from review_ui.texts import N_, Text
 from review_ui.writes import WorkflowError, commit_or_rollback
 
 DEFAULT_RULESET = "magnesium"
@@ -83,7 +84,7 @@ def latest_version(name: str, *, register: bool = True) -> RulesetVersion:
     if not seen and register:
         register_files()
         return latest_version(name, register=False)
-    raise WorkflowError(f"No usable published version of ruleset {name!r}.")
+    raise WorkflowError(Text(N_("No usable published version of ruleset '%(name)s'."), name=name))
 
 
 def get_version(name: str, version: int) -> RulesetVersion:
@@ -92,11 +93,11 @@ def get_version(name: str, version: int) -> RulesetVersion:
         select(RulesetVersion).where(RulesetVersion.name == name, RulesetVersion.version == version)
     ).scalar_one_or_none()
     if found is None:
-        raise WorkflowError(f"No published version {name} v{version}.")
+        raise WorkflowError(Text(N_("No published version %(name)s v%(version)s."), name=name, version=version))
     problem = version_problem(found)
     if problem is not None:
         _report(found, problem)
-        raise WorkflowError(f"{found.label} is refused: {problem}.")
+        raise WorkflowError(Text(N_("%(label)s is refused: %(problem)s."), label=found.label, problem=problem))
     return found
 
 
@@ -105,26 +106,29 @@ def version_problem(version: RulesetVersion) -> str | None:
     (the signed approval, or for a shipped file its manifest entry and registration) must be an authentic
     entry of the audit chain naming this version and hash."""
     if rulesets.sha256_text(version.content) != version.sha256:
-        return "its stored text does not match its sha256 (edited after publishing)"
+        return Text(N_("its stored text does not match its sha256 (edited after publishing)"))
     entry = audit.entry_at(db.session, version.audit_seq) if version.audit_seq else None
     if entry is None or not entry.is_authentic():
-        return "no authentic audit entry records its publication (inserted outside mgreview)"
+        return Text(N_("no authentic audit entry records its publication (inserted outside mgreview)"))
     after, details = json.loads(entry.after) or {}, json.loads(entry.details) or {}
     if entry.target_id != version.label or not isinstance(after, dict) or after.get("sha256") != version.sha256:
-        return f"audit entry {entry.seq} does not record the publication of this version and hash"
+        return Text(N_("audit entry %(seq)s does not record the publication of this version and hash"), seq=entry.seq)
     if version.origin == "file":
         manifest = _manifest()
         if entry.action != "ruleset.register" or manifest.get(str(after.get("file"))) != version.sha256:
-            return f"it is not a shipped file recorded in {rulesets.PUBLISHED_MANIFEST.name} with this sha256"
+            return Text(
+                N_("it is not a shipped file recorded in %(manifest)s with this sha256"),
+                manifest=rulesets.PUBLISHED_MANIFEST.name,
+            )
         return None
     if version.origin == "published":
         approver = details.get("approver") if isinstance(details, dict) else None
         if entry.action != "ruleset.publish" or not version.approver or approver != version.approver:
-            return f"audit entry {entry.seq} is not its signed approval"
+            return Text(N_("audit entry %(seq)s is not its signed approval"), seq=entry.seq)
         if version.approver in (details.get("authors") or []):
-            return "its approver is one of its authors"
+            return Text(N_("its approver is one of its authors"))
         return None
-    return f"unknown origin {version.origin!r}"
+    return Text(N_("unknown origin '%(origin)s'"), origin=version.origin)
 
 
 def check_versions() -> list[tuple[RulesetVersion, str | None]]:

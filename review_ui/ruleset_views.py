@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
@@ -21,12 +22,14 @@ from sqlalchemy import select
 from engine import rulediff, scenarios
 from engine import ruleset as rulesets
 from engine.errors import RulesetError
+from engine.impact import Impact
 from review_ui import ruleset_drafts, ruleset_publishing, ruleset_versions, workflow
 from review_ui import ruleset_forms as forms
 from review_ui.auth import roles_required
 from review_ui.db import db
 from review_ui.intake import uploaded_items
 from review_ui.models import ANY_ROLE, DRAFT_READERS, RULESET_EDITORS, RulesetDraft, RulesetVersion
+from review_ui.texts import N_, shown, status_text
 from review_ui.workflow import WorkflowError
 
 bp = Blueprint("rulesets", __name__, url_prefix="/rulesets")
@@ -83,7 +86,7 @@ def _read_only(draft: RulesetDraft) -> Any:
     try:
         ruleset_drafts.require_editable(draft)
     except WorkflowError as e:
-        flash(e.message, "error")
+        flash(shown(e.message), "error")
         return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
     return None
 
@@ -100,9 +103,10 @@ def index() -> Any:
     if current_user.reads_drafts:  # clinicians see published versions only
         drafts = list(db.session.execute(select(RulesetDraft).order_by(RulesetDraft.id.desc())).scalars())
     refused = {v.id: problem for v in versions if (problem := ruleset_versions.version_problem(v))}
+    shown_refused = {version_id: shown(problem) for version_id, problem in refused.items()}
     usable = [v for v in versions if v.id not in refused]
     return render_template(
-        "rulesets/index.html", versions=versions, refused=refused, drafts=drafts, refs=_refs(usable, drafts)
+        "rulesets/index.html", versions=versions, refused=shown_refused, drafts=drafts, refs=_refs(usable, drafts)
     )
 
 
@@ -129,9 +133,11 @@ def new_draft(name: str) -> Any:
     try:
         draft = ruleset_drafts.create_draft(name, actor=current_user)
     except WorkflowError as e:
-        flash(e.message, "error")
+        flash(shown(e.message), "error")
         return redirect(url_for("rulesets.index"))
-    flash(f"Draft {draft.id} started from {name} v{draft.base_version}.", "success")
+    flash(
+        _("Draft %(id)s started from %(name)s v%(base)s.", id=draft.id, name=name, base=draft.base_version), "success"
+    )
     return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
 
 
@@ -154,14 +160,14 @@ def _save(
     except ruleset_drafts.DraftInvalid as e:
         return e.errors
     except WorkflowError as e:
-        return e.message
+        return shown(e.message)
     return None
 
 
 def _after_save(problem: list[RulesetError] | str | None, draft: RulesetDraft, what: str) -> Any:
     """Redirect after a successful save; otherwise None so the view re-renders its form with the errors."""
     if problem is None:
-        flash(f"{what} saved; the draft passes the checker.", "success")
+        flash(_("%(what)s saved; the draft passes the checker.", what=what), "success")
         return redirect(url_for("rulesets.draft_page", draft_id=draft.id))
     if isinstance(problem, str):
         flash(problem, "error")
@@ -182,13 +188,14 @@ def draft_page(draft_id: int) -> Any:
         draft=draft,
         data=data,
         check=check,
-        problems=problems,
+        problems=[shown(p) for p in problems],
         changes=compare((base.content, base.scenarios), (draft.content, draft.scenarios)),
         note_form=forms.ChangeNoteForm(expected_lock=draft.lock, change_note=data.get("change_note", "")),
         submit_form=forms.LockForm(expected_lock=draft.lock),
         publish_form=forms.PublishForm(expected_lock=draft.lock),
         discard_form=forms.DiscardForm(expected_lock=draft.lock),
         may_approve=current_user.edits_rulesets and current_user.username not in draft.contributors,
+        publish_meaning=_(ruleset_publishing.PUBLISH_MEANING),
     )
 
 
@@ -204,8 +211,8 @@ def save_note(draft_id: int) -> Any:
     data["change_note"] = (form.change_note.data or "").strip()
     problem = _save(draft, form.expected_lock.data, data)
     if isinstance(problem, list):
-        flash(f"Not saved: {problem[0]}", "error")
-    return _after_save(problem, draft, "Change note") or redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+        flash(_("Not saved: %(problem)s", problem=problem[0]), "error")
+    return _after_save(problem, draft, _("Change note")) or redirect(url_for("rulesets.draft_page", draft_id=draft_id))
 
 
 @bp.route("/drafts/<int:draft_id>/rules/<rule_id>", methods=["GET", "POST"])
@@ -239,7 +246,7 @@ def edit_rule(draft_id: int, rule_id: str) -> Any:
         else:
             changed["rules"][index] = forms.in_order_of(rule, data["rules"][index])
         problem = _save(draft, form.expected_lock.data, changed)
-        done = _after_save(problem, draft, f"Rule {rule['id']}")
+        done = _after_save(problem, draft, _("Rule %(id)s", id=rule["id"]))
         if done is not None:
             return done
         if isinstance(problem, list):
@@ -265,9 +272,10 @@ def delete_rule(draft_id: int, rule_id: str) -> Any:
     data["rules"] = [r for r in data["rules"] if r.get("id") != rule_id]
     problem = _save(draft, form.expected_lock.data, data)
     if isinstance(problem, list):
-        flash(f"Rule {rule_id} was not removed: " + "; ".join(str(e) for e in problem[:3]), "error")
+        reasons = "; ".join(str(e) for e in problem[:3])
+        flash(_("Rule %(id)s was not removed: %(reasons)s", id=rule_id, reasons=reasons), "error")
         return redirect(url_for("rulesets.edit_rule", draft_id=draft_id, rule_id=rule_id))
-    return _after_save(problem, draft, f"Removal of rule {rule_id}") or redirect(
+    return _after_save(problem, draft, _("Removal of rule %(id)s", id=rule_id)) or redirect(
         url_for("rulesets.edit_rule", draft_id=draft_id, rule_id=rule_id)
     )
 
@@ -294,7 +302,7 @@ def edit_limits(draft_id: int) -> Any:
         changed = copy.deepcopy(data)
         changed["upper_limits"] = table
         problem = _save(draft, form.expected_lock.data, changed)
-        done = _after_save(problem, draft, "Upper-limit table")
+        done = _after_save(problem, draft, _("Upper-limit table"))
         if done is not None:
             return done
         for error in problem if isinstance(problem, list) else []:
@@ -345,11 +353,12 @@ def edit_drug(draft_id: int, key: str) -> Any:
         if key != "new" and new_key != key:
             drugs_voc.pop(key, None)
         if key == "new" and new_key in drugs_voc:
-            form.key.errors = [*form.key.errors, f"{new_key!r} is already in the vocabulary: edit it instead."]
+            already = _("'%(key)s' is already in the vocabulary: edit it instead.", key=new_key)
+            form.key.errors = [*form.key.errors, already]
             return render_template("rulesets/drug.html", draft=draft, form=form, key=key, problems=[]), 400
         drugs_voc[new_key] = drug
         problem = _save(draft, form.expected_lock.data, changed)
-        done = _after_save(problem, draft, f"Drug {new_key}")
+        done = _after_save(problem, draft, _("Drug %(key)s", key=new_key))
         if done is not None:
             return done
         problems = [str(e) for e in problem] if isinstance(problem, list) else []
@@ -376,7 +385,7 @@ def edit_sources(draft_id: int) -> Any:
         changed = copy.deepcopy(data)
         changed["sources"] = forms.sources_from_form(form)
         problem = _save(draft, form.expected_lock.data, changed)
-        done = _after_save(problem, draft, "Sources")
+        done = _after_save(problem, draft, _("Sources"))
         if done is not None:
             return done
         problems = [str(e) for e in problem] if isinstance(problem, list) else []
@@ -404,7 +413,7 @@ def edit_raw(draft_id: int) -> Any:
             form.content.errors = [*form.content.errors, str(e)]
         else:
             problem = _save(draft, form.expected_lock.data, data, form.scenarios.data or "")
-            done = _after_save(problem, draft, "Draft")
+            done = _after_save(problem, draft, _("Draft"))
             if done is not None:
                 return done
             problems = [str(e) for e in problem] if isinstance(problem, list) else []
@@ -421,23 +430,23 @@ def impact(draft_id: int) -> Any:
     if form.validate_on_submit():
         if form.source.data == "file":
             if not form.file.data:
-                form.file.errors = [*form.file.errors, "Choose an intake file to replay."]
+                form.file.errors = [*form.file.errors, _("Choose an intake file to replay.")]
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
             try:
                 items = uploaded_items(form.file.data)
             except WorkflowError as e:
-                form.file.errors = [*form.file.errors, e.message]
+                form.file.errors = [*form.file.errors, shown(e.message)]
                 return render_template("rulesets/impact.html", draft=draft, form=form, result=None), 400
             what = form.file.data.filename or "upload"
         else:
             items = workflow.stored_case_items(form.limit.data or 2000)
-            what = f"the newest {len(items)} stored cases"
+            what = _("the newest %(count)s stored cases", count=len(items))
         try:
             result = ruleset_drafts.draft_impact(draft, items)
         except ruleset_drafts.DraftInvalid as e:
-            flash(f"The draft does not pass the checker: {e.errors[0]}", "error")
+            flash(_("The draft does not pass the checker: %(problem)s", problem=e.errors[0]), "error")
         else:
-            flash(f"Replayed {what} through v{draft.base_version} and the draft.", "info")
+            flash(_("Replayed %(what)s through v%(base)s and the draft.", what=what, base=draft.base_version), "info")
     return render_template("rulesets/impact.html", draft=draft, form=form, result=result)
 
 
@@ -449,9 +458,9 @@ def submit(draft_id: int) -> Any:
     try:
         ruleset_drafts.submit_draft(draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0))
     except WorkflowError as e:
-        flash(e.message, "error")
+        flash(shown(e.message), "error")
     else:
-        flash("Submitted: another rule editor can now review, approve and publish it.", "success")
+        flash(_("Submitted: another rule editor can now review, approve and publish it."), "success")
     return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
 
 
@@ -467,10 +476,10 @@ def publish(draft_id: int) -> Any:
             password=form.password.data or "",
             expected_lock=int(form.expected_lock.data or 0),
         )
-    except WorkflowError as e:  # refused and audited: self-approval, signature, stale, blocked ...
-        flash(e.message, "error")
+    except WorkflowError as e:  # refused and audited (in English): self-approval, signature, stale, blocked ...
+        flash(shown(e.message), "error")
     else:
-        flash(f"Published {version.label} (sha256 {version.sha256[:16]}…).", "success")
+        flash(_("Published %(label)s (sha256 %(sha)s…).", label=version.label, sha=version.sha256[:16]), "success")
         return redirect(url_for("rulesets.version_page", name=version.name, version=version.version))
     return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
 
@@ -485,10 +494,73 @@ def discard(draft_id: int) -> Any:
             draft_id, actor=current_user, expected_lock=int(form.expected_lock.data or 0), reason=form.reason.data or ""
         )
     except WorkflowError as e:
-        flash(e.message, "error")
+        flash(shown(e.message), "error")
     else:
-        flash("Draft discarded.", "info")
+        flash(_("Draft discarded."), "info")
     return redirect(url_for("rulesets.draft_page", draft_id=draft_id))
+
+
+# The impact preview's totals are the engine's English lines; each kind of line has its text for the page.
+_TALLIES = [
+    (re.compile(r"finding (?P<finding>\S+) added"), N_("finding %(finding)s added")),
+    (re.compile(r"finding (?P<finding>\S+) removed"), N_("finding %(finding)s removed")),
+    (
+        re.compile(r"severity (?P<finding>\S+): (?P<old>\S+) -> (?P<new>\S+)"),
+        N_("severity %(finding)s: %(old)s -> %(new)s"),
+    ),
+    (re.compile(r"plan\.(?P<key>\S+) changed"), N_("plan.%(key)s changed")),
+    (re.compile(r"separation window added"), N_("separation window added")),
+    (re.compile(r"separation window removed"), N_("separation window removed")),
+    (re.compile(r"separation window changed"), N_("separation window changed")),
+    (re.compile(r"monitoring added"), N_("monitoring added")),
+    (re.compile(r"monitoring removed"), N_("monitoring removed")),
+    (re.compile(r"schedule changed"), N_("schedule changed")),
+    (re.compile(r"status (?P<old>\S+) -> (?P<new>\S+)"), N_("status %(old)s -> %(new)s")),
+]
+_TALLY_LINE = re.compile(r"(?P<what>.+?) in (?P<count>[0-9]+)(?:: (?P<subject>.*))?")
+
+
+def _tally_text(what: str) -> str:
+    """One kind of change in the reader's language (the engine's words when the kind is new)."""
+    for pattern, template in _TALLIES:
+        if found := pattern.fullmatch(what):
+            return str(_(template, **found.groupdict()) if found.groupdict() else _(template))
+    return what
+
+
+@bp.app_template_global("impact_totals")
+def impact_totals(result: Impact) -> list[str]:
+    """The impact preview's totals in the reader's language, in the engine's order."""
+    lines = [
+        _("%(records)s records replayed, %(changed)s would change", records=result.records, changed=len(result.changed))
+    ]
+    for line in result.summary()[1:]:
+        parts = _TALLY_LINE.fullmatch(line)
+        if parts is None:
+            lines.append(line)
+        elif parts["subject"] is None:
+            lines.append(_("%(what)s in %(count)s", what=_tally_text(parts["what"]), count=parts["count"]))
+        else:
+            what = _tally_text(parts["what"])
+            lines.append(
+                _("%(what)s in %(count)s: %(subject)s", what=what, count=parts["count"], subject=parts["subject"])
+            )
+    return lines
+
+
+_CHANGE_MARKS = {"added": N_("added"), "changed": N_("changed"), "removed": N_("removed")}
+
+
+@bp.app_template_filter("change_mark")
+def change_mark(mark: str) -> str:
+    """A rule's change against the base version (added, changed, removed) in the reader's language."""
+    return _(_CHANGE_MARKS[mark]) if mark in _CHANGE_MARKS else mark
+
+
+@bp.app_template_filter("draft_status")
+def draft_status(status: str) -> str:
+    """A draft's status in the reader's language."""
+    return status_text(status)
 
 
 @bp.route("/diff")
@@ -498,7 +570,7 @@ def diff() -> Any:
     a, b = request.args.get("a", ""), request.args.get("b", "")
     old, new = _text_of(a), _text_of(b)
     if old is None or new is None:
-        flash("Choose two versions to compare (e.g. v1 and draft-2).", "error")
+        flash(_("Choose two versions to compare (e.g. v1 and draft-2)."), "error")
         return redirect(url_for("rulesets.index"))
     changes = compare(old[1:], new[1:])
     table = difflib.HtmlDiff(wrapcolumn=72).make_table(
