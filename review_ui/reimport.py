@@ -24,10 +24,17 @@ def _line(text: str) -> dict[str, Any]:
     return {"kind": INTAKE, "text": text}
 
 
+def _value(value: Any) -> str:
+    """A fact as a change line shows it: a measured value to two decimals (0.78, not 0.781732)."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return impact.show(value)
+
+
 def _patient(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     keys = [*old, *(k for k in new if k not in old)]
     return [
-        _line(f"~ {key}: {impact.show(old.get(key))} -> {impact.show(new.get(key))}")
+        _line(f"~ {key}: {_value(old.get(key))} -> {_value(new.get(key))}")
         for key in keys
         if old.get(key) != new.get(key)
     ]
