@@ -34,7 +34,13 @@ def _value(value: Any) -> str:
 def _patient(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     keys = [*old, *(k for k in new if k not in old)]
     return [
-        _line(f"~ {key}: {_value(old.get(key))} -> {_value(new.get(key))}")
+        {
+            "kind": INTAKE,
+            "fact": key,
+            "old": _value(old.get(key)),
+            "new": _value(new.get(key)),
+            "text": f"~ {key}: {_value(old.get(key))} -> {_value(new.get(key))}",
+        }
         for key in keys
         if old.get(key) != new.get(key)
     ]

@@ -29,7 +29,25 @@ STATUS_LABELS = {
     "rejected": _l("rejected"),
     "referred": _l("referred"),
 }
+FACT_LABELS = {
+    "age_years": _l("age (years)"),
+    "sex": _l("sex"),
+    "pregnant": _l("pregnant"),
+    "lactating": _l("breastfeeding"),
+    "egfr_ml_min_1_73m2": _l("eGFR (mL/min/1.73 m²)"),
+    "serum_mg_mmol_l": _l("serum magnesium (mmol/L)"),
+    "supplement_form": _l("magnesium form"),
+    "supplement_dose_mg_as_entered": _l("dose as entered (mg)"),
+    "supplement_dose_elemental_mg": _l("dose (mg elemental)"),
+    "total_supplemental_mg_per_day": _l("total supplemental magnesium (mg/day)"),
+    "jurisdiction": _l("jurisdiction"),
+}
 SEX_LABELS = {"female": _l("female"), "male": _l("male")}
+
+
+def fact_label(fact: str) -> str:
+    """A normalised fact's name in the page's language (the key itself, spaced, for facts without a label)."""
+    return str(FACT_LABELS.get(fact, fact.replace("_", " ")))
 
 
 def severity_label(severity: str) -> str:

@@ -14,6 +14,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from audit import log as audit
 from review_ui import explaining, reimport, ruleset_versions, triage, workflow
@@ -73,7 +74,7 @@ def _worklist_query(form: WorklistFilter, status: str) -> Any:
         query = query.where(Case.reviewer == form.reviewer.data.strip())
     if form.q.data:
         query = query.where(Case.patient_ref.contains(form.q.data.strip(), autoescape=True))
-    return query.order_by(Case.severity_rank, Case.created_at, Case.id)
+    return query.options(selectinload(Case.revisions)).order_by(Case.severity_rank, Case.created_at, Case.id)
 
 
 def _worklist_page(query: Any) -> tuple[Any, int]:
@@ -239,6 +240,20 @@ def reevaluate(case_id: int) -> Any:
 def case_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """What changed between two results of one patient (intake, then findings and plan), for the case page."""
     return reimport.what_changed(old, new)
+
+
+@cases.app_template_global("change_line")
+def change_line(change: dict[str, Any]) -> str:
+    """One stored change as a clinician reads it: findings by title, intake facts by name, else the engine's line."""
+    if change.get("kind") == "finding" and change.get("finding"):
+        title = evaluator().ruleset.finding_title(change["finding"], str(get_locale() or "en"))
+        old, new = change.get("old"), change.get("new")
+        if old is None or new is None:
+            return f"{'+' if old is None else '-'} {title} ({triage.severity_label(str(new or old))})"
+        return f"~ {title}: {triage.severity_label(old)} → {triage.severity_label(new)}"
+    if change.get("kind") == reimport.INTAKE and change.get("fact"):
+        return f"~ {triage.fact_label(change['fact'])}: {change['old']} → {change['new']}"
+    return str(change.get("text", ""))
 
 
 @cases.app_template_filter("case_status")
