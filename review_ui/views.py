@@ -278,7 +278,11 @@ def upload() -> Any:
             form.file.errors = [*form.file.errors, e.message]
             batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
             return render_template("import.html", form=form, batches=batches), 400
-        report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
+        try:
+            report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
+        except workflow.ConflictError as e:  # a case decided while the import superseded it: nothing was imported
+            flash(e.message, "error")
+            return redirect(url_for("imports.upload"))
         flash(
             _(
                 "Imported %(name)s: %(new)s new cases, %(duplicates)s already imported, %(rejected)s rejected; "

@@ -2,6 +2,7 @@
 the patient's pending case (a new version with what changed), and a decided case is never overwritten."""
 
 import io
+import json
 
 import pytest
 
@@ -134,3 +135,26 @@ def test_a_decided_case_is_never_overwritten(app, client):
     assert "New intake after a decision" not in old_page  # the decided case itself is not marked
     worklist = client.get("/cases").get_data(as_text=True)
     assert '>DEC</a><br><small class="note">new intake after a decision</small>' in worklist
+
+
+def test_a_case_decided_during_the_import_is_not_overwritten(app, client, monkeypatch):
+    from sqlalchemy import update
+
+    from review_ui import reimport
+
+    with app.app_context():
+        imported([(1, record(id="RACE"))])
+    real = reimport.what_changed
+
+    def decided_meanwhile(old, new):  # another clinician signs while the import compares
+        db.session.execute(update(Case).where(Case.patient_ref == "RACE").values(status="approved"))
+        return real(old, new)
+
+    monkeypatch.setattr(reimport, "what_changed", decided_meanwhile)
+    body = json.dumps(record(id="RACE", egfr_ml_min_1_73m2=20)).encode()
+    page = upload(client, body, "race.jsonl")
+    assert "The case of RACE changed during the import; nothing was imported. Import again." in page
+    with app.app_context():
+        (case,) = db.session.query(Case).all()
+        assert case.status == "pending" and case.intake["egfr_ml_min_1_73m2"] == 95  # all rolled back
+        assert not audit.read(db.session, action="case.supersede")
