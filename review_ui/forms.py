@@ -95,7 +95,7 @@ class WorklistFilter(FlaskForm):
         choices=select_choices([("", _l("any")), *[(s, SEVERITY_LABELS[s]) for s in SEVERITY_RANK if s != "none"]]),
     )
     finding = SelectField(_l("Finding"), choices=select_choices([("", _l("any"))]), validate_choice=False)
-    batch = IntegerField(_l("Import"), validators=[Optional()])
+    batch = IntegerField(_l("Import no."), validators=[Optional()])
     reviewer = StringField(_l("Reviewer"))
     q = StringField(_l("Patient reference"))
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -61,16 +62,17 @@ def status_label(status: str) -> str:
 
 
 def _number(value: Any, places: int) -> str:
+    """A measured value to `places` decimals, with the page language's decimal sign (41.5; Dutch 41,5)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return NONE
-    return f"{value:.{places}f}"
+    return str(format_decimal(round(value, places), format="0." + "0" * places))
 
 
 def _whole(value: Any) -> str:
-    """An amount in mg: whole milligrams unless it has a fraction (12.5)."""
+    """An amount in mg: whole milligrams unless it has a fraction (12.5; Dutch 12,5)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return NONE
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+    return str(int(value)) if float(value).is_integer() else _number(value, 1)
 
 
 def age_sex(patient: dict[str, Any]) -> str:

@@ -89,7 +89,7 @@ def test_titles_and_values_in_dutch(app, client):
     imported(app, record(id="NL1", egfr_ml_min_1_73m2=20))
     page = client.get("/cases", headers={"Accept-Language": "nl"}).get_data(as_text=True)
     row = cells(page, "NL1")
-    assert row[1] == "45 jr, vrouw"
+    assert row[1:4] == ["45 jr, vrouw", "20,0", "0,85"]  # the Dutch decimal comma
     assert row[5] == "geen magnesium"
     assert row[6] == "gecontra-indiceerd Ernstige nierfunctiestoornis"  # the title_nl of RENAL_SEVERE
     assert "Severe kidney impairment" not in page
