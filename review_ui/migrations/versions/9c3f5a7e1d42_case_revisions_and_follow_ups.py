@@ -1,5 +1,4 @@
-"""Re-imports: a pending case superseded by a new intake keeps its revisions; a new intake after a decision names the
-decided case
+"""Re-imports: the revisions of a superseded pending case; a new intake after a decision names the decided case
 
 Revision ID: 9c3f5a7e1d42
 Revises: 7d1e2c9a5b30
