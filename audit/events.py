@@ -460,3 +460,57 @@ class ApprovalRefused:
             reason=self.reason,
             details={"draft": self.draft, "kind": self.kind, "problems": self.problems[:MAX_LISTED]},
         )
+
+
+@dataclass(frozen=True)
+class CaseSuperseded:
+    """A pending case took a re-imported record of its patient with different content (a new version of the case)."""
+
+    actor: str
+    case_id: int
+    batch_id: int
+    patient_ref: str
+    previous_input_hash: str
+    input_hash: str
+    changes: list[str]
+    ruleset: str
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "case.supersede",
+            "case",
+            str(self.case_id),
+            before={"input_hash": self.previous_input_hash},
+            after={"input_hash": self.input_hash, "batch": self.batch_id},
+            ruleset=self.ruleset,
+            details={"changes": self.changes[:MAX_LISTED], "patient_ref": self.patient_ref},
+        )
+
+
+@dataclass(frozen=True)
+class CaseAfterDecision:
+    """A re-imported record of a patient whose case was already decided: a new pending case naming the decided one."""
+
+    actor: str
+    case_id: int
+    decided_case_id: int
+    decided_status: str
+    batch_id: int
+    patient_ref: str
+    changes: list[str]
+    ruleset: str
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "case.new_intake_after_decision",
+            "case",
+            str(self.case_id),
+            before={"case": self.decided_case_id, "status": self.decided_status},
+            after={"case": self.case_id, "status": "pending", "batch": self.batch_id},
+            ruleset=self.ruleset,
+            details={"changes": self.changes[:MAX_LISTED], "patient_ref": self.patient_ref},
+        )

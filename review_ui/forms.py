@@ -21,6 +21,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from review_ui.language import LANGUAGE_NAMES
 from review_ui.models import CASE_STATUSES, SEVERITY_RANK
+from review_ui.triage import SEVERITY_LABELS, STATUS_LABELS
 from review_ui.workflow import OVERRIDE_CODES
 
 BROWSER_LANGUAGE = "browser"  # the page-language choice that stores none: the browser's Accept-Language decides
@@ -101,21 +102,29 @@ class ImportForm(FlaskForm):
 
 
 class WorklistFilter(FlaskForm):
-    """Worklist filters from the query string (GET: no CSRF)."""
+    """Worklist filters from the query string (GET: no CSRF); the finding choices are the catalogue's, set per page."""
 
     class Meta:
         csrf = False
 
     status = SelectField(
-        "Status", choices=select_choices([("", "any"), *[(s, s) for s in CASE_STATUSES]]), default="pending"
+        _l("Status"),
+        choices=select_choices([("", _l("any")), *[(s, STATUS_LABELS[s]) for s in CASE_STATUSES]]),
+        default="pending",
     )
     severity = SelectField(
-        "Severity", choices=select_choices([("", "any"), *[(s, s) for s in SEVERITY_RANK if s != "none"]])
+        _l("Severity"),
+        choices=select_choices([("", _l("any")), *[(s, SEVERITY_LABELS[s]) for s in SEVERITY_RANK if s != "none"]]),
     )
-    finding = StringField("Finding id")
-    batch = IntegerField("Batch", validators=[Optional()])
-    reviewer = StringField("Reviewer")
-    q = StringField("Patient reference")
+    finding = SelectField(_l("Finding"), choices=select_choices([("", _l("any"))]), validate_choice=False)
+    batch = IntegerField(_l("Import no."), validators=[Optional()])
+    reviewer = StringField(_l("Reviewer"))
+    q = StringField(_l("Patient reference"))
+
+    def set_findings(self, titles: dict[str, str]) -> None:
+        """The finding choices: every catalogue finding by its title (id as value), in alphabetical order."""
+        ordered = sorted(titles.items(), key=lambda item: item[1].casefold())
+        self.finding.choices = select_choices([("", str(_l("any"))), *ordered])
 
 
 class AuditFilter(FlaskForm):
@@ -124,22 +133,22 @@ class AuditFilter(FlaskForm):
     class Meta:
         csrf = False
 
-    action = StringField("Action")
-    actor = StringField("Actor")
+    action = StringField(_l("Action"))
+    actor = StringField(_l("Actor"))
     target_type = SelectField(
-        "Target",
+        _l("Target"),
         choices=select_choices(
             [
-                ("", "any"),
-                ("case", "case"),
-                ("batch", "batch"),
-                ("user", "user"),
-                ("ruleset", "ruleset"),
-                ("ruleset_draft", "ruleset draft"),
+                ("", _l("any")),
+                ("case", _l("case")),
+                ("batch", _l("import")),
+                ("user", _l("user")),
+                ("ruleset", _l("ruleset")),
+                ("ruleset_draft", _l("ruleset draft")),
             ]
         ),
     )
-    target_id = StringField("Target id")
+    target_id = StringField(_l("Target id"))
 
 
 class ReevaluateForm(FlaskForm):

@@ -131,11 +131,15 @@ class Case(db.Model):  # type: ignore[name-defined,misc]
     patient_language: Mapped[str | None] = mapped_column(
         String(8), nullable=True
     )  # printed plan; None: by jurisdiction
+    # a new intake for a patient whose case was already decided: a new case that names the decided one
+    follows_case_id: Mapped[int | None] = mapped_column(ForeignKey("review_case.id"), nullable=True, index=True)
 
     batch: Mapped[Batch] = relationship()
     findings: Mapped[list[CaseFinding]] = relationship(back_populates="case", order_by="CaseFinding.rank")
     decisions: Mapped[list[Decision]] = relationship(back_populates="case", order_by="Decision.id")
     reevaluations: Mapped[list[Reevaluation]] = relationship(back_populates="case", order_by="Reevaluation.id")
+    revisions: Mapped[list[CaseRevision]] = relationship(back_populates="case", order_by="CaseRevision.id")
+    follows: Mapped[Case | None] = relationship(remote_side="Case.id")
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -203,6 +207,27 @@ class Reevaluation(db.Model):  # type: ignore[name-defined,misc]
     audit_seq: Mapped[int] = mapped_column(Integer)
 
     case: Mapped[Case] = relationship(back_populates="reevaluations")
+
+
+class CaseRevision(db.Model):  # type: ignore[name-defined,misc]
+    """A pending case superseded by a re-imported record of the same patient with different content.
+
+    The case takes the new intake and result; this row keeps the ones it replaced and what changed.
+    """
+
+    __tablename__ = "case_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_case.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"))
+    actor: Mapped[str] = mapped_column(String(80))
+    previous_intake: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # {"kind", "text"} each: intake, then result
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="revisions")
 
 
 DRAFT_STATUSES = ("editing", "submitted", "published", "discarded")

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from audit import log as audit
 from engine.evaluate import Evaluator
-from review_ui import explaining, presenting, ruleset_versions, workflow
+from review_ui import explaining, presenting, reimport, ruleset_versions, triage, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
 from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
 from review_ui.intake import evaluator, uploaded_items
-from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, Role
+from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, CaseRevision, Role
 from review_ui.spreadsheets import spreadsheet_safe
 
 cases = Blueprint("cases", __name__)
@@ -41,33 +44,48 @@ def index() -> Any:
 @cases.route("/cases")
 @roles_required(*CLINICAL)
 def worklist() -> Any:
-    """Cases by highest severity, then age of the case; filtered and paginated."""
+    """Cases by highest severity, then age of the case; filtered and paginated, each row what a clinician triages by."""
     form = WorklistFilter(request.args)
-    query = select(Case)
+    ruleset = evaluator().ruleset
+    language = str(get_locale() or "en")
+    titles = {fid: ruleset.finding_title(fid, language) for fid in ruleset.raw.get("findings", {})}
+    form.set_findings(titles)
     status = request.args.get("status", "pending")
+    page, asked = _worklist_page(_worklist_query(form, status))
+    rows = [
+        triage.row(case, lambda fid: titles.get(fid) or ruleset.finding_title(fid, language)) for case in page.items
+    ]
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    return render_template("worklist.html", form=form, page=page, rows=rows, status=status, args=args, asked=asked)
+
+
+def _worklist_query(form: WorklistFilter, status: str) -> Any:
+    """The worklist's cases under the filters: the most severe first, then the oldest."""
+    query = select(Case)
     if status:
         query = query.where(Case.status == status)
     if form.severity.data:
         query = query.where(Case.severity_rank == SEVERITY_RANK.get(form.severity.data, -1))
     if form.finding.data:
-        query = query.where(
-            Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.finding_id == form.finding.data.strip().upper()))
-        )
+        finding = str(form.finding.data).strip().upper()
+        query = query.where(Case.id.in_(select(CaseFinding.case_id).where(CaseFinding.finding_id == finding)))
     if form.batch.data:
         query = query.where(Case.batch_id == form.batch.data)
     if form.reviewer.data:
         query = query.where(Case.reviewer == form.reviewer.data.strip())
     if form.q.data:
         query = query.where(Case.patient_ref.contains(form.q.data.strip(), autoescape=True))
-    query = query.order_by(Case.severity_rank, Case.created_at, Case.id)
+    return query.options(selectinload(Case.revisions)).order_by(Case.severity_rank, Case.created_at, Case.id)
+
+
+def _worklist_page(query: Any) -> tuple[Any, int]:
+    """The page asked for (a number past the last shows the last one, not an empty list), and the number asked."""
     per_page = current_app.config["PAGE_SIZE"]
-    page = db.paginate(
-        query, page=max(1, request.args.get("page", 1, type=int) or 1), per_page=per_page, error_out=False
-    )
-    if page.pages and page.page > page.pages:  # a page past the end shows the last one, not an empty list
+    asked = max(1, request.args.get("page", 1, type=int) or 1)
+    page = db.paginate(query, page=asked, per_page=per_page, error_out=False)
+    if page.pages and page.page > page.pages:
         page = db.paginate(query, page=page.pages, per_page=per_page, error_out=False)
-    args = {k: v for k, v in request.args.items() if k != "page"}
-    return render_template("worklist.html", form=form, page=page, status=status, args=args)
+    return page, asked
 
 
 @cases.route("/cases/<int:case_id>")
@@ -230,6 +248,32 @@ def reevaluate(case_id: int) -> Any:
     return redirect(url_for("cases.case_page", case_id=case_id))
 
 
+@cases.app_template_global("case_changes")
+def case_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """What changed between two results of one patient (intake, then findings and plan), for the case page."""
+    return reimport.what_changed(old, new)
+
+
+@cases.app_template_global("change_line")
+def change_line(change: dict[str, Any]) -> str:
+    """One stored change as a clinician reads it: findings by title, intake facts by name, else the engine's line."""
+    if change.get("kind") == "finding" and change.get("finding"):
+        title = evaluator().ruleset.finding_title(change["finding"], str(get_locale() or "en"))
+        old, new = change.get("old"), change.get("new")
+        if old is None or new is None:
+            return f"{'+' if old is None else '-'} {title} ({triage.severity_label(str(new or old))})"
+        return f"~ {title}: {triage.severity_label(old)} → {triage.severity_label(new)}"
+    if change.get("kind") == reimport.INTAKE and change.get("fact"):
+        return f"~ {triage.fact_label(change['fact'])}: {change['old']} → {change['new']}"
+    return str(change.get("text", ""))
+
+
+@cases.app_template_filter("case_status")
+def case_status(status: str) -> str:
+    """A case status in the page's language."""
+    return triage.status_label(status)
+
+
 # --- import -----------------------------------------------------------------------------------
 
 
@@ -246,10 +290,21 @@ def upload() -> Any:
             form.file.errors = [*form.file.errors, e.message]
             batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
             return render_template("import.html", form=form, batches=batches), 400
-        report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
+        try:
+            report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
+        except workflow.ConflictError as e:  # a case decided while the import superseded it: nothing was imported
+            flash(e.message, "error")
+            return redirect(url_for("imports.upload"))
         flash(
-            f"Imported {name}: {len(report.accepted)} new cases, {len(report.duplicates)} already imported, "
-            f"{len(report.rejected)} rejected.",
+            _(
+                "Imported %(name)s: %(new)s new cases, %(duplicates)s already imported, %(rejected)s rejected; "
+                "%(superseded)s pending cases updated to a new version.",
+                name=name,
+                new=len(report.accepted),
+                duplicates=len(report.duplicates),
+                rejected=len(report.rejected),
+                superseded=len(report.superseded),
+            ),
             "success" if not report.rejected else "warning",
         )
         return redirect(url_for("imports.batch_page", batch_id=report.batch_id))
@@ -260,10 +315,21 @@ def upload() -> Any:
 @imports.route("/batches/<int:batch_id>")
 @roles_required(*CLINICAL)
 def batch_page(batch_id: int) -> Any:
-    """An import: counts, accepted cases, rejected records with reasons."""
+    """An import: counts, new cases, pending cases it updated, rejected records with reasons."""
     batch = db.get_or_404(Batch, batch_id)
     accepted = db.session.execute(select(Case).where(Case.batch_id == batch_id).order_by(Case.id)).scalars().all()
-    return render_template("batch.html", batch=batch, accepted=accepted)
+    revisions = (
+        db.session.execute(select(CaseRevision).where(CaseRevision.batch_id == batch_id).order_by(CaseRevision.id))
+        .scalars()
+        .all()
+    )
+    ruleset, language = evaluator().ruleset, str(get_locale() or "en")
+    return render_template(
+        "batch.html",
+        batch=batch,
+        accepted=[triage.row(c, lambda fid: ruleset.finding_title(fid, language)) for c in accepted],
+        revisions=revisions,
+    )
 
 
 # --- audit log --------------------------------------------------------------------------------
@@ -287,12 +353,55 @@ def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntr
 @audit_views.route("/audit")
 @roles_required(*ANY_ROLE)
 def log_page() -> Any:
-    """The overall audit log, filterable, with the chain's verification."""
+    """The overall audit log, filterable, with the chain's verification; each entry names its patient or version."""
     form = AuditFilter(request.args)
-    entries = [e.as_dict() for e in _audit_entries(form, 500)]
+    entries = with_subjects([e.as_dict() for e in _audit_entries(form, 500)])
     return render_template(
         "audit.html", form=form, entries=entries, verification=audit.verify(db.session), args=request.args.to_dict()
     )
+
+
+RULESET_LABEL = re.compile(r"^(?P<name>[\w.-]+) v(?P<version>\d+)$")  # how ruleset entries name their target
+
+
+def with_subjects(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry with what it is about in words (`subject`) and a link to it (`link`): the patient's case,
+    the import, the ruleset version or draft; entries about users name the user and link nowhere."""
+    case_ids = {int(e["target_id"]) for e in entries if e["target_type"] == "case" and e["target_id"].isdigit()}
+    refs = dict(db.session.execute(select(Case.id, Case.patient_ref).where(Case.id.in_(case_ids))).all())
+    for entry in entries:
+        entry["subject"], entry["link"] = _subject(entry, refs)
+    return entries
+
+
+def _subject(entry: dict[str, Any], refs: dict[int, str]) -> tuple[str, str | None]:
+    kind, target = entry["target_type"], entry["target_id"]
+    if kind == "case":
+        ref = refs.get(int(target)) if target.isdigit() else None
+        ref = ref or (entry.get("details") or {}).get("patient_ref") or "?"
+        link = (
+            url_for("cases.case_page", case_id=int(target)) if target.isdigit() and current_user.works_cases else None
+        )
+        return _("patient %(ref)s (case %(id)s)", ref=ref, id=target), link
+    if kind == "batch":
+        link = (
+            url_for("imports.batch_page", batch_id=int(target))
+            if target.isdigit() and current_user.works_cases
+            else None
+        )
+        return _("import %(id)s", id=target), link
+    if kind == "ruleset":
+        found = RULESET_LABEL.match(target)
+        link = url_for("rulesets.version_page", name=found["name"], version=int(found["version"])) if found else None
+        return _("ruleset %(label)s", label=target), link
+    if kind == "ruleset_draft":
+        link = (
+            url_for("rulesets.draft_page", draft_id=int(target))
+            if target.isdigit() and current_user.reads_drafts
+            else None
+        )
+        return _("ruleset draft %(id)s", id=target), link
+    return _("user %(name)s", name=target) if kind == "user" else f"{kind} {target}", None
 
 
 @audit_views.route("/audit.csv")

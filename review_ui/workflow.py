@@ -21,7 +21,7 @@ from audit import log as audit
 from engine import impact
 from engine.evaluate import Evaluator
 from engine.lines import result_of
-from review_ui import ruleset_versions
+from review_ui import reimport, ruleset_versions
 from review_ui.db import db
 from review_ui.models import (
     ROLES,
@@ -29,6 +29,7 @@ from review_ui.models import (
     Batch,
     Case,
     CaseFinding,
+    CaseRevision,
     Decision,
     Reevaluation,
     User,
@@ -227,11 +228,13 @@ def _aware(value: datetime | None) -> datetime | None:
 
 @dataclass
 class ImportReport:
-    """What an import did, for the page and the CLI."""
+    """What an import did, for the page and the CLI: by patient reference, each record counted once."""
 
     batch_id: int
     records: int = 0
-    accepted: list[str] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)  # new cases, those after a decision included
+    superseded: list[str] = field(default_factory=list)  # pending cases that took a changed record
+    after_decision: list[str] = field(default_factory=list)  # new cases for a patient whose case was decided
     duplicates: list[str] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
@@ -244,36 +247,25 @@ def record_hash(record: Any) -> str:
 def import_records(
     items: Iterable[tuple[int, Any]], *, filename: str, actor: str, evaluator: Evaluator
 ) -> ImportReport:
-    """Evaluate records and store the accepted ones as cases; re-importing a record changes nothing."""
+    """Evaluate records and store them as cases, one case per patient reference and intake.
+
+    A record already imported (the same bytes, or the same normalised intake from another file) changes
+    nothing. A changed record supersedes its patient's pending case (a new version of it, with what changed);
+    a decided case is never overwritten: the changed record becomes a new pending case that names it.
+    """
     batch = Batch(filename=_clip(filename, Batch.filename.type.length), imported_by=actor)
     db.session.add(batch)
     db.session.flush()
     report = ImportReport(batch_id=batch.id)
-    seen: set[str] = set()
     for line, raw in items:
         report.records += 1
         result = result_of(evaluator, (line, raw)).to_dict()
-        if result["status"] != "ok":
-            report.rejected.append({"line": line, "record_id": result.get("record_id"), "errors": result["errors"]})
-            continue
-        if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL
-            report.rejected.append(
-                {
-                    "line": line,
-                    "record_id": _clip(str(result["record_id"]), 40),
-                    "errors": [{"field": "id", "reason": f"longer than {PATIENT_REF_LENGTH} characters"}],
-                }
-            )
+        refused = _refusal(line, result)
+        if refused is not None:
+            report.rejected.append(refused)
             continue
         record = json.loads(raw) if isinstance(raw, str) else raw
-        key = record_hash(record)
-        exists = db.session.execute(select(Case.id).where(Case.input_hash == key)).scalar_one_or_none()
-        if exists is not None or key in seen:
-            report.duplicates.append(result["record_id"])
-            continue
-        seen.add(key)
-        db.session.add(_case(record, result, key, batch.id))
-        report.accepted.append(result["record_id"])
+        _file_record(record, result, batch.id, actor, report)
     batch.records, batch.accepted = report.records, len(report.accepted)
     batch.duplicates, batch.rejected, batch.rejects = len(report.duplicates), len(report.rejected), report.rejected
     imported = events.CasesImported(
@@ -289,6 +281,108 @@ def import_records(
     audit.append(db.session, imported)
     commit_or_rollback()
     return report
+
+
+def _refusal(line: int, result: dict[str, Any]) -> dict[str, Any] | None:
+    """The reject entry of a record that cannot become a case, or None."""
+    if result["status"] != "ok":
+        return {"line": line, "record_id": result.get("record_id"), "errors": result["errors"]}
+    if len(str(result["record_id"])) > PATIENT_REF_LENGTH:  # would fail the whole import on PostgreSQL
+        return {
+            "line": line,
+            "record_id": _clip(str(result["record_id"]), 40),
+            "errors": [{"field": "id", "reason": f"longer than {PATIENT_REF_LENGTH} characters"}],
+        }
+    return None
+
+
+def _file_record(
+    record: dict[str, Any], result: dict[str, Any], batch_id: int, actor: str, report: ImportReport
+) -> None:
+    """One evaluated record: a duplicate, a new case, a new version of a pending case, or a case after a decision."""
+    key, ref = record_hash(record), result["record_id"]
+    if db.session.execute(select(Case.id).where(Case.input_hash == key)).first() is not None:
+        report.duplicates.append(ref)
+        return
+    latest = db.session.execute(
+        select(Case).where(Case.patient_ref == ref).order_by(Case.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if latest is not None and reimport.same_intake(latest.result, result):
+        report.duplicates.append(ref)
+    elif latest is not None and latest.status == "pending":
+        _supersede(latest, record, result, key, batch_id, actor)
+        report.superseded.append(ref)
+    else:
+        case = _case(record, result, key, batch_id)
+        if latest is not None:
+            case.follows_case_id = latest.id
+        db.session.add(case)
+        db.session.flush()
+        report.accepted.append(ref)
+        if latest is not None:
+            _after_decision(case, latest, actor)
+            report.after_decision.append(ref)
+
+
+def _supersede(case: Case, record: dict[str, Any], result: dict[str, Any], key: str, batch_id: int, actor: str) -> None:
+    """A pending case takes a changed record of its patient: a new version, the old intake and result kept."""
+    changes = reimport.what_changed(case.result, result)
+    previous_intake, previous_result, previous_hash = case.intake, case.result, case.input_hash
+    columns, findings = stored_result(result)
+    update_if_unchanged(
+        Case.version,
+        case.id,
+        case.version,
+        where=(Case.status == "pending",),
+        conflict=f"The case of {case.patient_ref} changed during the import; nothing was imported. Import again.",
+        intake=record,
+        input_hash=key,
+        **columns,
+    )
+    for old in case.findings:
+        db.session.delete(old)
+    for row in findings:
+        row.case_id = case.id
+    db.session.add_all(findings)
+    superseded = events.CaseSuperseded(
+        actor,
+        case.id,
+        batch_id,
+        case.patient_ref,
+        previous_input_hash=previous_hash,
+        input_hash=key,
+        changes=[c["text"] for c in changes],
+        ruleset=ruleset_label(result["ruleset"]),
+    )
+    entry = audit.append(db.session, superseded)
+    revision = CaseRevision(
+        case_id=case.id,
+        batch_id=batch_id,
+        actor=actor,
+        previous_intake=previous_intake,
+        previous_result=previous_result,
+        changes=changes,
+        audit_seq=entry.seq,
+    )
+    db.session.add(revision)
+    db.session.flush()
+    db.session.expire(case)  # the update bypassed the session: read the new version next time
+
+
+def _after_decision(case: Case, decided: Case, actor: str) -> None:
+    """Audit a new pending case made for a patient whose newest case was already decided."""
+    changes = reimport.what_changed(decided.result, case.result)
+    after = events.CaseAfterDecision(
+        actor,
+        case.id,
+        decided.id,
+        decided.status,
+        case.batch_id,
+        case.patient_ref,
+        changes=[c["text"] for c in changes],
+        ruleset=ruleset_label(case.result["ruleset"]),
+    )
+    audit.append(db.session, after)
 
 
 PATIENT_REF_LENGTH: int = Case.patient_ref.type.length

@@ -49,17 +49,18 @@ def seeded(app, evaluator):
     with app.app_context():
         workflow.add_user("alice", PASSWORD, "clinician", actor="test")
         workflow.add_user("ed", PASSWORD, "rule_editor", actor="test")
-        imported(
-            evaluator,
-            record(id="P1", medications=PPI),
-            record(id="P1", medications=PPI, supplement={"form": "citrate", "dose_mg": 100, "dose_basis": "elemental"}),
-            record(id="P2", egfr_ml_min_1_73m2=25),
+        imported(evaluator, record(id="P1", medications=PPI), record(id="P2", egfr_ml_min_1_73m2=25))
+        decide(db.session.query(Case).filter_by(patient_ref="P1").one(), "approve")
+        # P1's changed intake after that decision is a second case (a pending one would have been superseded)
+        later = record(
+            id="P1", medications=PPI, supplement={"form": "citrate", "dose_mg": 100, "dose_basis": "elemental"}
         )
+        imported(evaluator, later)
         two_hours_ago = utcnow() - timedelta(hours=2)
         db.session.execute(update(Case).values(created_at=two_hours_ago))
         db.session.commit()
         first, second = db.session.query(Case).filter_by(patient_ref="P1").order_by(Case.id).all()
-        decide(first, "approve")
+        assert first.status == "approved" and second.follows_case_id == first.id
         decide(second, "adjust", code="PHYSICIAN_ORDER", above_cap=True)
         decide(db.session.query(Case).filter_by(patient_ref="P2").one(), "adjust", code="NEWER_LAB_RESULT")
         imported(evaluator, record(id="P3", egfr_ml_min_1_73m2=25), filename="cds-hooks mgreview-order-sign HOOK-1")
