@@ -8,6 +8,7 @@ calling the workflow) and in the reader's language inside one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from flask import has_request_context
 from flask_babel import get_locale, gettext
 
 from engine import impact
+from engine import ruleset as rulesets
+from engine.errors import MgReviewError
 from engine.ruleset import Ruleset
 from review_ui import ruleset_versions
 from review_ui.models import SEVERITY_RANK, WITHDRAW, Case, Decision
@@ -210,12 +213,23 @@ def override_triggers(findings: Iterable[dict[str, Any]], ruleset: Ruleset | Non
 
 
 def case_ruleset(case: Case) -> Ruleset | None:
-    """The ruleset version that evaluated the case (for its finding titles), or None when it is not usable."""
+    """The ruleset version that evaluated the case (for its finding titles): the published version stored in the
+    database, else the shipped file with the case's sha256; None when neither is there."""
     try:
         version = ruleset_versions.get_version(case.ruleset_id, case.ruleset_version)
     except WorkflowError:
-        return None
+        return _shipped(case.ruleset_id, case.ruleset_version, case.ruleset_sha256)
     return ruleset_versions.version_evaluator(version).ruleset
+
+
+@functools.lru_cache(maxsize=8)
+def _shipped(name: str, version: int, sha256: str) -> Ruleset | None:
+    """A shipped ruleset file, when it is exactly the version named (a published file never changes)."""
+    try:
+        found = rulesets.load(rulesets.RULESETS_DIR / name / f"v{version}.json")
+    except MgReviewError:
+        return None
+    return found if found.sha256 == sha256 else None
 
 
 def override_needed(case: Case, final_plan: dict[str, Any] | None = None) -> str:
