@@ -28,7 +28,7 @@ from review_ui.writes import WorkflowError
 def _(text: str, **values: Any) -> str:
     """Page text in the request's language; outside a request, English."""
     if has_request_context():
-        return gettext(text, **values)
+        return str(gettext(text, **values))
     return text % values if values else text
 
 
