@@ -121,14 +121,14 @@ def _decision_context(case: Case, amend: AmendForm | None, withdraw: WithdrawFor
     withdraw the signed one (the amendment starts from the plan it supersedes)."""
     signed = decisions.in_force(case)
     if signed is not None and amend is None:
-        amend = AmendForm(expected_version=case.version)
+        amend = AmendForm(formdata=None, expected_version=case.version)  # never the data of another form posted
         _prefill(amend, signed.final_plan or case.plan)
     return {
         "override_needed": decisions.override_needed(case) if case.change_needs_override else "",
         "decision_views": decisions.decision_views(case),
         "signed": signed,
         "amend_form": amend,
-        "withdraw_form": withdraw or WithdrawForm(prefix="withdraw", expected_version=case.version),
+        "withdraw_form": withdraw or WithdrawForm(formdata=None, prefix="withdraw", expected_version=case.version),
     }
 
 
