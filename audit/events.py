@@ -205,6 +205,72 @@ class DecisionSigned:
 
 
 @dataclass(frozen=True)
+class DecisionAmended:
+    """A clinician signed a new decision on a decided case that supersedes its signed decision (both are kept)."""
+
+    actor: str
+    kind: str
+    case_id: int
+    supersedes: int
+    previous_status: str
+    previous_plan: Any
+    status: str
+    final_plan: Any
+    reason: str
+    ruleset: str
+    override_code: str | None
+    signature_meaning: str
+    patient_ref: str
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "decision.amend",
+            "case",
+            str(self.case_id),
+            before={"status": self.previous_status, "plan": self.previous_plan, "decision": self.supersedes},
+            after={"status": self.status, "plan": self.final_plan, "kind": self.kind},
+            reason=self.reason,
+            ruleset=self.ruleset,
+            details={
+                "override_code": self.override_code,
+                "signature_meaning": self.signature_meaning,
+                "patient_ref": self.patient_ref,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class DecisionWithdrawn:
+    """A clinician withdrew a case's signed decision by a signed decision: the case is pending again."""
+
+    actor: str
+    case_id: int
+    supersedes: int
+    previous_status: str
+    previous_plan: Any
+    reason: str
+    ruleset: str
+    signature_meaning: str
+    patient_ref: str
+
+    def record(self) -> AuditEvent:
+        """The event as stored."""
+        return AuditEvent(
+            self.actor,
+            "decision.withdraw",
+            "case",
+            str(self.case_id),
+            before={"status": self.previous_status, "plan": self.previous_plan, "decision": self.supersedes},
+            after={"status": "pending", "plan": None},
+            reason=self.reason,
+            ruleset=self.ruleset,
+            details={"signature_meaning": self.signature_meaning, "patient_ref": self.patient_ref},
+        )
+
+
+@dataclass(frozen=True)
 class CaseReevaluated:
     """A case evaluated again under a newer ruleset version; `adopted` when it took the new result."""
 

@@ -58,37 +58,83 @@ class PatientLanguageForm(FlaskForm):
     submit = SubmitField(_l("Change language"))
 
 
-class DecisionForm(FlaskForm):
-    """Approve, adjust, reject or refer; signing asks for the password again."""
+DECISION_KINDS = [
+    ("approve", _l("Approve the suggested plan")),
+    ("adjust", _l("Adjust the plan")),
+    ("reject", _l("Reject the plan")),
+    ("refer", _l("Refer to a physician")),
+]
+# The coded override reasons as a clinician reads them (the codes are stored; workflow.OVERRIDE_CODES says them in
+# English for the audit log and the CDS Hooks service).
+OVERRIDE_LABELS = {
+    "PHYSICIAN_ORDER": _l("A physician ordered this plan after reviewing the findings"),
+    "DIAGNOSED_DEFICIENCY": _l("Therapeutic dose for a diagnosed deficiency, physician-supervised [S10][S11]"),
+    "NEWER_LAB_RESULT": _l("A newer lab result than the intake changes the assessment"),
+    "FINDING_NOT_APPLICABLE": _l("The finding does not apply to this patient (documented in the reason)"),
+    "SPECIALIST_ADVICE": _l("Following documented specialist advice"),
+}
 
-    kind = SelectField(
-        "Decision",
-        choices=select_choices(
-            [
-                ("approve", "Approve the suggested plan"),
-                ("adjust", "Adjust the plan"),
-                ("reject", "Reject the plan"),
-                ("refer", "Refer to a physician"),
-            ]
-        ),
+
+class DecisionForm(FlaskForm):
+    """Approve, adjust, reject or refer; signing asks for the password again.
+
+    The kind is a set of radio buttons with no default: the case page preselects "approve" only on a case without
+    a major or contraindicated finding. The adjusted plan's fields are shown for "Adjust" only (CSS).
+    """
+
+    kind = RadioField(
+        _l("Decision"),
+        choices=select_choices(DECISION_KINDS),
+        validators=[InputRequired(message=_l("Choose a decision."))],
+        validate_choice=False,  # an unknown kind is refused by the workflow, with the same message
     )
     expected_version = HiddenField()
-    form = StringField("Form", validators=[Optional(), Length(max=60)])
+    form = StringField(_l("Form"), validators=[Optional(), Length(max=60)])
     max_elemental_mg_per_day = DecimalField(
-        "Daily elemental Mg (mg)", places=1, validators=[Optional(), NumberRange(min=0, max=5000)]
+        _l("Daily elemental Mg (mg)"), places=1, validators=[Optional(), NumberRange(min=0, max=5000)]
     )
-    doses_per_day = IntegerField("Doses per day", validators=[Optional(), NumberRange(min=0, max=8)])
+    doses_per_day = IntegerField(_l("Doses per day"), validators=[Optional(), NumberRange(min=0, max=8)])
     separations = TextAreaField(
-        "Separations (one per line: drug: hours before / hours after)", validators=[Optional(), Length(max=4000)]
+        _l("Separations (one per line: drug: hours before / hours after)"), validators=[Optional(), Length(max=4000)]
     )
-    monitoring = TextAreaField("Monitoring (one per line)", validators=[Optional(), Length(max=4000)])
-    reason = TextAreaField("Reason", validators=[Optional(), Length(max=4000)])
+    monitoring = TextAreaField(_l("Monitoring (one per line)"), validators=[Optional(), Length(max=4000)])
+    reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=4000)])
     override_code = SelectField(
-        "Override reason (coded)", choices=select_choices([("", "—"), *OVERRIDE_CODES.items()]), validators=[Optional()]
+        _l("Override reason (coded)"),
+        choices=select_choices(
+            [("", "—"), *((code, OVERRIDE_LABELS.get(code, text)) for code, text in OVERRIDE_CODES.items())]
+        ),
+        validators=[Optional()],
     )
-    override_text = TextAreaField("Override explanation", validators=[Optional(), Length(max=4000)])
-    password = PasswordField("Password (signature)", validators=[InputRequired(message="Sign with your password.")])
-    submit = SubmitField("Sign decision")
+    override_text = TextAreaField(_l("Override explanation"), validators=[Optional(), Length(max=4000)])
+    password = PasswordField(
+        _l("Password (signature)"), validators=[InputRequired(message=_l("Sign with your password."))]
+    )
+    submit = SubmitField(_l("Sign decision"))
+
+
+class AmendForm(DecisionForm):
+    """A new signed decision that supersedes the case's signed one: nothing preselected, a reason always."""
+
+    reason = TextAreaField(
+        _l("Why you amend the decision"),
+        validators=[InputRequired(message=_l("Say why you amend the signed decision.")), Length(max=4000)],
+    )
+    submit = SubmitField(_l("Sign the amendment"))
+
+
+class WithdrawForm(FlaskForm):
+    """Withdraw the case's signed decision by a signed decision: the case is pending again."""
+
+    expected_version = HiddenField()
+    reason = TextAreaField(
+        _l("Why you withdraw the decision"),
+        validators=[InputRequired(message=_l("Say why you withdraw the signed decision.")), Length(max=4000)],
+    )
+    password = PasswordField(
+        _l("Password (signature)"), validators=[InputRequired(message=_l("Sign with your password."))]
+    )
+    submit = SubmitField(_l("Withdraw the decision"))
 
 
 class ImportForm(FlaskForm):

@@ -29,6 +29,7 @@ RULESET_EDITORS: tuple[str, ...] = (Role.RULE_EDITOR,)  # edit drafts, approve a
 DRAFT_READERS: tuple[str, ...] = (Role.RULE_EDITOR, Role.ADMIN)  # see drafts; clinicians see published versions
 
 CASE_STATUSES = ("pending", "approved", "adjusted", "rejected", "referred")
+WITHDRAW = "withdraw"  # the kind of the decision that withdraws a signed one (the case is pending again)
 # "none" ranks a case without findings after every severity
 SEVERITY_RANK: dict[str, int] = {**vocabulary.SEVERITY_RANK, "none": len(vocabulary.SEVERITIES)}
 
@@ -167,7 +168,11 @@ class CaseFinding(db.Model):  # type: ignore[name-defined,misc]
 
 
 class Decision(db.Model):  # type: ignore[name-defined,misc]
-    """A signed decision: the suggested plan and the final plan side by side, who, when, why, and what it means."""
+    """A signed decision: the suggested plan and the final plan side by side, who, when, why, and what it means.
+
+    A signed decision is never changed: an amendment or a withdrawal is a new signed decision whose
+    `supersedes_id` names the one it replaces (kind "withdraw" for a withdrawal, which has no plan).
+    """
 
     __tablename__ = "decision"
 
@@ -182,8 +187,19 @@ class Decision(db.Model):  # type: ignore[name-defined,misc]
     signature_meaning: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     audit_seq: Mapped[int] = mapped_column(Integer)
+    # the decision this one amends or withdraws; unique: a decision is superseded at most once
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("decision.id"), nullable=True, unique=True)
 
     case: Mapped[Case] = relationship(back_populates="decisions")
+    supersedes: Mapped[Decision | None] = relationship(
+        remote_side="Decision.id", back_populates="superseded_by", foreign_keys="Decision.supersedes_id"
+    )
+    superseded_by: Mapped[Decision | None] = relationship(back_populates="supersedes", uselist=False)
+
+    @property
+    def in_force(self) -> bool:
+        """The case's signed decision now: not superseded, and not itself a withdrawal."""
+        return self.superseded_by is None and self.kind != WITHDRAW
 
 
 class Reevaluation(db.Model):  # type: ignore[name-defined,misc]

@@ -18,10 +18,19 @@ from sqlalchemy.orm import selectinload
 
 from audit import log as audit
 from engine.evaluate import Evaluator
-from review_ui import explaining, presenting, reimport, ruleset_versions, triage, workflow
+from engine.schedule import ScheduleError, schedule_for_plan
+from review_ui import decisions, explaining, presenting, reimport, ruleset_versions, triage, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
-from review_ui.forms import AuditFilter, DecisionForm, ImportForm, ReevaluateForm, WorklistFilter
+from review_ui.forms import (
+    AmendForm,
+    AuditFilter,
+    DecisionForm,
+    ImportForm,
+    ReevaluateForm,
+    WithdrawForm,
+    WorklistFilter,
+)
 from review_ui.intake import evaluator, uploaded_items
 from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, CaseRevision, Role
 from review_ui.spreadsheets import spreadsheet_safe
@@ -95,10 +104,18 @@ def case_page(case_id: int) -> Any:
     case = db.get_or_404(Case, case_id)
     form = DecisionForm(expected_version=case.version)
     _prefill(form, case.plan)
+    if not case.change_needs_override:  # a major or contraindicated case has nothing preselected: the clinician chooses
+        form.kind.data = "approve"
     return _render_case(case, form)
 
 
-def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
+def _render_case(
+    case: Case,
+    form: DecisionForm,
+    status: int = 200,
+    amend_form: AmendForm | None = None,
+    withdraw_form: WithdrawForm | None = None,
+) -> Any:
     entries = audit.read(db.session, target_type="case", target_id=str(case.id))
     newest = ruleset_versions.latest_version(case.ruleset_id)
     ruleset = _case_evaluator(case).ruleset
@@ -114,6 +131,7 @@ def _render_case(case: Case, form: DecisionForm, status: int = 200) -> Any:
             explanation=_explanation(case),
             newest=newest,
             reevaluate_form=ReevaluateForm(expected_version=case.version),
+            **_decision_context(case, amend_form, withdraw_form),
         ),
         status,
     )
@@ -125,6 +143,22 @@ def _case_evaluator(case: Case) -> Evaluator:
         return ruleset_versions.version_evaluator(ruleset_versions.get_version(case.ruleset_id, case.ruleset_version))
     except workflow.WorkflowError:
         return evaluator()
+
+
+def _decision_context(case: Case, amend: AmendForm | None, withdraw: WithdrawForm | None) -> dict[str, Any]:
+    """The decision sections: why an override is needed, each decision in words, and the forms that amend or
+    withdraw the signed one (the amendment starts from the plan it supersedes)."""
+    signed = decisions.in_force(case)
+    if signed is not None and amend is None:
+        amend = AmendForm(formdata=None, expected_version=case.version)  # never the data of another form posted
+        _prefill(amend, signed.final_plan or case.plan)
+    return {
+        "override_needed": decisions.override_needed(case) if case.change_needs_override else "",
+        "decision_views": decisions.decision_views(case),
+        "signed": signed,
+        "amend_form": amend,
+        "withdraw_form": withdraw or WithdrawForm(formdata=None, prefix="withdraw", expected_version=case.version),
+    }
 
 
 def _explanation(case: Case) -> explaining.CaseExplanation | None:
@@ -173,7 +207,10 @@ def _plan_from(form: DecisionForm, suggested: dict[str, Any]) -> dict[str, Any]:
             )
         except ValueError:
             raise workflow.WorkflowError(
-                f"Separation line {number} must read 'drug: hours before / hours after' (use - for none).",
+                _(
+                    "Separation line %(number)s must read 'drug: hours before / hours after' (use - for none).",
+                    number=number,
+                ),
                 "separations",
             ) from None
     dose = form.max_elemental_mg_per_day.data
@@ -190,6 +227,14 @@ def _plan_from(form: DecisionForm, suggested: dict[str, Any]) -> dict[str, Any]:
         }
     )
     plan["supplement"] = "yes" if (plan["max_elemental_mg_per_day"] or 0) > 0 else "no"
+    if "schedule" in suggested:  # the daily schedule follows the adjusted doses and windows
+        try:
+            schedule = schedule_for_plan(plan)
+        except ScheduleError as e:
+            raise workflow.WorkflowError(
+                _("The separations cannot be scheduled: %(reason)s.", reason=e.reason), "separations"
+            ) from None
+        plan["schedule"] = schedule.to_dict() if schedule is not None else None
     return plan
 
 
@@ -204,28 +249,85 @@ def decide(case_id: int) -> Any:
     kind = form.kind.data or ""
     try:
         final = _plan_from(form, case.plan) if kind == "adjust" else None
-        workflow.decide(
+        workflow.decide(case_id, actor=current_user, final_plan=final, **_signed_fields(form))
+    except workflow.ConflictError as e:
+        flash(e.message, "error")
+        return redirect(url_for("cases.case_page", case_id=case_id))
+    except workflow.WorkflowError as e:
+        _show_error(form, e)
+        return _render_case(db.get_or_404(Case, case_id), form, 400)
+    status = decisions.status_word(workflow.DECISION_STATUS[kind])
+    flash(_("Decision signed: case %(ref)s %(status)s.", ref=case.patient_ref, status=status), "success")
+    return redirect(url_for("cases.case_page", case_id=case_id))
+
+
+def _signed_fields(form: DecisionForm) -> dict[str, Any]:
+    """What a decision or an amendment form gives the workflow, besides the plan."""
+    return {
+        "expected_version": int(form.expected_version.data or 0),
+        "kind": form.kind.data or "",
+        "password": form.password.data or "",
+        "reason": form.reason.data or "",
+        "override_code": form.override_code.data or None,
+        "override_text": form.override_text.data or "",
+    }
+
+
+def _show_error(form: DecisionForm | WithdrawForm, error: workflow.WorkflowError) -> None:
+    """A refusal beside the field it concerns, else as a message at the top."""
+    field = getattr(form, error.field, None) if error.field else None
+    if field is not None:
+        field.errors = [*field.errors, error.message]
+    else:
+        flash(error.message, "error")
+
+
+@cases.route("/cases/<int:case_id>/amend", methods=["POST"])
+@roles_required(*CLINICAL)
+def amend(case_id: int) -> Any:
+    """Amend a case's signed decision by a new signed decision that supersedes it."""
+    case = db.get_or_404(Case, case_id)
+    form = AmendForm()
+    if not form.validate_on_submit():
+        return _render_case(case, DecisionForm(formdata=None), 400, amend_form=form)
+    kind = form.kind.data or ""
+    try:
+        final = _plan_from(form, case.plan) if kind == "adjust" else None
+        workflow.amend_decision(case_id, actor=current_user, final_plan=final, **_signed_fields(form))
+    except workflow.ConflictError as e:
+        flash(e.message, "error")
+        return redirect(url_for("cases.case_page", case_id=case_id))
+    except workflow.WorkflowError as e:
+        _show_error(form, e)
+        return _render_case(db.get_or_404(Case, case_id), DecisionForm(formdata=None), 400, amend_form=form)
+    status = decisions.status_word(workflow.DECISION_STATUS[kind])
+    flash(_("Decision amended: case %(ref)s %(status)s.", ref=case.patient_ref, status=status), "success")
+    return redirect(url_for("cases.case_page", case_id=case_id))
+
+
+@cases.route("/cases/<int:case_id>/withdraw", methods=["POST"])
+@roles_required(*CLINICAL)
+def withdraw(case_id: int) -> Any:
+    """Withdraw a case's signed decision by a signed decision: the case is pending again."""
+    case = db.get_or_404(Case, case_id)
+    form = WithdrawForm(prefix="withdraw")
+    if not form.validate_on_submit():
+        return _render_case(case, DecisionForm(formdata=None), 400, withdraw_form=form)
+    try:
+        workflow.withdraw_decision(
             case_id,
             expected_version=int(form.expected_version.data or 0),
-            kind=kind,
             actor=current_user,
             password=form.password.data or "",
             reason=form.reason.data or "",
-            final_plan=final,
-            override_code=form.override_code.data or None,
-            override_text=form.override_text.data or "",
         )
     except workflow.ConflictError as e:
         flash(e.message, "error")
         return redirect(url_for("cases.case_page", case_id=case_id))
     except workflow.WorkflowError as e:
-        field = getattr(form, e.field, None) if e.field else None
-        if field is not None:
-            field.errors = [*field.errors, e.message]
-        else:
-            flash(e.message, "error")
-        return _render_case(db.get_or_404(Case, case_id), form, 400)
-    flash(f"Decision signed: case {case.patient_ref} {workflow.DECISION_STATUS[kind]}.", "success")
+        _show_error(form, e)
+        return _render_case(db.get_or_404(Case, case_id), DecisionForm(formdata=None), 400, withdraw_form=form)
+    flash(_("Decision withdrawn: case %(ref)s is pending again.", ref=case.patient_ref), "success")
     return redirect(url_for("cases.case_page", case_id=case_id))
 
 

@@ -21,8 +21,9 @@ from audit import log as audit
 from engine import impact
 from engine.evaluate import Evaluator
 from engine.lines import result_of
-from review_ui import reimport, ruleset_versions
+from review_ui import decisions, reimport, ruleset_versions
 from review_ui.db import db
+from review_ui.decisions import _
 from review_ui.models import (
     ROLES,
     SEVERITY_RANK,
@@ -36,6 +37,7 @@ from review_ui.models import (
     UserSession,
     utcnow,
 )
+from review_ui.models import WITHDRAW as WITHDRAW
 from review_ui.writes import ConflictError as ConflictError
 from review_ui.writes import WorkflowError as WorkflowError
 from review_ui.writes import commit_or_rollback as commit_or_rollback
@@ -55,13 +57,8 @@ OVERRIDE_CODES: dict[str, str] = {
     "SPECIALIST_ADVICE": "Following documented specialist advice",
 }
 
-# What a signature means, recorded with every signed decision (21 CFR Part 11 style).
-SIGNATURE_MEANINGS: dict[str, str] = {
-    "approve": "I reviewed the findings and approve the suggested plan as the responsible clinician.",
-    "adjust": "I reviewed the findings and approve the plan as adjusted by me, for the reason given.",
-    "reject": "I reviewed the findings and reject the suggested plan: no supplement is to be given on it.",
-    "refer": "I reviewed the findings and refer this case to a physician, who decides.",
-}
+# What a signature means, recorded with every signed decision (21 CFR Part 11 style); stored in English as signed.
+SIGNATURE_MEANINGS: dict[str, str] = dict(decisions.MEANINGS)
 DECISION_STATUS = {"approve": "approved", "adjust": "adjusted", "reject": "rejected", "refer": "referred"}
 
 
@@ -438,6 +435,48 @@ def needs_override(case: Case, kind: str, final_plan: dict[str, Any] | None) -> 
     return case.change_needs_override
 
 
+def _signing(case_id: int, actor: User, password: str, refused: str) -> Case:
+    """The case to sign on, once the signer may decide cases and the password matches."""
+    if not actor.works_cases:
+        raise WorkflowError(_("Only clinicians and administrators decide cases."))
+    case = db.session.get(Case, case_id)
+    if case is None:
+        raise WorkflowError(_("No such case."))
+    verify_signature(actor, password, refused=refused, target_type="case", target_id=str(case_id))
+    return case
+
+
+def _checked(
+    case: Case, kind: str, reason: str, final_plan: dict[str, Any] | None, override_code: str | None, override_text: str
+) -> tuple[dict[str, Any] | None, str | None, str]:
+    """The final plan and override of a decision once its rules hold: a reason for anything but an approval, the
+    adjusted plan for an adjustment, and a coded, explained override where the change needs one."""
+    if kind in ("adjust", "reject", "refer") and not reason:
+        raise WorkflowError(_("A reason is required for this decision."), "reason")
+    if kind != "adjust":
+        return (case.plan if kind == "approve" else None), None, ""
+    if final_plan is None:
+        raise WorkflowError(_("An adjustment needs the adjusted plan."))
+    if needs_override(case, kind, final_plan):
+        needed = decisions.override_needed(case, final_plan)
+        if override_code not in OVERRIDE_CODES:
+            raise WorkflowError(
+                _("This change needs a coded override reason. %(needed)s.", needed=needed), "override_code"
+            )
+        if not override_text.strip():
+            raise WorkflowError(_("Explain the override in free text. %(needed)s.", needed=needed), "override_text")
+    return final_plan, override_code, override_text.strip()
+
+
+def _full_reason(reason: str, override_code: str | None, override_text: str) -> str:
+    return reason if not override_text else f"{reason}\n[{override_code}] {override_text}"
+
+
+def _known_kind(kind: str) -> None:
+    if kind not in DECISION_STATUS:
+        raise WorkflowError(_("Choose a decision."), "kind")
+
+
 def decide(
     case_id: int,
     *,
@@ -451,40 +490,19 @@ def decide(
     override_text: str = "",
 ) -> Decision:
     """Sign a decision on a case: check the signature, refuse a stale version, store it with its audit entry."""
-    if kind not in DECISION_STATUS:
-        raise WorkflowError(f"Unknown decision {kind!r}.")
-    case = db.session.get(Case, case_id)
-    if case is None:
-        raise WorkflowError("No such case.")
-    verify_signature(
-        actor, password, refused="The decision was not signed.", target_type="case", target_id=str(case_id)
-    )
+    _known_kind(kind)
+    case = _signing(case_id, actor, password, _("The decision was not signed."))
     reason = reason.strip()
-    if kind in ("adjust", "reject", "refer") and not reason:
-        raise WorkflowError("A reason is required for this decision.", "reason")
-    if kind == "adjust":
-        if final_plan is None:
-            raise WorkflowError("An adjustment needs the adjusted plan.")
-        if needs_override(case, kind, final_plan):
-            if override_code not in OVERRIDE_CODES:
-                raise WorkflowError(
-                    "This change needs a coded override reason: the dose is above the engine's cap or the case "
-                    "has a major or contraindicated finding.",
-                    "override_code",
-                )
-            if not override_text.strip():
-                raise WorkflowError("Explain the override in free text.", "override_text")
-    else:
-        final_plan = case.plan if kind == "approve" else None
-        override_code, override_text = None, ""
+    final_plan, override_code, override_text = _checked(case, kind, reason, final_plan, override_code, override_text)
     status = DECISION_STATUS[kind]
 
     def decided_by() -> str:
         current = db.session.get(Case, case_id)
-        who = f" by {current.reviewer}" if current and current.reviewer else ""
-        return (
-            f"This case was decided{who} while you were working on it (now {current.status if current else '?'}); "
-            "nothing was overwritten. Reload the case to see the decision."
+        return _(
+            "This case was decided%(who)s while you were working on it (now %(status)s); nothing was overwritten. "
+            "Reload the case to see the decision.",
+            who=_(" by %(name)s", name=current.reviewer) if current and current.reviewer else "",
+            status=decisions.status_word(current.status) if current else "?",
         )
 
     update_if_unchanged(
@@ -496,7 +514,7 @@ def decide(
         status=status,
         reviewer=actor.username,
     )
-    full_reason = reason if not override_text else f"{reason}\n[{override_code}] {override_text.strip()}"
+    full_reason = _full_reason(reason, override_code, override_text)
     signed = events.DecisionSigned(
         actor.username,
         kind,
@@ -522,6 +540,138 @@ def decide(
         signature_meaning=SIGNATURE_MEANINGS[kind],
         audit_seq=entry.seq,
     )
+    db.session.add(decision)
+    commit_or_rollback()
+    db.session.expire_all()
+    return decision
+
+
+def _superseding(case: Case, case_id: int, expected_version: int, status: str, reviewer: str | None) -> Decision:
+    """The signed decision in force that a new one supersedes, once the case is taken under the optimistic lock
+    (refused, nothing written, when the case changed since the clinician opened it or has no signed decision)."""
+    previous = decisions.in_force(case)
+
+    def changed_meanwhile() -> str:
+        current = db.session.get(Case, case_id)
+        return _(
+            "This case changed while you were working on it (now %(status)s); nothing was overwritten. "
+            "Reload the case to see its decisions.",
+            status=decisions.status_word(current.status) if current else "?",
+        )
+
+    if previous is None:
+        raise ConflictError(changed_meanwhile())
+    update_if_unchanged(
+        Case.version,
+        case_id,
+        expected_version,
+        where=(Case.status != "pending",),
+        conflict=changed_meanwhile,
+        status=status,
+        reviewer=reviewer,
+    )
+    return previous
+
+
+def amend_decision(
+    case_id: int,
+    *,
+    expected_version: int,
+    kind: str,
+    actor: User,
+    password: str,
+    reason: str,
+    final_plan: dict[str, Any] | None = None,
+    override_code: str | None = None,
+    override_text: str = "",
+) -> Decision:
+    """Amend a case's signed decision: a new signed decision (approve, adjust, reject, refer) supersedes it.
+
+    Both stay: the earlier one is kept unchanged and shown as superseded; the amendment is audited in the same
+    transaction; it needs the password, a reason, and the case's version as the clinician saw it.
+    """
+    _known_kind(kind)
+    case = _signing(case_id, actor, password, _("The amendment was not signed."))
+    reason = reason.strip()
+    if not reason:
+        raise WorkflowError(_("Say why you amend the signed decision."), "reason")
+    final_plan, override_code, override_text = _checked(case, kind, reason, final_plan, override_code, override_text)
+    status = DECISION_STATUS[kind]
+    previous = _superseding(case, case_id, expected_version, status, actor.username)
+    full_reason = _full_reason(reason, override_code, override_text)
+    meaning = f"{SIGNATURE_MEANINGS[kind]} It supersedes decision #{previous.id}."
+    amended = events.DecisionAmended(
+        actor.username,
+        kind,
+        case_id,
+        supersedes=previous.id,
+        previous_status=DECISION_STATUS[previous.kind],
+        previous_plan=previous.final_plan,
+        status=status,
+        final_plan=final_plan,
+        reason=full_reason,
+        ruleset=ruleset_label(case.result["ruleset"]),
+        override_code=override_code,
+        signature_meaning=meaning,
+        patient_ref=case.patient_ref,
+    )
+    entry = audit.append(db.session, amended)
+    decision = Decision(
+        case_id=case_id,
+        kind=kind,
+        actor=actor.username,
+        suggested_plan=case.plan,
+        final_plan=final_plan,
+        reason=full_reason,
+        override_code=override_code,
+        signature_meaning=meaning,
+        audit_seq=entry.seq,
+        supersedes_id=previous.id,
+    )
+    return _stored(decision)
+
+
+def withdraw_decision(case_id: int, *, expected_version: int, actor: User, password: str, reason: str) -> Decision:
+    """Withdraw a case's signed decision by a signed decision that supersedes it: the case is pending again.
+
+    Pending, not a separate "withdrawn" state: a clinician who withdraws a plan means it is no longer to be
+    followed and the patient still needs a decision, so the case goes back on the worklist (which shows pending
+    cases) to be decided anew, with the suggested plan, by anyone who decides cases. The withdrawn decision and
+    the withdrawal are both kept and both audited.
+    """
+    case = _signing(case_id, actor, password, _("The withdrawal was not signed."))
+    reason = reason.strip()
+    if not reason:
+        raise WorkflowError(_("Say why you withdraw the signed decision."), "reason")
+    previous = _superseding(case, case_id, expected_version, "pending", None)
+    withdrawn = events.DecisionWithdrawn(
+        actor.username,
+        case_id,
+        supersedes=previous.id,
+        previous_status=DECISION_STATUS[previous.kind],
+        previous_plan=previous.final_plan,
+        reason=reason,
+        ruleset=ruleset_label(case.result["ruleset"]),
+        signature_meaning=SIGNATURE_MEANINGS[WITHDRAW],
+        patient_ref=case.patient_ref,
+    )
+    entry = audit.append(db.session, withdrawn)
+    decision = Decision(
+        case_id=case_id,
+        kind=WITHDRAW,
+        actor=actor.username,
+        suggested_plan=case.plan,
+        final_plan=None,
+        reason=reason,
+        override_code=None,
+        signature_meaning=SIGNATURE_MEANINGS[WITHDRAW],
+        audit_seq=entry.seq,
+        supersedes_id=previous.id,
+    )
+    return _stored(decision)
+
+
+def _stored(decision: Decision) -> Decision:
     db.session.add(decision)
     commit_or_rollback()
     db.session.expire_all()

@@ -74,7 +74,7 @@ def test_clinician_adjusts_a_flagged_case_and_finds_it_in_the_audit_log(server, 
         expect(page.locator("h1")).to_contain_text(f"Case {patient}")
         expect(page.locator(".finding").first).to_be_visible()
 
-        page.select_option("select[name=kind]", "adjust")
+        page.check("#decision-form input[name=kind][value=adjust]")  # radio buttons: nothing preselected here
         page.fill("input[name=max_elemental_mg_per_day]", "100")
         page.fill("textarea[name=reason]", "Nephrologist agrees to a low dose with monitoring")
         page.select_option("select[name=override_code]", "PHYSICIAN_ORDER")
