@@ -42,6 +42,11 @@ class _DutchValues(_Values):
         return "onbekend"
 
 
+def _decimal_comma(number: str) -> str:
+    """'0.71' -> '0,71': a number as Dutch writes it."""
+    return number.replace(".", ",")
+
+
 class _Dutch:
     """The Dutch a bilingual ruleset carries, looked up once: monitoring lines, form names, plan texts."""
 
@@ -59,7 +64,9 @@ class _Dutch:
         return (self.ruleset.text(key, "nl") or "").format(**values)
 
     def value(self, name: str, value: Any) -> Any:
-        """A code-valued placeholder as a Dutch reader reads it (form name, jurisdiction); others as they are."""
+        """A placeholder's value as a Dutch reader reads it: a decimal comma, a form or jurisdiction in Dutch."""
+        if isinstance(value, float):
+            return _decimal_comma(_display(value))
         if name == "supplement_form" and isinstance(value, str):
             return self.ruleset.text(f"patient_plan:form_{value}", "nl") or value
         if name == "jurisdiction" and isinstance(value, str):
@@ -415,7 +422,7 @@ def _ceiling_reason_nl(dutch: _Dutch, d: _Decision, other: amounts.OtherMagnesiu
     if other and other.known_mg_per_day:
         limit = _arithmetic_nl(dutch, other, d.ul)
     else:
-        limit = dutch.text("plan.py:ceiling_limit_plain", ul_mg=amounts._fmt(d.ul))
+        limit = dutch.text("plan.py:ceiling_limit_plain", ul_mg=_decimal_comma(amounts._fmt(d.ul)))
     why = [x for x in d.decides if x not in ("NO_UPPER_LIMIT",)]
     if not why:
         return dutch.text("plan.py:ceiling_used_up", limit=limit)
@@ -425,14 +432,15 @@ def _ceiling_reason_nl(dutch: _Dutch, d: _Decision, other: amounts.OtherMagnesiu
 
 def _arithmetic_nl(dutch: _Dutch, other: amounts.OtherMagnesium, ul_mg: float) -> str:
     """'bovengrens 250 − 100 mg uit '…' = 150 mg/dag': OtherMagnesium.arithmetic in Dutch."""
-    parts = [dutch.text("amounts.py:arithmetic_start", ul_mg=amounts._fmt(ul_mg))]
+    parts = [dutch.text("amounts.py:arithmetic_start", ul_mg=_decimal_comma(amounts._fmt(ul_mg)))]
     parts += [
-        dutch.text("amounts.py:arithmetic_minus", mg=amounts._fmt(r.elemental_mg_per_day), text=r.text)
+        dutch.text("amounts.py:arithmetic_minus", mg=_decimal_comma(amounts._fmt(r.elemental_mg_per_day)), text=r.text)
         for r in other.readings
         if r.elemental_mg_per_day
     ]
     allowed = amounts.allowed_mg(ul_mg, other.known_mg_per_day)
-    text = " ".join(parts) + " " + dutch.text("amounts.py:arithmetic_result", allowed_mg=amounts._fmt(allowed))
+    result = dutch.text("amounts.py:arithmetic_result", allowed_mg=_decimal_comma(amounts._fmt(allowed)))
+    text = " ".join(parts) + " " + result
     if other.known_mg_per_day > ul_mg:
         text += dutch.text("amounts.py:arithmetic_above_on_its_own")
     return text
@@ -598,7 +606,7 @@ def _message_nl(firing: Firing, out: RuleOutput, dutch: _Dutch) -> str | None:
     for name in out.placeholders:
         for fact in facts:
             if name in fact:
-                values[name] = dutch.value(name, _display(fact[name]))
+                values[name] = dutch.value(name, fact[name] if isinstance(fact[name], float) else _display(fact[name]))
                 break
     return out.template_nl.format_map(values)
 

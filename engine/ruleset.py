@@ -267,7 +267,7 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
             index=i,
             description=ruleset_check.fill_thresholds(raw.get("description", ""), raw["when"]),
             note=raw.get("note", ""),
-            description_nl=ruleset_check.fill_thresholds(raw.get("description_nl", ""), raw["when"]),
+            description_nl=ruleset_check.fill_thresholds(raw.get("description_nl", ""), raw["when"], ","),
         )
         for i, raw in enumerate(all_rules)
     )
@@ -295,9 +295,9 @@ def source_texts(sources: dict[str, Any]) -> dict[str, str]:
 def _filled_then(raw: dict[str, Any]) -> dict[str, Any]:
     """The rule's effects, its messages' {threshold:FIELD} placeholders filled from its own conditions."""
     then = dict(raw["then"])
-    for key in ("message", "message_nl"):
+    for key, decimal in (("message", "."), ("message_nl", ",")):
         if isinstance(then.get(key), str):
-            then[key] = ruleset_check.fill_thresholds(then[key], raw["when"])
+            then[key] = ruleset_check.fill_thresholds(then[key], raw["when"], decimal)
     return then
 
 

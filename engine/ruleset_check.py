@@ -39,6 +39,7 @@ _SOURCE_KEYS = {"title", "publisher", "year", "url", "kind", "verified", "text",
 _SOURCE_KEYS |= {"year_note", "note"}
 # A rule's English text and its Dutch twin (from BILINGUAL_SINCE_VERSION on).
 _DUTCH_TWINS = (("message", "message_nl"), ("description", "description_nl"))
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _DUTCH_LINES = (("monitoring", "monitoring_nl"), ("monitoring_on_magnesium", "monitoring_on_magnesium_nl"))
 _PATTERN_KEYS = {"on", "where", "where_any", "derived"}
 
@@ -213,7 +214,15 @@ def _twin_problem(english: str, dutch: Any) -> str | None:
     if ours != theirs:
         names = ", ".join("{" + (n + ":" + f if f else n) + "}" for n, f in theirs) or "none"
         return f"Dutch placeholders differ from the English ({names} in the Dutch)"
+    numbers, dutch_numbers = _numbers_in(english), _numbers_in(dutch.replace(",", "."))
+    if numbers != dutch_numbers:
+        return f"Dutch numbers differ from the English ({', '.join(dutch_numbers) or 'none'} in the Dutch)"
     return None
+
+
+def _numbers_in(text: str) -> list[str]:
+    """The numbers a text states outside its placeholders (a Dutch decimal comma read as a point), sorted."""
+    return sorted(re.findall(r"[0-9]+(?:\.[0-9]+)?", _PLACEHOLDER.sub("", text)))
 
 
 def check_dutch(raw: Any, label: str) -> Iterator[RulesetError]:
@@ -1120,12 +1129,13 @@ def threshold_of(when: Any, name: str, side: str | None) -> float | str:
     return tests[0][1]
 
 
-def fill_thresholds(text: str, when: Any) -> str:
-    """The text with each {threshold:FIELD[:side]} replaced by the rule's own value (a checked rule)."""
+def fill_thresholds(text: str, when: Any, decimal: str = ".") -> str:
+    """The text with each {threshold:FIELD[:side]} replaced by the rule's own value (a checked rule), written
+    with `decimal` as the decimal sign (Dutch: ",")."""
 
     def value(match: re.Match[str]) -> str:
         found = threshold_of(when, match.group(1), match.group(2))
-        return match.group(0) if isinstance(found, str) else _show(found)
+        return match.group(0) if isinstance(found, str) else _show(found).replace(".", decimal)
 
     return THRESHOLD_PLACEHOLDER.sub(value, text)
 
