@@ -35,6 +35,49 @@ class _Values(dict[str, Any]):
         return "unknown"
 
 
+class _DutchValues(_Values):
+    """Message values for the Dutch twin: a missing field reads as "onbekend"."""
+
+    def __missing__(self, key: str) -> str:
+        return "onbekend"
+
+
+def _decimal_comma(number: str) -> str:
+    """'0.71' -> '0,71': a number as Dutch writes it."""
+    return number.replace(".", ",")
+
+
+class _Dutch:
+    """The Dutch a bilingual ruleset carries, looked up once: monitoring lines, form names, plan texts."""
+
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        self.monitoring: dict[str, str] = {}
+        for rule in ruleset.rules:
+            for key in ("monitoring", "monitoring_on_magnesium"):
+                lines, dutch = rule.then.get(key, []), rule.then.get(key + "_nl", [])
+                for line, line_nl in zip(lines, dutch, strict=False):
+                    self.monitoring.setdefault(line, line_nl)
+
+    def text(self, key: str, **values: Any) -> str:
+        """A plan text of the ruleset in Dutch, its {placeholders} filled."""
+        return (self.ruleset.text(key, "nl") or "").format(**values)
+
+    def value(self, name: str, value: Any) -> Any:
+        """A placeholder's value as a Dutch reader reads it: a decimal comma, a form or jurisdiction in Dutch."""
+        if isinstance(value, float):
+            return _decimal_comma(_display(value))
+        if name == "supplement_form" and isinstance(value, str):
+            return self.ruleset.text(f"patient_plan:form_{value}", "nl") or value
+        if name == "jurisdiction" and isinstance(value, str):
+            return self.ruleset.text(f"patient_plan:jurisdiction_{value}", "nl") or value
+        return value
+
+    def lines(self, monitoring: list[str]) -> list[str]:
+        """The Dutch of each monitoring line (the English line when a rule gives none)."""
+        return [self.monitoring.get(line, line) for line in monitoring]
+
+
 def _display(value: Any) -> Any:
     if isinstance(value, float):
         return format(round(value, 3), "g")
@@ -56,6 +99,7 @@ class RuleOutput:
     confidence_rank: int
     sources: tuple[str, ...]
     template: str
+    template_nl: str | None  # the Dutch twin (bilingual rulesets)
     placeholders: tuple[str, ...]
     # (kind, pattern name, field or derived name, fact label, op, threshold), in rule order
     evidence: tuple[tuple[int, str, str, str, str, Any], ...]
@@ -108,6 +152,7 @@ class RuleOutput:
             confidence_rank=CONFIDENCE_RANK[rule.confidence],
             sources=rule.sources,
             template=template,
+            template_nl=then.get("message_nl") if isinstance(then.get("message_nl"), str) else None,
             placeholders=tuple(n for _, n, _, _ in string.Formatter().parse(template) if n),
             evidence=tuple(evidence),
             unverified=rule.note if rule.confidence == "U" else None,
@@ -130,6 +175,7 @@ class Planner:
         self.outputs = tuple(RuleOutput.of(rule) for rule in ruleset.rules)
         self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
         self.daily_schedule = ruleset.version >= DAILY_SCHEDULE_SINCE_VERSION
+        self.dutch = _Dutch(ruleset) if ruleset.bilingual else None
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
@@ -170,6 +216,8 @@ class Planner:
         if self.daily_schedule:
             terms["schedule"] = daily_schedule(terms["supplement"], terms["doses_per_day"], terms["separations"])
             terms["carries_schedule"] = True
+        if self.dutch is not None:
+            terms["monitoring_nl"] = self.dutch.lines(terms["monitoring"])
         return Plan(**terms)
 
 
@@ -342,6 +390,8 @@ class _Contract:
                 physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
                 ceiling_if_physician_agrees_mg_per_day=ceiling,
                 ceiling_reason=_ceiling_reason(d, other) if decides else None,
+                dutch=planner.dutch is not None,
+                ceiling_reason_nl=_ceiling_reason_nl(planner.dutch, d, other) if decides and planner.dutch else None,
                 other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
                 cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
                 cap_assumes=other.assumption() if other else None,
@@ -371,6 +421,37 @@ def _ceiling_reason(d: _Decision, other: amounts.OtherMagnesium | None) -> str:
     return f"A physician decides the dose ({', '.join(why)}); {allowed}."
 
 
+def _ceiling_reason_nl(dutch: _Dutch, d: _Decision, other: amounts.OtherMagnesium | None) -> str:
+    """The ceiling reason in Dutch, from the ruleset's plan texts; the findings named by their Dutch titles."""
+    if d.ul is None:
+        return dutch.text("plan.py:ceiling_no_upper_limit")
+    if other and other.known_mg_per_day:
+        limit = _arithmetic_nl(dutch, other, d.ul)
+    else:
+        limit = dutch.text("plan.py:ceiling_limit_plain", ul_mg=_decimal_comma(amounts._fmt(d.ul)))
+    why = [x for x in d.decides if x not in ("NO_UPPER_LIMIT",)]
+    if not why:
+        return dutch.text("plan.py:ceiling_used_up", limit=limit)
+    reasons = ", ".join("spoed" if x == "URGENT" else dutch.ruleset.finding_title(x, "nl") for x in why)
+    return dutch.text("plan.py:ceiling_physician_decides", reasons=reasons, limit=limit, ul_rule=d.ul_rule)
+
+
+def _arithmetic_nl(dutch: _Dutch, other: amounts.OtherMagnesium, ul_mg: float) -> str:
+    """'bovengrens 250 − 100 mg uit '…' = 150 mg/dag': OtherMagnesium.arithmetic in Dutch."""
+    parts = [dutch.text("amounts.py:arithmetic_start", ul_mg=_decimal_comma(amounts._fmt(ul_mg)))]
+    parts += [
+        dutch.text("amounts.py:arithmetic_minus", mg=_decimal_comma(amounts._fmt(r.elemental_mg_per_day)), text=r.text)
+        for r in other.readings
+        if r.elemental_mg_per_day
+    ]
+    allowed = amounts.allowed_mg(ul_mg, other.known_mg_per_day)
+    result = dutch.text("amounts.py:arithmetic_result", allowed_mg=_decimal_comma(amounts._fmt(allowed)))
+    text = " ".join(parts) + " " + result
+    if other.known_mg_per_day > ul_mg:
+        text += dutch.text("amounts.py:arithmetic_above_on_its_own")
+    return text
+
+
 def _explain_other_mg(merged: list[Finding], other: amounts.OtherMagnesium, decision: _Decision) -> None:
     """Evidence of the facts about magnesium already taken: how each amount was read, and the arithmetic."""
     for finding in merged:
@@ -395,7 +476,7 @@ class _Merged:
     confidence_rank: int
     confidence: str
     sources: list[str]
-    messages: list[tuple[int, str]]
+    messages: list[tuple[int, str, str | None]]  # (severity rank, message, its Dutch)
     evidence: list[dict[str, Any]]
     rules: list[str]
 
@@ -416,10 +497,16 @@ class _Merged:
     def finding(self, fid: str) -> Finding:
         """The merged finding; the most severe rules' messages make its message."""
         texts: list[str] = []
-        for rank, text in self.messages:
+        texts_nl: list[str] = []
+        for rank, text, text_nl in self.messages:
             if rank == self.severity_rank and text not in texts:
                 texts.append(text)
-        return Finding(fid, self.severity, " ".join(texts), self.sources, self.evidence, self.confidence, self.rules)
+                if text_nl is not None:
+                    texts_nl.append(text_nl)
+        dutch = " ".join(texts_nl) if texts_nl else None
+        return Finding(
+            fid, self.severity, " ".join(texts), self.sources, self.evidence, self.confidence, self.rules, dutch
+        )
 
 
 class _Findings:
@@ -427,6 +514,7 @@ class _Findings:
 
     def __init__(self, planner: Planner, fired: list[Firing], intake: Intake):
         self.outputs = planner.outputs
+        self.dutch = planner.dutch
         self.fired = fired
         self.patient = intake.patient
         self.derived_by: dict[str, Firing] = {}
@@ -450,7 +538,8 @@ class _Findings:
                 entry = merged[out.finding] = _Merged(out)
             else:
                 entry.add(out)
-            entry.messages.append((out.severity_rank, _message(f, out)))
+            dutch = _message_nl(f, out, self.dutch) if self.dutch is not None else None
+            entry.messages.append((out.severity_rank, _message(f, out), dutch))
             entry.evidence.append({"rule": out.rule_id, "facts": self.evidence(f, out)})
             entry.rules.append(out.rule_id)
         return [merged[fid].finding(fid) for fid in sorted(merged, key=lambda fid: (merged[fid].severity_rank, fid))]
@@ -510,6 +599,22 @@ def _message(firing: Firing, out: RuleOutput) -> str:
                 values[name] = _display(fact[name])
                 break
     return out.template.format_map(values)
+
+
+def _message_nl(firing: Firing, out: RuleOutput, dutch: _Dutch) -> str | None:
+    """The rule's Dutch message, filled like the English; code values (form, jurisdiction) in Dutch."""
+    if out.template_nl is None:
+        return None
+    if not out.placeholders:
+        return out.template_nl
+    values = _DutchValues()
+    facts = [firing.matched.get(name, _EMPTY) for name in out.patterns]
+    for name in out.placeholders:
+        for fact in facts:
+            if name in fact:
+                values[name] = dutch.value(name, fact[name] if isinstance(fact[name], float) else _display(fact[name]))
+                break
+    return out.template_nl.format_map(values)
 
 
 def _medication_of(firing: Firing, out: RuleOutput) -> str:

@@ -59,10 +59,11 @@ class Finding:
     evidence: list[dict[str, Any]]  # per rule: {"rule": id, "facts": [fact, op, threshold, value, ...]}
     confidence: str
     rules: list[str]
+    message_nl: str | None = None  # the message in Dutch (rulesets from BILINGUAL_SINCE_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON output."""
-        return {
+        """Plain dict for JSON output; `message_nl` only when the ruleset carries the Dutch."""
+        out = {
             "id": self.id,
             "severity": self.severity,
             "message": self.message,
@@ -71,6 +72,9 @@ class Finding:
             "confidence": self.confidence,
             "rules": self.rules,
         }
+        if self.message_nl is not None:
+            out["message_nl"] = self.message_nl
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +107,12 @@ class ContractTerms:
     other_mg_elemental_mg_per_day: Any  # as read from the record (None when not given)
     cap_arithmetic: str | None
     cap_assumes: str | None
+    dutch: bool = False  # rulesets from BILINGUAL_SINCE_VERSION write ceiling_reason_nl beside ceiling_reason
+    ceiling_reason_nl: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON output."""
-        return {
+        out = {
             "physician": self.physician,
             "physician_decides_because": self.physician_decides_because,
             "ceiling_if_physician_agrees_mg_per_day": self.ceiling_if_physician_agrees_mg_per_day,
@@ -115,6 +121,9 @@ class ContractTerms:
             "cap_arithmetic": self.cap_arithmetic,
             "cap_assumes": self.cap_assumes,
         }
+        if self.dutch:
+            out["ceiling_reason_nl"] = self.ceiling_reason_nl
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,7 @@ class Plan:
     contract: ContractTerms | None = None  # None: a ruleset from before the plan contract
     schedule: Schedule | Conflict | None = None  # None: no magnesium proposed, or a ruleset before the schedule
     carries_schedule: bool = False  # rulesets from DAILY_SCHEDULE_SINCE_VERSION write the key (null when none)
+    monitoring_nl: list[str] | None = None  # the monitoring lines in Dutch (rulesets from BILINGUAL_SINCE_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON output; the contract's keys only when the ruleset has the plan contract."""
@@ -151,6 +161,8 @@ class Plan:
             "requires_physician": self.requires_physician,
             "urgent": self.urgent,
         }
+        if self.monitoring_nl is not None:
+            out["monitoring_nl"] = self.monitoring_nl
         if self.contract is not None:
             out.update(self.contract.to_dict())
         if self.carries_schedule:

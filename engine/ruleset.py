@@ -57,6 +57,7 @@ class Rule:
     index: int
     description: str = ""
     note: str = ""
+    description_nl: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Ruleset:
     status: str
     sha256: str
     rules: tuple[Rule, ...]
-    sources: dict[str, str]
+    sources: dict[str, str]  # tag -> the citation as one text (a structured source's `text`)
     vocabulary: Vocabulary
     settings: dict[str, Any]
     path: str
@@ -98,6 +99,26 @@ class Ruleset:
     def ref(self) -> dict[str, Any]:
         """The identity every result carries: id, version, sha256."""
         return {"id": self.name, "version": self.version, "sha256": self.sha256}
+
+    @property
+    def bilingual(self) -> bool:
+        """Whether every message and plan text has its Dutch twin (versions from BILINGUAL_SINCE_VERSION)."""
+        return self.version >= vocab.BILINGUAL_SINCE_VERSION
+
+    @property
+    def citations(self) -> dict[str, dict[str, Any]]:
+        """Tag -> the full citation: title, publisher, year, url, kind, verified, text (an older version's
+        plain-text source gives only its text)."""
+        raw = self.raw.get("sources", {})
+        return {tag: dict(entry) if isinstance(entry, dict) else {"text": entry} for tag, entry in raw.items()}
+
+    def text(self, key: str, language: str = "en") -> str | None:
+        """A plan text of the ruleset's `texts` in `language` (Dutch: `nl`), English when that is missing;
+        None when the ruleset has no such text."""
+        entry = self.raw.get("texts", {}).get(key)
+        if not isinstance(entry, dict):
+            return None
+        return str(entry.get(language) or entry.get("en") or "") or None
 
     def finding_title(self, finding_id: str, language: str = "en") -> str:
         """A finding's catalogue title in `language` (Dutch: `title_nl`), English when that is missing, else
@@ -234,7 +255,7 @@ def _vocabulary(voc: dict[str, Any]) -> Vocabulary:
 
 def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
     all_rules = list(data["rules"]) + upper_limits.expand(
-        data.get("upper_limits", []), upper_limits.counts_other_mg(data)
+        data.get("upper_limits", []), upper_limits.counts_other_mg(data), upper_limits.bilingual(data)
     )
     rules = tuple(
         Rule(
@@ -246,6 +267,7 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
             index=i,
             description=ruleset_check.fill_thresholds(raw.get("description", ""), raw["when"]),
             note=raw.get("note", ""),
+            description_nl=ruleset_check.fill_thresholds(raw.get("description_nl", ""), raw["when"], ","),
         )
         for i, raw in enumerate(all_rules)
     )
@@ -255,7 +277,7 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
         status=data["status"],
         sha256=sha256,
         rules=rules,
-        sources=dict(data["sources"]),
+        sources=source_texts(data["sources"]),
         vocabulary=_vocabulary(data["vocabulary"]),
         settings=dict(data.get("settings", {})),
         path=origin,
@@ -265,11 +287,17 @@ def _build(data: dict[str, Any], sha256: str, origin: str) -> Ruleset:
     )
 
 
+def source_texts(sources: dict[str, Any]) -> dict[str, str]:
+    """Tag -> the citation as one text: a plain-text source as written, a structured one by its `text`."""
+    return {tag: str(entry["text"]) if isinstance(entry, dict) else str(entry) for tag, entry in sources.items()}
+
+
 def _filled_then(raw: dict[str, Any]) -> dict[str, Any]:
-    """The rule's effects, its message's {threshold:FIELD} placeholders filled from its own conditions."""
+    """The rule's effects, its messages' {threshold:FIELD} placeholders filled from its own conditions."""
     then = dict(raw["then"])
-    if isinstance(then.get("message"), str):
-        then["message"] = ruleset_check.fill_thresholds(then["message"], raw["when"])
+    for key, decimal in (("message", "."), ("message_nl", ",")):
+        if isinstance(then.get(key), str):
+            then[key] = ruleset_check.fill_thresholds(then[key], raw["when"], decimal)
     return then
 
 

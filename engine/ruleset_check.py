@@ -31,8 +31,16 @@ _TOP_KEYS = {
     "rules",
     "vocabulary",
     "findings",
+    "texts",
 }
-_RULE_KEYS = {"id", "description", "when", "then", "sources", "confidence", "note"}
+_RULE_KEYS = {"id", "description", "description_nl", "when", "then", "sources", "confidence", "note"}
+SOURCE_KINDS = ("primary", "secondary", "project")
+_SOURCE_KEYS = {"title", "publisher", "year", "url", "kind", "verified", "text", "part_of", "locator", "date"}
+_SOURCE_KEYS |= {"year_note", "note"}
+# A rule's English text and its Dutch twin (from BILINGUAL_SINCE_VERSION on).
+_DUTCH_TWINS = (("message", "message_nl"), ("description", "description_nl"))
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_DUTCH_LINES = (("monitoring", "monitoring_nl"), ("monitoring_on_magnesium", "monitoring_on_magnesium_nl"))
 _PATTERN_KEYS = {"on", "where", "where_any", "derived"}
 
 
@@ -64,6 +72,8 @@ def check_data(data: Any) -> Iterator[RulesetError]:
     sources = data.get("sources")
     if not isinstance(sources, dict) or not sources:
         sources = {}
+    yield from check_citations(sources, label)
+    yield from check_texts(data.get("texts"), data.get("version"), label)
     voc = data.get("vocabulary")
     if not isinstance(voc, dict):
         yield RulesetError("'vocabulary' is missing", ruleset=label)
@@ -118,7 +128,8 @@ def _check_rules(data: dict[str, Any], state: _RuleState) -> Iterator[RulesetErr
     """The rules, with those generated from the upper-limit table: each rule, and what they make together."""
     label = state.label
     counts_other = upper_limits.counts_other_mg(data)
-    all_rules = list(data["rules"]) + upper_limits.expand(data.get("upper_limits", []), counts_other)
+    dutch = upper_limits.bilingual(data)
+    all_rules = list(data["rules"]) + upper_limits.expand(data.get("upper_limits", []), counts_other, dutch)
     ids = Counter(r.get("id") for r in all_rules if isinstance(r, dict))
     for rule_id, n in ids.items():
         if n > 1:
@@ -127,6 +138,8 @@ def _check_rules(data: dict[str, Any], state: _RuleState) -> Iterator[RulesetErr
         yield from _check_rule(raw, state)
         if counts_other:
             yield from _check_plan_contract(raw, label)
+        if dutch:
+            yield from check_dutch(raw, label)
     yield from _check_derived(state)
     version: int = data["version"] if isinstance(data.get("version"), int) else 0
     for finding in vocab.FINDING_IDS:
@@ -149,6 +162,117 @@ def _check_derived(state: _RuleState) -> Iterator[RulesetError]:
             ruleset=state.label,
             suggestion=_suggest(missing, state.derived_made),
         )
+
+
+def check_citations(sources: dict[str, Any], label: str) -> Iterator[RulesetError]:
+    """Each source is a citation text, or a full citation {title, publisher, year, url, kind, verified, text}."""
+    for tag, entry in sources.items():
+        where = f"sources.{tag}"
+        if isinstance(entry, str) and entry.strip():
+            continue
+        if not isinstance(entry, dict):
+            yield RulesetError(f"{where} must be a citation text or an object with title and text", ruleset=label)
+            continue
+        for key in entry:
+            if key not in _SOURCE_KEYS:
+                yield RulesetError(
+                    f"{where}: unknown key {key!r}", ruleset=label, suggestion=_suggest(key, _SOURCE_KEYS)
+                )
+        for problem in _citation_problems(entry):
+            yield RulesetError(f"{where}.{problem}", ruleset=label)
+
+
+def _citation_problems(entry: dict[str, Any]) -> Iterator[str]:
+    """What is wrong with the fields of one full citation ('title must be a non-empty text')."""
+    for key in ("title", "text"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            yield f"{key} must be a non-empty text"
+    if entry.get("kind") not in SOURCE_KINDS:
+        yield f"kind must be one of {', '.join(SOURCE_KINDS)}"
+    if entry.get("verified") not in (*CONFIDENCE, None):
+        yield "verified must be V, S, U or null"
+    if entry.get("year") is not None and not isinstance(entry["year"], int):
+        yield "year must be a whole number or null"
+    for key in ("publisher", "url"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            yield f"{key} must be a text or null"
+
+
+def _fields_of(text: str) -> list[tuple[str, str]]:
+    """The {placeholders} of a text with their specs, sorted: what the Dutch twin must have too."""
+    return sorted((name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None)
+
+
+def _twin_problem(english: str, dutch: Any) -> str | None:
+    """Why a Dutch twin does not match its English text, or None."""
+    if not isinstance(dutch, str) or not dutch.strip():
+        return "has no Dutch"
+    try:
+        ours, theirs = _fields_of(english), _fields_of(dutch)
+    except ValueError as e:
+        return f"has a broken placeholder ({e})"
+    if ours != theirs:
+        names = ", ".join("{" + (n + ":" + f if f else n) + "}" for n, f in theirs) or "none"
+        return f"Dutch placeholders differ from the English ({names} in the Dutch)"
+    numbers, dutch_numbers = _numbers_in(english), _numbers_in(dutch.replace(",", "."))
+    if numbers != dutch_numbers:
+        return f"Dutch numbers differ from the English ({', '.join(dutch_numbers) or 'none'} in the Dutch)"
+    return None
+
+
+def _numbers_in(text: str) -> list[str]:
+    """The numbers a text states outside its placeholders (a Dutch decimal comma read as a point), sorted."""
+    return sorted(re.findall(r"[0-9]+(?:\.[0-9]+)?", _PLACEHOLDER.sub("", text)))
+
+
+def check_dutch(raw: Any, label: str) -> Iterator[RulesetError]:
+    """A rule of a bilingual version: every message and description has its Dutch twin with the same
+    {placeholders}; every monitoring line has one Dutch line."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("then"), dict):
+        return
+    rid = str(raw.get("id"))
+    then = raw["then"]
+    for english, dutch in _DUTCH_TWINS:
+        holder = then if english == "message" else raw
+        field = f"then.{dutch}" if english == "message" else dutch
+        if isinstance(holder.get(english), str):
+            problem = _twin_problem(holder[english], holder.get(dutch))
+            if problem:
+                yield RulesetError(f"{english} {problem}", ruleset=label, rule_id=rid, field=field)
+        elif dutch in holder:
+            yield RulesetError(f"{dutch} without {english}", ruleset=label, rule_id=rid, field=field)
+    for english, dutch in _DUTCH_LINES:
+        lines, dutch_lines = then.get(english), then.get(dutch)
+        if lines is None and dutch_lines is None:
+            continue
+        if not isinstance(dutch_lines, list) or not isinstance(lines, list) or len(dutch_lines) != len(lines):
+            yield RulesetError(
+                f"{dutch} must have one Dutch line for each line of {english}",
+                ruleset=label,
+                rule_id=rid,
+                field=f"then.{dutch}",
+            )
+            continue
+        for i, (line, dutch_line) in enumerate(zip(lines, dutch_lines, strict=True)):
+            problem = _twin_problem(str(line), dutch_line)
+            if problem:
+                yield RulesetError(f"{english}[{i}] {problem}", ruleset=label, rule_id=rid, field=f"then.{dutch}")
+
+
+def check_texts(texts: Any, version: Any, label: str) -> Iterator[RulesetError]:
+    """Top-level `texts`: {key: {"en", "nl"}}, the plan texts in both languages with the same placeholders."""
+    if texts is None:
+        return
+    if not isinstance(texts, dict):
+        yield RulesetError("'texts' must map keys to {en, nl}", ruleset=label)
+        return
+    for key, entry in texts.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("en"), str) or not entry["en"].strip():
+            yield RulesetError(f"texts.{key} must be an object with 'en' and 'nl'", ruleset=label)
+            continue
+        problem = _twin_problem(entry["en"], entry.get("nl"))
+        if problem:
+            yield RulesetError(f"texts.{key} {problem}", ruleset=label)
 
 
 FINDING_TITLE_MAX = 60  # a card summary starts with the title and stays under 140 characters
@@ -1005,12 +1129,13 @@ def threshold_of(when: Any, name: str, side: str | None) -> float | str:
     return tests[0][1]
 
 
-def fill_thresholds(text: str, when: Any) -> str:
-    """The text with each {threshold:FIELD[:side]} replaced by the rule's own value (a checked rule)."""
+def fill_thresholds(text: str, when: Any, decimal: str = ".") -> str:
+    """The text with each {threshold:FIELD[:side]} replaced by the rule's own value (a checked rule), written
+    with `decimal` as the decimal sign (Dutch: ",")."""
 
     def value(match: re.Match[str]) -> str:
         found = threshold_of(when, match.group(1), match.group(2))
-        return match.group(0) if isinstance(found, str) else _show(found)
+        return match.group(0) if isinstance(found, str) else _show(found).replace(".", decimal)
 
     return THRESHOLD_PLACEHOLDER.sub(value, text)
 

@@ -60,6 +60,10 @@ def check(scenario: dict[str, Any], result: Result) -> list[str]:
             problems.append(f"{fid}: expected severity {severity}, got {found[fid].severity}")
         elif not (found[fid].sources and found[fid].message and found[fid].evidence):
             problems.append(f"{fid}: reported without sources, message or evidence")
+    for fid, text in expect.get("messages_nl", {}).items():
+        got = found[fid].message_nl if fid in found else None
+        if got != text:
+            problems.append(f"{fid}: expected the Dutch message {text!r}, got {got!r}")
     problems += [f"finding {fid} reported but expected absent" for fid in expect.get("absent", []) if fid in found]
     plan = result.plan.to_dict()  # expectations name the plan's keys as written in the output
     for key, value in expect.get("plan", {}).items():

@@ -34,6 +34,8 @@ class LimitRule:
     when: tuple[tuple[str, str, str], ...]  # extra [field, op, value] after the age band; value "$ul" is the limit
     severity: str | None = None
     message: str = ""
+    message_nl: str = ""  # the message in Dutch ($where_nl: the jurisdiction in Dutch), from BILINGUAL_SINCE_VERSION
+    description_nl: str = ""
     counts_other_only: bool = False  # generated only by versions that count magnesium already taken
     oral_only: bool = False  # from the plan contract on, an order that is not oral gets no oral upper limit
 
@@ -42,7 +44,12 @@ _NOT_ORAL = ("supplement_route", "!=", "not_oral")
 
 # REFERENCE §1.5 and §8: a dose above the limit is DOSE_ABOVE_UL_*, moderate, and the plan caps at the limit.
 LIMIT_RULES: tuple[LimitRule, ...] = (
-    LimitRule("", "$where upper limit $ul mg/day applies to this age band", ()),
+    LimitRule(
+        "",
+        "$where upper limit $ul mg/day applies to this age band",
+        (),
+        description_nl="$where_nl-bovengrens van $ul mg/dag geldt voor deze leeftijdsgroep",
+    ),
     LimitRule(
         "_EXCEEDED",
         "requested supplemental Mg is above the $where upper limit",
@@ -53,6 +60,12 @@ LIMIT_RULES: tuple[LimitRule, ...] = (
             "$where upper limit of $ul mg/day for supplemental magnesium at this age; the plan caps the dose at "
             "the limit$ending"
         ),
+        message_nl=(
+            "De gevraagde {supplement_dose_elemental_mg} mg/dag elementair magnesium ligt boven de "
+            "$where_nl-bovengrens van $ul mg/dag voor magnesium uit supplementen op deze leeftijd; het plan "
+            "begrenst de dosis op de bovengrens min het magnesium dat al wordt ingenomen."
+        ),
+        description_nl="gevraagd supplementair Mg ligt boven de $where_nl-bovengrens",
         oral_only=True,
     ),
     LimitRule(
@@ -66,6 +79,13 @@ LIMIT_RULES: tuple[LimitRule, ...] = (
             "above the $where upper limit of $ul mg/day for supplemental magnesium at this age; the plan "
             "caps the supplement at the limit minus what is already taken."
         ),
+        message_nl=(
+            "De gevraagde {supplement_dose_elemental_mg} mg/dag plus {other_mg_elemental_mg_per_day} mg/dag "
+            "magnesium dat al uit andere middelen wordt ingenomen, is samen {total_supplemental_mg_per_day} "
+            "mg/dag, boven de $where_nl-bovengrens van $ul mg/dag voor magnesium uit supplementen op deze "
+            "leeftijd; het plan begrenst het supplement op de bovengrens min wat al wordt ingenomen."
+        ),
+        description_nl="gevraagd plus al ingenomen magnesium ligt boven de $where_nl-bovengrens",
         counts_other_only=True,
     ),
     LimitRule(
@@ -78,11 +98,19 @@ LIMIT_RULES: tuple[LimitRule, ...] = (
             "above the $where upper limit of $ul mg/day on its own: the plan proposes no further "
             "magnesium; review the other products."
         ),
+        message_nl=(
+            "Het magnesium dat al uit andere middelen wordt ingenomen ({other_mg_elemental_mg_per_day} mg/dag), "
+            "ligt op zichzelf al boven de $where_nl-bovengrens van $ul mg/dag: het plan stelt geen extra "
+            "magnesium voor; beoordeel de andere middelen."
+        ),
+        description_nl="al ingenomen magnesium ligt op zichzelf boven de $where_nl-bovengrens",
         counts_other_only=True,
     ),
 )
 # How the _EXCEEDED message ends: before the plan contract, magnesium already taken is not counted.
 _EXCEEDED_ENDING = {False: ".", True: " minus any magnesium already taken."}
+# The jurisdiction as a Dutch reader writes it (REFERENCE: US = VS).
+JURISDICTION_NL = {"US": "VS", "EU": "EU"}
 
 
 def counts_other_mg(data: dict[str, Any]) -> bool:
@@ -91,11 +119,18 @@ def counts_other_mg(data: dict[str, Any]) -> bool:
     return isinstance(version, int) and version >= vocab.PLAN_CONTRACT_SINCE_VERSION
 
 
-def expand(table: Any, counts_other: bool = False) -> list[dict[str, Any]]:
+def bilingual(data: dict[str, Any]) -> bool:
+    """Whether a ruleset document carries the Dutch of every message (and its generated rules do too)."""
+    version = data.get("version")
+    return isinstance(version, int) and version >= vocab.BILINGUAL_SINCE_VERSION
+
+
+def expand(table: Any, counts_other: bool = False, dutch: bool = False) -> list[dict[str, Any]]:
     """The rules of an upper-limit table: per row, the limit applies, and the dose exceeds it.
 
     From PLAN_CONTRACT_SINCE_VERSION on (`counts_other`), magnesium already taken counts too: two more
     rules per row, requested + other above the limit, and other alone above it (REFERENCE §1.5, §8).
+    From BILINGUAL_SINCE_VERSION on (`dutch`), each message and description has its Dutch twin.
     """
     if not isinstance(table, list):
         return []
@@ -105,14 +140,15 @@ def expand(table: Any, counts_other: bool = False) -> list[dict[str, Any]]:
             continue
         for spec in LIMIT_RULES:
             if counts_other or not spec.counts_other_only:
-                rules.append(_rule(row, spec, counts_other))
+                rules.append(_rule(row, spec, counts_other, dutch))
     return rules
 
 
-def _rule(row: dict[str, Any], spec: LimitRule, counts_other: bool) -> dict[str, Any]:
+def _rule(row: dict[str, Any], spec: LimitRule, counts_other: bool, dutch: bool = False) -> dict[str, Any]:
     """One generated rule of one upper-limit row."""
     ul = row.get("ul_mg")
-    words = {"where": row.get("jurisdiction"), "ul": ul, "ending": _EXCEEDED_ENDING[counts_other]}
+    where_nl = JURISDICTION_NL.get(str(row.get("jurisdiction")), row.get("jurisdiction"))
+    words = {"where": row.get("jurisdiction"), "ul": ul, "ending": _EXCEEDED_ENDING[counts_other], "where_nl": where_nl}
     where: list[list[Any]] = [
         ["jurisdiction", "==", row.get("jurisdiction")],
         ["age_years", ">=", row.get("age_min_years")],
@@ -130,9 +166,13 @@ def _rule(row: dict[str, Any], spec: LimitRule, counts_other: bool) -> dict[str,
             "message": Template(spec.message).substitute(words),
             "cap_mg": ul,
         }
+        if dutch:
+            then["message_nl"] = Template(spec.message_nl).substitute(words)
+    extra = {"description_nl": Template(spec.description_nl).substitute(words)} if dutch else {}
     return {
         "id": row["id"] + spec.suffix,
         "description": Template(spec.description).substitute(words),
+        **extra,
         "when": [{"on": "patient", "where": where}],
         "then": then,
         **{k: row[k] for k in ("sources", "confidence", "note") if k in row},

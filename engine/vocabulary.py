@@ -203,6 +203,7 @@ EFFECTS: dict[str, Effect] = _effects(
     Effect("finding", "finding_id", "catalogue finding id to report"),
     Effect("severity", "severity", "severity of the finding"),
     Effect("message", "text", "plain-language message; {field} placeholders take matched fact values"),
+    Effect("message_nl", "text", "the message in Dutch, with the same {field} placeholders"),
     Effect("derive", "fact_name", "name of a fact to derive (another rule must consume it)"),
     Effect(
         "cap_mg",
@@ -213,6 +214,7 @@ EFFECTS: dict[str, Effect] = _effects(
     ),
     Effect("requires_physician", "boolean", "a physician must decide", shapes_plan=True),
     Effect("monitoring", "text_list", "monitoring advice lines for the plan", shapes_plan=True),
+    Effect("monitoring_nl", "text_list", "the monitoring lines in Dutch, one for each English line"),
     Effect(
         "separation",
         "hours",
@@ -236,6 +238,11 @@ EFFECTS: dict[str, Effect] = _effects(
         "monitoring advice lines that apply only when the plan proposes some magnesium",
     ),
     Effect(
+        "monitoring_on_magnesium_nl",
+        "text_list",
+        "the monitoring-on-magnesium lines in Dutch, one for each English line",
+    ),
+    Effect(
         "only_when_supplemented",
         "boolean",
         "true: the finding is advice for taking magnesium, shown only when magnesium is proposed",
@@ -256,6 +263,10 @@ DIVIDED_DOSES_PER_DAY = 2
 PLAN_CONTRACT_SINCE_VERSION = 2
 # Plans carry the daily schedule (engine/schedule.py) from this version on; v1's published output stays as it was.
 DAILY_SCHEDULE_SINCE_VERSION = 2
+# From this version on every message, monitoring line, title and plan text has its Dutch twin (`message_nl`,
+# `monitoring_nl`, `title_nl`, texts {en, nl}) and sources are full citations; results carry the Dutch beside
+# the English. Published versions before it never change.
+BILINGUAL_SINCE_VERSION = 3
 PHYSICIAN_DECIDES_PHRASES: tuple[str, ...] = (
     "physician decides",
     "physician only",

@@ -36,6 +36,7 @@ from engine import cards as cardmaker
 from engine import fhir
 from engine.errors import RecordError
 from review_ui import workflow
+from review_ui.citations import citations
 from review_ui.db import db
 from review_ui.intake import evaluator
 from review_ui.models import CdsTokenSeen
@@ -210,8 +211,9 @@ def discovery() -> Any:
 
 @cds.route("/sources")
 def sources() -> Any:
-    """The ruleset's source citations (cards link here)."""
-    return render_template("sources.html", sources=evaluator().ruleset.sources, ruleset=evaluator().ruleset)
+    """The ruleset's sources as full citations, one anchor per tag (cards link here)."""
+    ruleset = evaluator().ruleset
+    return render_template("sources.html", citations=citations(ruleset.citations), ruleset=ruleset)
 
 
 # --- reading the request -----------------------------------------------------------------------------

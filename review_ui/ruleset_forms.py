@@ -104,6 +104,7 @@ class RuleForm(FlaskForm):
     expected_lock = HiddenField()
     rule_id = StringField(_l("Rule id (UPPER_SNAKE_CASE)"), validators=[Length(max=80)])
     description = TextAreaField(_l("Description"), validators=[Length(max=2000)])
+    description_nl = TextAreaField(_l("Description in Dutch"), validators=[Length(max=2000)])
     patterns = FieldList(FormField(PatternForm))
     finding = SelectField(
         _l("Finding"), choices=select_choices([("", _l("— none —")), *[(f, f) for f in vocab.FINDING_IDS]])
@@ -115,6 +116,7 @@ class RuleForm(FlaskForm):
         _l("Message ({field} takes a matched fact's value, {threshold:field} the rule's own threshold)"),
         validators=[Length(max=4000)],
     )
+    message_nl = TextAreaField(_l("Message in Dutch (the same {placeholders})"), validators=[Length(max=4000)])
     cap_mg = DecimalField(_l("Cap, elemental mg/day"), places=None, validators=[Optional(), _bounds("cap_mg")])
     separation_before_h = DecimalField(
         _l("Hours Mg before the drug"), places=None, validators=[Optional(), _bounds("separation")]
@@ -125,8 +127,13 @@ class RuleForm(FlaskForm):
     doses_per_day_min = IntegerField(_l("Minimum doses per day"), validators=[Optional(), _bounds("doses_per_day_min")])
     suggest_form = SelectField(_l("Suggest form"), choices=[], validate_choice=False)
     monitoring = TextAreaField(_l("Monitoring (one line each)"), validators=[Length(max=4000)])
+    monitoring_nl = TextAreaField(_l("Monitoring in Dutch (one line for each line)"), validators=[Length(max=4000)])
     monitoring_on_magnesium = TextAreaField(
         _l("Monitoring only while magnesium is proposed (one line each)"), validators=[Length(max=4000)]
+    )
+    monitoring_on_magnesium_nl = TextAreaField(
+        _l("Monitoring only while magnesium is proposed, in Dutch (one line for each line)"),
+        validators=[Length(max=4000)],
     )
     only_when_supplemented = BooleanField(_l("Advice for taking magnesium: shown only when the plan proposes some"))
     derive = StringField(_l("Derive fact"), validators=[Length(max=80)])
@@ -284,6 +291,7 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
     """Fill a rule form from a rule (GET)."""
     form.rule_id.data = rule.get("id", "")
     form.description.data = rule.get("description", "")
+    form.description_nl.data = rule.get("description_nl", "")
     then = rule.get("then", {})
     for pattern in [*rule.get("when", []), *([{}] * EXTRA_PATTERNS)]:
         form.patterns.append_entry()
@@ -301,6 +309,7 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
     form.finding.data = then.get("finding", "")
     form.severity.data = then.get("severity", "")
     form.message.data = then.get("message", "")
+    form.message_nl.data = then.get("message_nl", "")
     form.cap_mg.data = then.get("cap_mg")
     separation = then.get("separation") or {}
     form.separation_before_h.data = separation.get("before_h")
@@ -309,6 +318,8 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
     form.suggest_form.data = then.get("suggest_form", "")
     form.monitoring.data = "\n".join(then.get("monitoring", []))
     form.monitoring_on_magnesium.data = "\n".join(then.get("monitoring_on_magnesium", []))
+    form.monitoring_nl.data = "\n".join(then.get("monitoring_nl", []))
+    form.monitoring_on_magnesium_nl.data = "\n".join(then.get("monitoring_on_magnesium_nl", []))
     form.only_when_supplemented.data = bool(then.get("only_when_supplemented"))
     form.derive.data = then.get("derive", "")
     form.requires_physician.data = bool(then.get("requires_physician"))
@@ -321,7 +332,12 @@ def rule_to_form(form: RuleForm, rule: dict[str, Any], sources: dict[str, str], 
 
 def source_choices(sources: dict[str, str]) -> list[Any]:
     """Source tags as options, each with the start of its citation."""
-    return select_choices([(tag, f"{tag}: {text[:90]}") for tag, text in sources.items()])
+    return select_choices([(tag, f"{tag}: {_citation_text(text)[:90]}") for tag, text in sources.items()])
+
+
+def _citation_text(source: Any) -> str:
+    """A source as one text: a full citation (ruleset v3 on) by its title, else as written."""
+    return str(source.get("title") or source.get("text", "")) if isinstance(source, dict) else str(source)
 
 
 def set_rule_choices(form: RuleForm, sources: dict[str, str], forms: dict[str, Any]) -> None:
@@ -334,6 +350,8 @@ def rule_from_form(form: RuleForm) -> tuple[dict[str, Any], dict[str, str]]:
     """The rule a submitted form describes, and where each condition came from (checker path -> form field)."""
     when, where_from = _when_from_form(form)
     rule: dict[str, Any] = {"id": form.rule_id.data.strip(), "description": form.description.data.strip()}
+    if form.description_nl.data and form.description_nl.data.strip():
+        rule["description_nl"] = form.description_nl.data.strip()
     rule.update(
         when=when, then=_then_from_form(form), sources=list(form.sources.data or []), confidence=form.confidence.data
     )
@@ -390,7 +408,7 @@ def _then_from_form(form: RuleForm) -> dict[str, Any]:
         then["finding"] = form.finding.data
     if form.severity.data:
         then["severity"] = form.severity.data
-    for key in ("message", "derive"):
+    for key in ("message", "message_nl", "derive"):
         text = getattr(form, key).data
         if text and text.strip():
             then[key] = text.strip()
@@ -398,9 +416,7 @@ def _then_from_form(form: RuleForm) -> dict[str, Any]:
         then["cap_mg"] = _number(form.cap_mg.data)
     if form.requires_physician.data:
         then["requires_physician"] = True
-    monitoring = [line.strip() for line in (form.monitoring.data or "").splitlines() if line.strip()]
-    if monitoring:
-        then["monitoring"] = monitoring
+    _lines_into(form, then, ("monitoring", "monitoring_nl"))
     if form.separation_before_h.data is not None or form.separation_after_h.data is not None:
         then["separation"] = {
             "before_h": _number(form.separation_before_h.data),
@@ -414,6 +430,14 @@ def _then_from_form(form: RuleForm) -> dict[str, Any]:
         then["urgent"] = True
     _plan_contract_from_form(form, then)
     return then
+
+
+def _lines_into(form: RuleForm, then: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Each text area of `keys` as a list of its non-blank lines, when it has any."""
+    for key in keys:
+        lines = [line.strip() for line in (getattr(form, key).data or "").splitlines() if line.strip()]
+        if lines:
+            then[key] = lines
 
 
 def in_order_of(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
@@ -430,9 +454,7 @@ def in_order_of(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
 
 def _plan_contract_from_form(form: RuleForm, then: dict[str, Any]) -> None:
     """Effects of the plan contract (REFERENCE §8): advice and monitoring only when magnesium is proposed."""
-    lines = [line.strip() for line in (form.monitoring_on_magnesium.data or "").splitlines() if line.strip()]
-    if lines:
-        then["monitoring_on_magnesium"] = lines
+    _lines_into(form, then, ("monitoring_on_magnesium", "monitoring_on_magnesium_nl"))
     if form.only_when_supplemented.data:
         then["only_when_supplemented"] = True
 
@@ -445,6 +467,10 @@ RULE_FIELDS = {
     "then.finding": "finding",
     "then.severity": "severity",
     "then.message": "message",
+    "then.message_nl": "message_nl",
+    "description_nl": "description_nl",
+    "then.monitoring_nl": "monitoring_nl",
+    "then.monitoring_on_magnesium_nl": "monitoring_on_magnesium_nl",
     "then.cap_mg": "cap_mg",
     "then.separation": "separation_before_h",
     "then.monitoring": "monitoring",
@@ -552,17 +578,21 @@ def drug_from_form(form: DrugForm, before: dict[str, Any]) -> tuple[str, dict[st
     return form.key.data.strip(), drug
 
 
-def sources_to_form(form: SourcesForm, sources: dict[str, str]) -> None:
-    """Fill the sources form, with two blank rows to add tags."""
-    for tag, text in [*sources.items(), ("", ""), ("", "")]:
+def sources_to_form(form: SourcesForm, sources: dict[str, Any]) -> None:
+    """Fill the sources form (a full citation by its text), with two blank rows to add tags."""
+    for tag, source in [*sources.items(), ("", ""), ("", "")]:
         form.rows.append_entry()
+        text = source.get("text", "") if isinstance(source, dict) else source
         form.rows[-1].form.tag.data, form.rows[-1].form.text.data = tag, text
 
 
-def sources_from_form(form: SourcesForm) -> dict[str, str]:
-    """Tags with a citation; an emptied citation removes its tag."""
-    return {
-        e.form.tag.data.strip(): e.form.text.data.strip()
-        for e in form.rows
-        if (e.form.tag.data or "").strip() and (e.form.text.data or "").strip()
-    }
+def sources_from_form(form: SourcesForm, old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Tags with a citation; an emptied citation removes its tag. A full citation keeps its title, publisher,
+    year, link and marks, with the text as edited."""
+    out: dict[str, Any] = {}
+    for e in form.rows:
+        tag, text = (e.form.tag.data or "").strip(), (e.form.text.data or "").strip()
+        if tag and text:
+            before = (old or {}).get(tag)
+            out[tag] = {**before, "text": text} if isinstance(before, dict) else text
+    return out

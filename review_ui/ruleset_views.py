@@ -383,7 +383,7 @@ def edit_sources(draft_id: int) -> Any:
     problems: list[str] = []
     if form.validate_on_submit():
         changed = copy.deepcopy(data)
-        changed["sources"] = forms.sources_from_form(form)
+        changed["sources"] = forms.sources_from_form(form, data["sources"])
         problem = _save(draft, form.expected_lock.data, changed)
         done = _after_save(problem, draft, _("Sources"))
         if done is not None:

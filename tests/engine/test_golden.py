@@ -30,6 +30,9 @@ def test_a_changed_rule_fails_its_scenario(tmp_path):
     rule["then"]["separation"]["after_h"] = 4  # a wrong window for ciprofloxacin
     rule["description"] = rule["description"].replace("6 h after", "4 h after")  # its wording follows
     rule["then"]["message"] = rule["then"]["message"].replace("6 h after", "4 h after")
+    if "message_nl" in rule["then"]:  # the Dutch follows the English (the checker compares their numbers)
+        rule["description_nl"] = rule["description_nl"].replace("6 uur na", "4 uur na")
+        rule["then"]["message_nl"] = rule["then"]["message_nl"].replace("6 uur na", "4 uur na")
     draft = tmp_path / "v2.json"
     draft.write_text(json.dumps(doc), "utf-8")
     failures = scenarios.run(Evaluator(draft), SCENARIOS)

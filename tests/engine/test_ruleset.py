@@ -220,6 +220,9 @@ def test_rulesets_test_and_diff_commands(tmp_path, published):
     for key in ("description", "message"):  # the wording follows the window (the checker compares them)
         where = moxi if key == "description" else moxi["then"]
         where[key] = where[key].replace("4 h before", "2 h before")
+    for key in ("description_nl", "message_nl"):  # and the Dutch follows the English
+        where = moxi if key == "description_nl" else moxi["then"]
+        where[key] = where[key].replace("4 uur vóór", "2 uur vóór")
     folder = tmp_path / "magnesium"
     folder.mkdir()
     (folder / "v2.json").write_text(json.dumps(draft), "utf-8")

@@ -23,6 +23,14 @@ MYCOPHENOLATE_MESSAGE = (
     "Mycophenolate ('{text}') is absorbed less with magnesium: do not take them together; "
     "keep at least 3 h between them."
 )
+MYCOPHENOLATE_MESSAGE_NL = (
+    "Mycofenolaat ('{text}') wordt minder goed opgenomen samen met magnesium: niet tegelijk innemen; "
+    "houd ten minste 3 uur tussen beide innames."
+)
+HYPOMAGNESEMIA_MESSAGE_NL = (
+    "Serummagnesium {serum_mg_mmol_l} mmol/L ligt onder de referentiewaarde (0,70 mmol/L): suppletie is zinvol; "
+    "zoek de oorzaak (geneesmiddelen, alcohol, verlies via de darm)."
+)
 HYPOMAGNESEMIA_MESSAGE = (
     "Serum magnesium {serum_mg_mmol_l} mmol/L is below the reference range (0.70 mmol/L): supplementation is "
     "reasonable; look for the cause (medicines, alcohol, gut losses)."
@@ -81,7 +89,9 @@ def author_changes_and_submits(page, expect, server):
             "separation_before_h": "3",
             "separation_after_h": "3",
             "description": "mycophenolate: 3 h",
+            "description_nl": "mycofenolaat: 3 uur",
             "message": MYCOPHENOLATE_MESSAGE,
+            "message_nl": MYCOPHENOLATE_MESSAGE_NL,
         },
     )
     expect(page.locator("#scenario-result")).to_contain_text(f"{SCENARIOS - 1} of {SCENARIOS} pass")
@@ -95,7 +105,9 @@ def author_changes_and_submits(page, expect, server):
         {
             "patterns-0-conditions-1-value": "0.70",
             "description": "0.5 <= Mg < 0.70 mmol/L",
+            "description_nl": "0,5 <= Mg < 0,70 mmol/L",
             "message": HYPOMAGNESEMIA_MESSAGE,
+            "message_nl": HYPOMAGNESEMIA_MESSAGE_NL,
         },
     )
     expect(page.locator("#scenario-result")).to_contain_text(f"{SCENARIOS} of {SCENARIOS} pass")

@@ -154,6 +154,8 @@ def test_failing_scenarios_block_publishing_and_the_block_is_audited(people):
     moxi["then"]["separation"]["before_h"] = 2
     moxi["description"] = moxi["description"].replace("4 h before", "2 h before")  # the wording follows
     moxi["then"]["message"] = moxi["then"]["message"].replace("4 h before", "2 h before")
+    moxi["description_nl"] = moxi["description_nl"].replace("4 uur vóór", "2 uur vóór")  # the Dutch follows too
+    moxi["then"]["message_nl"] = moxi["then"]["message_nl"].replace("4 uur vóór", "2 uur vóór")
     data["change_note"] = "moxifloxacin window"
     draft = ruleset_drafts.save_draft(draft.id, actor=people["author"], expected_lock=draft.lock, data=data)
     check = ruleset_drafts.check_draft(draft)

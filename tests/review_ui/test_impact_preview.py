@@ -46,10 +46,14 @@ def window_and_threshold(data, scenarios_text):
             rule["then"]["separation"] = {"before_h": 3, "after_h": 3}
             rule["description"] = rule["description"].replace("2 h", "3 h")
             rule["then"]["message"] = rule["then"]["message"].replace("2 h", "3 h")
+            rule["description_nl"] = rule["description_nl"].replace("2 uur", "3 uur")  # the Dutch follows
+            rule["then"]["message_nl"] = rule["then"]["message_nl"].replace("2 uur", "3 uur")
         if rule["id"] == "HYPOMAGNESEMIA":
             rule["when"][0]["where"][1][2] = 0.70
             rule["description"] = rule["description"].replace("0.75", "0.70")
             rule["then"]["message"] = rule["then"]["message"].replace("0.75", "0.70")
+            rule["description_nl"] = rule["description_nl"].replace("0,75", "0,70")
+            rule["then"]["message_nl"] = rule["then"]["message_nl"].replace("0,75", "0,70")
     data["change_note"] = "mycophenolate 3 h apart; hypomagnesaemia below 0.70 mmol/L (test)"
     cases = json.loads(scenarios_text)
     for case in cases:

@@ -10,7 +10,8 @@ from review_ui.models import ROLES, SEVERITY_RANK, Case, Role, User
 from tests.helpers import ROOT
 
 PACKAGE = ROOT / "review_ui"
-PAGE_MODULES = ("views", "ruleset_views", "cdshooks", "burden_views", "plan_views")  # blueprints: create_app registers each
+# blueprints: create_app registers each
+PAGE_MODULES = ("views", "ruleset_views", "cdshooks", "burden_views", "plan_views")
 
 
 def imported_modules(path: Path) -> set[str]:

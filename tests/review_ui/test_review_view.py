@@ -50,6 +50,8 @@ def make_draft(app, *, window_h=3, submit=True, note="mycophenolate window 2 h -
         rule["then"]["separation"] = {"before_h": window_h, "after_h": window_h}
         rule["description"] = rule["description"].replace("2 h", f"{window_h} h")  # the wording follows the window
         rule["then"]["message"] = rule["then"]["message"].replace("2 h", f"{window_h} h")
+        rule["description_nl"] = rule["description_nl"].replace("2 uur", f"{window_h} uur")  # the Dutch follows
+        rule["then"]["message_nl"] = rule["then"]["message_nl"].replace("2 uur", f"{window_h} uur")
         data["change_note"] = note
         cases = json.loads(draft.scenarios)
         next(c for c in cases if c["name"] == "mycophenolate")["expect"]["separations"]["mycophenolate"] = [3, 3]
@@ -146,7 +148,14 @@ def test_changed_rules_are_marked_and_the_diff_is_json(app, client):
     diff = json.loads(shown)
     assert diff["then.separation"] == {"from": {"after_h": 2, "before_h": 2}, "to": {"after_h": 3, "before_h": 3}}
     assert diff["description"] == {"from": "mycophenolate: 2 h", "to": "mycophenolate: 3 h"}
-    assert sorted(diff) == ["description", "then.message", "then.separation"]  # nothing else changed
+    assert diff["description_nl"] == {"from": "mycofenolaat: 2 uur", "to": "mycofenolaat: 3 uur"}
+    assert sorted(diff) == [  # nothing else changed
+        "description",
+        "description_nl",
+        "then.message",
+        "then.message_nl",
+        "then.separation",
+    ]
     assert '"from": {\n      "after_h": 2,' in shown  # indented, sorted keys
     summary = page.split('id="diff-summary"')[1].split("</div>\n")[0]
     assert '~ rule MYCOPHENOLATE: description: "mycophenolate: 2 h" -> "mycophenolate: 3 h"' in summary

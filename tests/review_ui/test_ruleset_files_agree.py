@@ -1,6 +1,7 @@
 """Files and database agree: a version published in the UI, exported, checks clean beside its own manifest, and
 `mgreview evaluate` on the older files says how to use it; on SQLite and PostgreSQL."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +38,10 @@ def test_an_exported_version_checks_clean_and_evaluate_points_to_it(people, tmp_
     assert newest in written
     checked = _mgreview("rulesets", "check", "--no-db", str(newest))
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"{newest}: ok (74 rules + 16 from the upper-limit table, 139 scenarios, ")
+    scenario_count = len(json.loads((folder / "magnesium" / f"v{NEXT}.scenarios.json").read_text("utf-8")))
+    assert checked.stdout.startswith(
+        f"{newest}: ok (74 rules + 16 from the upper-limit table, {scenario_count} scenarios, "
+    )
 
     database = current_app.config["SQLALCHEMY_DATABASE_URI"]
     old = _mgreview("evaluate", str(SAMPLE), database=database)

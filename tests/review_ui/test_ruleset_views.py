@@ -152,6 +152,8 @@ def test_rule_form_saves_a_window_and_the_scenarios_then_fail(app, client):
     pairs = replace(pairs, "separation_before_h", "2")
     for name in ("description", "message"):  # the wording follows the window (the checker compares them)
         pairs = replace(pairs, name, dict(pairs)[name].replace("4 h before", "2 h before"))
+    for name in ("description_nl", "message_nl"):  # and the Dutch follows the English (the checker compares them)
+        pairs = replace(pairs, name, dict(pairs)[name].replace("4 uur vóór", "2 uur vóór"))
     response = post(client, url, pairs, follow_redirects=True)
     assert b"Rule FLUOROQUINOLONE_MOXIFLOXACIN saved" in response.data
     rule = next(r for r in draft_data(app)["rules"] if r["id"] == "FLUOROQUINOLONE_MOXIFLOXACIN")
@@ -196,6 +198,12 @@ def test_rule_form_shows_stale_wording_beside_the_description_and_message(app, c
         pairs, "message", dict(pairs)["message"].replace("(0.75 mmol/L)", "({threshold:serum_mg_mmol_l:upper} mmol/L)")
     )
     pairs = replace(pairs, "description", "0.5 <= Mg < 0.70 mmol/L")
+    pairs = replace(
+        pairs,
+        "message_nl",
+        dict(pairs)["message_nl"].replace("(0,75 mmol/L)", "({threshold:serum_mg_mmol_l:upper} mmol/L)"),
+    )
+    pairs = replace(pairs, "description_nl", "0,5 <= Mg < 0,70 mmol/L")
     saved = post(client, url, pairs, follow_redirects=True)
     assert b"Rule HYPOMAGNESEMIA saved" in saved.data
     rule = next(r for r in draft_data(app)["rules"] if r["id"] == "HYPOMAGNESEMIA")
