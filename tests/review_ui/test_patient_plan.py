@@ -93,7 +93,7 @@ LANGUAGES = {
         "Neem doxycycline minstens 2 uur vóór of 4 uur na de magnesium in.",
         "Neem levothyroxine (Euthyrox 100 mcg) minstens 4 uur vóór of 4 uur na de magnesium in.",
         "Kom terug voor deze controles:",
-        "<li>Re-check symptoms and serum magnesium after starting</li>",  # the ruleset's English until it has Dutch
+        "<li>Na de start opnieuw klachten en serummagnesium controleren</li>",  # the ruleset's Dutch (v3)
         "Beoordeeld en ondertekend door Dr. A. Jansen op",
     ],
     "en": [
