@@ -84,21 +84,25 @@ def _register_pages(app: Flask) -> None:
     from audit import log  # noqa: F401  (its table must be known to migrations)
     from engine import ruleset as rulesets
     from review_ui import (
+        audit_views,
         auth,
         burden_views,
+        case_views,
         cdshooks,
         error_pages,
+        import_views,
         models,  # noqa: F401  (its tables must be known to migrations)
         plan_views,
+        reimport,
         ruleset_views,
-        views,
+        triage,
     )
 
     for blueprint in (
         auth.bp,
-        views.cases,
-        views.imports,
-        views.audit_views,
+        case_views.bp,
+        import_views.bp,
+        audit_views.bp,
         cdshooks.cds,
         ruleset_views.bp,
         burden_views.bp,
@@ -108,6 +112,9 @@ def _register_pages(app: Flask) -> None:
     csrf.exempt(cdshooks.cds)  # a JSON API for EHRs, authenticated by JWT, not a browser form
     error_pages.init_app(app)
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["case_status"] = triage.status_label  # a case status in the page's language
+    app.jinja_env.globals["case_changes"] = reimport.what_changed  # what changed between two results of a patient
+    app.jinja_env.globals["change_line"] = triage.change_line
     app.jinja_env.globals["page_language"] = lambda: str(get_locale())
     app.jinja_env.filters["sha256"] = lambda text: rulesets.sha256_text(text)[:16] + "…"
     app.jinja_env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)

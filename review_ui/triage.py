@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask_babel import format_decimal
+from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from review_ui import reimport
+from review_ui.intake import evaluator
 from review_ui.models import Case
 
 NONE = "—"
@@ -133,3 +135,16 @@ def row(case: Case, title: Callable[[str], str]) -> Row:
         top_severity=top["severity"] if top else "none",
         more=max(0, len(findings) - 1),
     )
+
+
+def change_line(change: dict[str, Any]) -> str:
+    """One stored change as a clinician reads it: findings by title, intake facts by name, else the engine's line."""
+    if change.get("kind") == "finding" and change.get("finding"):
+        title = evaluator().ruleset.finding_title(change["finding"], str(get_locale() or "en"))
+        old, new = change.get("old"), change.get("new")
+        if old is None or new is None:
+            return f"{'+' if old is None else '-'} {title} ({severity_label(str(new or old))})"
+        return f"~ {title}: {severity_label(old)} → {severity_label(new)}"
+    if change.get("kind") == reimport.INTAKE and change.get("fact"):
+        return f"~ {fact_label(change['fact'])}: {change['old']} → {change['new']}"
+    return str(change.get("text", ""))

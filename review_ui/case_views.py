@@ -1,15 +1,12 @@
-"""The clinicians' pages (worklist, case and decision, import) and the audit log: thin views that validate a form,
-call the workflow, flash and redirect."""
+"""The clinicians' case pages: the worklist, one case with its decision form, and signing, amending, withdrawing
+and re-evaluating a decision: thin views that validate a form, call the workflow, flash and redirect."""
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -19,38 +16,24 @@ from sqlalchemy.orm import selectinload
 from audit import log as audit
 from engine.evaluate import Evaluator
 from engine.schedule import ScheduleError, schedule_for_plan
-from review_ui import decisions, explaining, presenting, reimport, ruleset_versions, triage, workflow
+from review_ui import decisions, explaining, presenting, ruleset_versions, triage, workflow
 from review_ui.auth import login_required, roles_required
 from review_ui.db import db
-from review_ui.forms import (
-    AmendForm,
-    AuditFilter,
-    DecisionForm,
-    ImportForm,
-    ReevaluateForm,
-    WithdrawForm,
-    WorklistFilter,
-)
-from review_ui.intake import evaluator, uploaded_items
-from review_ui.models import ANY_ROLE, CLINICAL, SEVERITY_RANK, Batch, Case, CaseFinding, CaseRevision, Role
-from review_ui.spreadsheets import spreadsheet_safe
+from review_ui.forms import AmendForm, DecisionForm, ReevaluateForm, WithdrawForm, WorklistFilter
+from review_ui.intake import evaluator
+from review_ui.models import CLINICAL, SEVERITY_RANK, Case, CaseFinding
 
-cases = Blueprint("cases", __name__)
-imports = Blueprint("imports", __name__)
-audit_views = Blueprint("audit", __name__)
+bp = Blueprint("cases", __name__)
 
 
-# --- worklist and cases -----------------------------------------------------------------------
-
-
-@cases.route("/")
+@bp.route("/")
 @login_required
 def index() -> Any:
     """Home: each role lands on its own page (clinicians the worklist, rule editors the rulesets)."""
     return redirect(url_for(current_user.home_endpoint))
 
 
-@cases.route("/cases")
+@bp.route("/cases")
 @roles_required(*CLINICAL)
 def worklist() -> Any:
     """Cases by highest severity, then age of the case; filtered and paginated, each row what a clinician triages by."""
@@ -97,7 +80,7 @@ def _worklist_page(query: Any) -> tuple[Any, int]:
     return page, asked
 
 
-@cases.route("/cases/<int:case_id>")
+@bp.route("/cases/<int:case_id>")
 @roles_required(*CLINICAL)
 def case_page(case_id: int) -> Any:
     """One case: intake facts, findings with evidence and sources, suggested plan, decision form, history."""
@@ -238,7 +221,7 @@ def _plan_from(form: DecisionForm, suggested: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-@cases.route("/cases/<int:case_id>/decide", methods=["POST"])
+@bp.route("/cases/<int:case_id>/decide", methods=["POST"])
 @roles_required(*CLINICAL)
 def decide(case_id: int) -> Any:
     """Sign a decision on a case."""
@@ -282,7 +265,7 @@ def _show_error(form: DecisionForm | WithdrawForm, error: workflow.WorkflowError
         flash(error.message, "error")
 
 
-@cases.route("/cases/<int:case_id>/amend", methods=["POST"])
+@bp.route("/cases/<int:case_id>/amend", methods=["POST"])
 @roles_required(*CLINICAL)
 def amend(case_id: int) -> Any:
     """Amend a case's signed decision by a new signed decision that supersedes it."""
@@ -305,7 +288,7 @@ def amend(case_id: int) -> Any:
     return redirect(url_for("cases.case_page", case_id=case_id))
 
 
-@cases.route("/cases/<int:case_id>/withdraw", methods=["POST"])
+@bp.route("/cases/<int:case_id>/withdraw", methods=["POST"])
 @roles_required(*CLINICAL)
 def withdraw(case_id: int) -> Any:
     """Withdraw a case's signed decision by a signed decision: the case is pending again."""
@@ -331,7 +314,7 @@ def withdraw(case_id: int) -> Any:
     return redirect(url_for("cases.case_page", case_id=case_id))
 
 
-@cases.route("/cases/<int:case_id>/reevaluate", methods=["POST"])
+@bp.route("/cases/<int:case_id>/reevaluate", methods=["POST"])
 @roles_required(*CLINICAL)
 def reevaluate(case_id: int) -> Any:
     """Evaluate a case under the newest published ruleset version and show what changed."""
@@ -348,175 +331,3 @@ def reevaluate(case_id: int) -> Any:
         kept = "" if done.adopted else " The case keeps its decision and its original result."
         flash(f"Re-evaluated under v{done.ruleset['version']}: {changes}.{kept}", "success")
     return redirect(url_for("cases.case_page", case_id=case_id))
-
-
-@cases.app_template_global("case_changes")
-def case_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """What changed between two results of one patient (intake, then findings and plan), for the case page."""
-    return reimport.what_changed(old, new)
-
-
-@cases.app_template_global("change_line")
-def change_line(change: dict[str, Any]) -> str:
-    """One stored change as a clinician reads it: findings by title, intake facts by name, else the engine's line."""
-    if change.get("kind") == "finding" and change.get("finding"):
-        title = evaluator().ruleset.finding_title(change["finding"], str(get_locale() or "en"))
-        old, new = change.get("old"), change.get("new")
-        if old is None or new is None:
-            return f"{'+' if old is None else '-'} {title} ({triage.severity_label(str(new or old))})"
-        return f"~ {title}: {triage.severity_label(old)} → {triage.severity_label(new)}"
-    if change.get("kind") == reimport.INTAKE and change.get("fact"):
-        return f"~ {triage.fact_label(change['fact'])}: {change['old']} → {change['new']}"
-    return str(change.get("text", ""))
-
-
-@cases.app_template_filter("case_status")
-def case_status(status: str) -> str:
-    """A case status in the page's language."""
-    return triage.status_label(status)
-
-
-# --- import -----------------------------------------------------------------------------------
-
-
-@imports.route("/import", methods=["GET", "POST"])
-@roles_required(*CLINICAL)
-def upload() -> Any:
-    """Upload an intake file: records are evaluated and become cases; rejects are listed with reasons."""
-    form = ImportForm()
-    if form.validate_on_submit():
-        name = form.file.data.filename or "upload"
-        try:
-            items = uploaded_items(form.file.data)
-        except workflow.WorkflowError as e:
-            form.file.errors = [*form.file.errors, e.message]
-            batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
-            return render_template("import.html", form=form, batches=batches), 400
-        try:
-            report = workflow.import_records(items, filename=name, actor=current_user.username, evaluator=evaluator())
-        except workflow.ConflictError as e:  # a case decided while the import superseded it: nothing was imported
-            flash(e.message, "error")
-            return redirect(url_for("imports.upload"))
-        flash(
-            _(
-                "Imported %(name)s: %(new)s new cases, %(duplicates)s already imported, %(rejected)s rejected; "
-                "%(superseded)s pending cases updated to a new version.",
-                name=name,
-                new=len(report.accepted),
-                duplicates=len(report.duplicates),
-                rejected=len(report.rejected),
-                superseded=len(report.superseded),
-            ),
-            "success" if not report.rejected else "warning",
-        )
-        return redirect(url_for("imports.batch_page", batch_id=report.batch_id))
-    batches = db.session.execute(select(Batch).order_by(Batch.id.desc()).limit(20)).scalars().all()
-    return render_template("import.html", form=form, batches=batches)
-
-
-@imports.route("/batches/<int:batch_id>")
-@roles_required(*CLINICAL)
-def batch_page(batch_id: int) -> Any:
-    """An import: counts, new cases, pending cases it updated, rejected records with reasons."""
-    batch = db.get_or_404(Batch, batch_id)
-    accepted = db.session.execute(select(Case).where(Case.batch_id == batch_id).order_by(Case.id)).scalars().all()
-    revisions = (
-        db.session.execute(select(CaseRevision).where(CaseRevision.batch_id == batch_id).order_by(CaseRevision.id))
-        .scalars()
-        .all()
-    )
-    ruleset, language = evaluator().ruleset, str(get_locale() or "en")
-    return render_template(
-        "batch.html",
-        batch=batch,
-        accepted=[triage.row(c, lambda fid: ruleset.finding_title(fid, language)) for c in accepted],
-        revisions=revisions,
-    )
-
-
-# --- audit log --------------------------------------------------------------------------------
-
-
-RULE_EDITOR_AUDIT = ("ruleset", "ruleset_draft")  # rule editors see rulesets' entries, not patients' plans
-
-
-def _audit_entries(form: AuditFilter, limit: int | None) -> list[audit.AuditEntry]:
-    return audit.read(
-        db.session,
-        target_types=RULE_EDITOR_AUDIT if current_user.role == Role.RULE_EDITOR else None,
-        action=form.action.data or None,
-        actor=form.actor.data or None,
-        target_type=form.target_type.data or None,
-        target_id=form.target_id.data or None,
-        limit=limit,
-    )
-
-
-@audit_views.route("/audit")
-@roles_required(*ANY_ROLE)
-def log_page() -> Any:
-    """The overall audit log, filterable, with the chain's verification; each entry names its patient or version."""
-    form = AuditFilter(request.args)
-    entries = with_subjects([e.as_dict() for e in _audit_entries(form, 500)])
-    return render_template(
-        "audit.html", form=form, entries=entries, verification=audit.verify(db.session), args=request.args.to_dict()
-    )
-
-
-RULESET_LABEL = re.compile(r"^(?P<name>[\w.-]+) v(?P<version>\d+)$")  # how ruleset entries name their target
-
-
-def with_subjects(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each entry with what it is about in words (`subject`) and a link to it (`link`): the patient's case,
-    the import, the ruleset version or draft; entries about users name the user and link nowhere."""
-    case_ids = {int(e["target_id"]) for e in entries if e["target_type"] == "case" and e["target_id"].isdigit()}
-    refs = dict(db.session.execute(select(Case.id, Case.patient_ref).where(Case.id.in_(case_ids))).all())
-    for entry in entries:
-        entry["subject"], entry["link"] = _subject(entry, refs)
-    return entries
-
-
-def _subject(entry: dict[str, Any], refs: dict[int, str]) -> tuple[str, str | None]:
-    kind, target = entry["target_type"], entry["target_id"]
-    if kind == "case":
-        ref = refs.get(int(target)) if target.isdigit() else None
-        ref = ref or (entry.get("details") or {}).get("patient_ref") or "?"
-        link = (
-            url_for("cases.case_page", case_id=int(target)) if target.isdigit() and current_user.works_cases else None
-        )
-        return _("patient %(ref)s (case %(id)s)", ref=ref, id=target), link
-    if kind == "batch":
-        link = (
-            url_for("imports.batch_page", batch_id=int(target))
-            if target.isdigit() and current_user.works_cases
-            else None
-        )
-        return _("import %(id)s", id=target), link
-    if kind == "ruleset":
-        found = RULESET_LABEL.match(target)
-        link = url_for("rulesets.version_page", name=found["name"], version=int(found["version"])) if found else None
-        return _("ruleset %(label)s", label=target), link
-    if kind == "ruleset_draft":
-        link = (
-            url_for("rulesets.draft_page", draft_id=int(target))
-            if target.isdigit() and current_user.reads_drafts
-            else None
-        )
-        return _("ruleset draft %(id)s", id=target), link
-    return _("user %(name)s", name=target) if kind == "user" else f"{kind} {target}", None
-
-
-@audit_views.route("/audit.csv")
-@roles_required(*ANY_ROLE)
-def export() -> Response:
-    """The filtered audit log as CSV."""
-    form = AuditFilter(request.args)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    columns = [*audit.HASHED_FIELDS, "hash"]
-    writer.writerow(columns)
-    for entry in _audit_entries(form, None):
-        writer.writerow([spreadsheet_safe(getattr(entry, c)) for c in columns])
-    return Response(
-        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=mgreview-audit.csv"}
-    )
