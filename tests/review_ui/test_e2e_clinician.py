@@ -308,6 +308,7 @@ def test_on_a_390_px_phone_the_case_page_and_decision_form_fit_and_the_submit_is
     wide = page.evaluate(WIDER_THAN_THE_PHONE)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 2, wide  # no sideways scroll
     shot(page, "case-page-phone-en.png", docs=False)
+    page.locator("#decision-form").screenshot(path=str(ARTIFACTS / "decision-form-phone-en.png"))
     page.focus("#decision-form input[name=password]")
     submit = page.locator("#decision-form input[type=submit]")
     for _ in range(3):  # from the signature field the next stops lead to "Sign decision"
