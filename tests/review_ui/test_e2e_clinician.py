@@ -251,14 +251,16 @@ def in_dutch(page, expect, server):
         "Reden om af te wijken nodig: Langdurig gebruik van een protonpompremmer"
     )
     shot(page, "case-page-nl.png")
-    sign(page, "#decision-form", "refer", reason="Digoxinespiegel eerst laten bepalen")
-    expect(page.locator(".flash-success")).to_contain_text("P0002")
-    expect(page.locator(".flash-success")).to_contain_text("verwezen")
+    sign(page, "#decision-form", "refer", reason="Eerst serum-magnesium herhalen, dan opnieuw beoordelen")
+    expect(page.locator(".flash-success")).to_have_text("Besluit ondertekend: casus P0002 verwezen.")
 
     open_case(page, server, "P0003")
     old, new = page.locator(".decision").all()
-    assert "Vervangen door #" in read(old) or "vervangen" in read(old).lower()
-    assert "150 mg" in read(new.locator("table.plan-changes"))
+    assert "Vervangen door #" in read(old) and "geldend" not in read(old)
+    assert "geldend" in read(new) and "Vervangt besluit #" in read(new)
+    changes = read(new.locator("table.plan-changes"))
+    assert changes.startswith("Wat is gewijzigd ten opzichte van het voorgestelde plan") and "150 mg" in changes
+    expect(page.locator("#patient-plan-link")).to_have_text("Patiëntplan om af te drukken")
     page.click("#patient-plan-link")
     expect(page.locator("#print-button")).to_have_text("Afdrukken")
 
