@@ -19,9 +19,10 @@ from wtforms import (
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from review_ui.decisions import STATUS_WORDS
 from review_ui.language import LANGUAGE_NAMES
 from review_ui.models import CASE_STATUSES, SEVERITY_RANK
-from review_ui.triage import SEVERITY_LABELS, STATUS_LABELS
+from review_ui.triage import SEVERITY_LABELS
 from review_ui.workflow import OVERRIDE_CODES
 
 BROWSER_LANGUAGE = "browser"  # the page-language choice that stores none: the browser's Accept-Language decides
@@ -155,7 +156,7 @@ class WorklistFilter(FlaskForm):
 
     status = SelectField(
         _l("Status"),
-        choices=select_choices([("", _l("any")), *[(s, STATUS_LABELS[s]) for s in CASE_STATUSES]]),
+        choices=select_choices([("", _l("any")), *[(s, _l(STATUS_WORDS[s])) for s in CASE_STATUSES]]),
         default="pending",
     )
     severity = SelectField(

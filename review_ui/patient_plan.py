@@ -50,7 +50,9 @@ def _(text: str, **variables: Any) -> str:
 
 def ngettext(singular: str, plural: str, num: float, **variables: Any) -> str:
     """ngettext in the current (forced) locale, typed."""
-    return str(flask_babel.ngettext(singular, plural, num, **variables))
+    # Plural rules take whole numbers; a fraction (1.5 hours) takes the plural form in English and Dutch.
+    count = int(num) if float(num).is_integer() else 2
+    return str(flask_babel.ngettext(singular, plural, count, **variables))
 
 
 @dataclass(frozen=True)

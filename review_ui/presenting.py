@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask_babel import gettext, ngettext
+from flask import has_request_context
+from flask_babel import get_locale, gettext, ngettext
 
 from engine import fhir, units
 from engine import ruleset as rulesets
@@ -39,11 +40,16 @@ LEADING_TAGS = re.compile(r"^(\s*\[[A-Za-z0-9_]+\])+\s*")
 # --- numbers and units as clinicians read them -------------------------------------------------------------------
 
 
+def _sign(text: str) -> str:
+    """A written number with the page language's decimal sign (Dutch 41,5); English outside a request."""
+    return text.replace(".", ",") if has_request_context() and str(get_locale()) == "nl" else text
+
+
 def decimals(value: Any, places: int) -> str:
     """A number with `places` decimals (41.497 -> '41.5'); text is returned as given."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return str(value)
-    return f"{value:.{places}f}"
+    return _sign(f"{value:.{places}f}")
 
 
 def mg(value: Any) -> str:
@@ -57,13 +63,13 @@ def one_decimal(value: Any) -> str:
     """eGFR as clinicians read it: one decimal at most (41.497 -> '41.5', 52.0 -> '52')."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return str(value)
-    return format(round(value, 1), "g")
+    return _sign(format(round(value, 1), "g"))
 
 
 def plain(value: Any) -> str:
     """A number without trailing zeros (4.0 -> '4', 1.25 -> '1.25')."""
     if isinstance(value, float) and math.isfinite(value):
-        return format(round(value, 2), "g")
+        return _sign(format(round(value, 2), "g"))
     return str(value)
 
 

@@ -11,7 +11,7 @@ from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from review_ui import reimport
+from review_ui import decisions, reimport
 from review_ui.intake import evaluator
 from review_ui.models import Case
 
@@ -24,13 +24,6 @@ SEVERITY_LABELS = {
     "minor": _l("minor"),
     "info": _l("info"),
     "none": _l("no findings"),
-}
-STATUS_LABELS = {
-    "pending": _l("pending"),
-    "approved": _l("approved"),
-    "adjusted": _l("adjusted"),
-    "rejected": _l("rejected"),
-    "referred": _l("referred"),
 }
 FACT_LABELS = {
     "age_years": _l("age (years)"),
@@ -59,8 +52,8 @@ def severity_label(severity: str) -> str:
 
 
 def status_label(status: str) -> str:
-    """A case status in the page's language."""
-    return str(STATUS_LABELS.get(status, status))
+    """A case status in the page's language (the words are declared with the decisions)."""
+    return decisions.status_word(status)
 
 
 def _number(value: Any, places: int) -> str:
