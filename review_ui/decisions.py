@@ -22,6 +22,7 @@ from engine.errors import MgReviewError
 from engine.ruleset import Ruleset
 from review_ui import ruleset_versions
 from review_ui.models import SEVERITY_RANK, WITHDRAW, Case, Decision
+from review_ui.texts import N_
 from review_ui.writes import WorkflowError
 
 
@@ -30,11 +31,6 @@ def _(text: str, **values: Any) -> str:
     if has_request_context():
         return str(gettext(text, **values))
     return text % values if values else text
-
-
-def N_(text: str) -> str:  # noqa: N802 (the name the catalogue extractor knows)
-    """Mark a text for the catalogue; it is translated where it is shown."""
-    return text
 
 
 def language() -> str:

@@ -22,6 +22,7 @@ from engine import ruleset as rulesets
 from engine import vocabulary as vocab
 from engine.errors import RecordError, RulesetError
 from engine.ruleset import Ruleset
+from review_ui.texts import N_
 
 
 def _(text: str, **variables: Any) -> str:
@@ -124,12 +125,89 @@ def _op_words() -> dict[str, str]:
     }
 
 
+# Vocabulary codes the page names (drug classes, condition and symptom concepts) in words; a code not listed
+# reads as itself with spaces. Marked for the catalogue; translated where shown.
+VOCABULARY_WORDS = {
+    "bisphosphonate_oral": N_("oral bisphosphonate"),
+    "chelation_other": N_("other chelating drug"),
+    "digoxin": N_("digoxin"),
+    "eltrombopag": N_("eltrombopag"),
+    "fluoroquinolone": N_("fluoroquinolone"),
+    "gabapentin": N_("gabapentin"),
+    "integrase_inhibitor": N_("integrase inhibitor"),
+    "k_sparing_diuretic": N_("potassium-sparing diuretic"),
+    "loop_diuretic": N_("loop diuretic"),
+    "magnesium_source": N_("magnesium source"),
+    "mg_wasting_drug": N_("drug that lowers magnesium"),
+    "mg_wasting_drug_unverified": N_("drug that may lower magnesium (unverified)"),
+    "mycophenolate": N_("mycophenolate"),
+    "nnrti_rilpivirine": N_("NNRTI (rilpivirine)"),
+    "penicillamine": N_("penicillamine"),
+    "possible_magnesium_source": N_("possible magnesium source"),
+    "ppi": N_("proton pump inhibitor"),
+    "tetracycline": N_("tetracycline"),
+    "thiazide_diuretic": N_("thiazide diuretic"),
+    "thyroid_hormone": N_("thyroid hormone"),
+    "acute_gi_condition": N_("acute gastrointestinal condition"),
+    "alcohol_use_disorder": N_("alcohol use disorder"),
+    "bariatric_surgery": N_("bariatric surgery"),
+    "cardiac_conduction_disorder": N_("cardiac conduction disorder"),
+    "chronic_diarrhoea": N_("chronic diarrhoea"),
+    "ckd": N_("chronic kidney disease"),
+    "coeliac_disease": N_("coeliac disease"),
+    "constipation": N_("constipation"),
+    "crohns_disease": N_("Crohn's disease"),
+    "diabetes": N_("diabetes"),
+    "dialysis": N_("dialysis"),
+    "diarrhoea": N_("diarrhoea"),
+    "drowsiness": N_("drowsiness"),
+    "fatigue": N_("fatigue"),
+    "flushing": N_("flushing"),
+    "gerd": N_("gastro-oesophageal reflux"),
+    "gi_obstruction": N_("gastrointestinal obstruction"),
+    "headache": N_("headache"),
+    "heart_failure": N_("heart failure"),
+    "hiv": N_("HIV"),
+    "hyperphosphataemia": N_("hyperphosphataemia"),
+    "hypertension": N_("hypertension"),
+    "hypotension": N_("hypotension"),
+    "hypothyroidism": N_("hypothyroidism"),
+    "insomnia": N_("insomnia"),
+    "irregular_heartbeat": N_("irregular heartbeat"),
+    "kidney_failure": N_("kidney failure"),
+    "kidney_transplant": N_("kidney transplant"),
+    "lactation": N_("breastfeeding"),
+    "lethargy": N_("lethargy"),
+    "magnesium_already_taken": N_("magnesium already taken"),
+    "migraine": N_("migraine"),
+    "muscle_cramps": N_("muscle cramps"),
+    "muscle_spasm": N_("muscle spasm"),
+    "muscle_weakness": N_("muscle weakness"),
+    "myasthenia_gravis": N_("myasthenia gravis"),
+    "nausea": N_("nausea"),
+    "neuropathy": N_("neuropathy"),
+    "osteoporosis": N_("osteoporosis"),
+    "palpitations": N_("palpitations"),
+    "pregnancy": N_("pregnancy"),
+    "reduced_reflexes": N_("reduced reflexes"),
+    "seizure": N_("seizure"),
+    "seizure_history": N_("history of seizures"),
+    "short_bowel_syndrome": N_("short bowel syndrome"),
+    "tetany": N_("tetany"),
+    "tremor": N_("tremor"),
+    "ulcerative_colitis": N_("ulcerative colitis"),
+}
+
+
 def words(value: Any) -> str:
-    """A vocabulary value in words ('thyroid_hormone' -> 'thyroid hormone'; a list joined)."""
+    """A vocabulary value in words ('ppi' -> 'proton pump inhibitor', Dutch 'protonpompremmer'; a code not in
+    VOCABULARY_WORDS with spaces for underscores; a list joined)."""
     if isinstance(value, list | tuple):
         return ", ".join(words(v) for v in value)
     if isinstance(value, bool):
         return _("yes") if value else _("no")
+    if isinstance(value, str) and value in VOCABULARY_WORDS:
+        return _(VOCABULARY_WORDS[value])
     return str(value).replace("_", " ")
 
 

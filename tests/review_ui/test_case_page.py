@@ -314,3 +314,17 @@ def test_a_result_of_v1_reads_in_words_too():
     assert page.bottom_line == "Do not start magnesium: a physician decides (Severe kidney impairment)."
     assert page.findings[0].title == "Severe kidney impairment"
     assert page.plan.physician == "a physician decides (Severe kidney impairment)"
+
+
+@pytest.mark.parametrize(
+    "language, expected",
+    [
+        ("nl", ["protonpompremmer", "lisdiureticum", "hartfalen", "schildklierhormoon"]),
+        ("en", ["proton pump inhibitor", "loop diuretic", "heart failure", "thyroid hormone"]),
+    ],
+)
+def test_drug_classes_and_conditions_read_in_words_of_the_page_language(app, language, expected):
+    with app.test_request_context(headers={"Accept-Language": language}):
+        shown = [presenting.words(code) for code in ("ppi", "loop_diuretic", "heart_failure", "thyroid_hormone")]
+        assert shown == expected
+        assert presenting.words("a_code_not_listed") == "a code not listed"  # beside: no table entry, no guess
