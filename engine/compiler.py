@@ -4,10 +4,18 @@ The only module that imports durable. It drives durable's C core (`durable_rules
 directly, without durable's Python `Host`: per fired action the Host builds a Closure, dumps
 and re-parses the session state as JSON and writes it back (`update_state`), work that only
 serves state kept in durable, and we keep none. The driver designs around the traps recorded
-in DURABLE_RULES.md: facts not events; no timer threads (there is no Host to start them); one
-fresh sid per evaluation, deleted in `finally`; every return code of the C calls checked and
-exceptions inside actions raised as a rejected record, never swallowed; a derived fact asserted
-once per name; unmatched facts are not errors; calls serialised by a lock.
+in DURABLE_RULES.md: facts not events; no timer threads (there is no Host to start them); every
+return code of the C calls checked and exceptions inside actions raised as a rejected record,
+never swallowed; a derived fact asserted once per name; unmatched facts are not errors; calls
+serialised by a lock.
+
+Patients are evaluated one after another in one durable session, emptied between them: creating
+a session costs durable more than everything else a patient does in it (it allocates and clears
+per-rule memory), while retracting a patient's few facts costs little. Isolation is checked, not
+assumed: every fact's id is unique to its evaluation (durable keeps one fact per id in a session),
+and a firing that matched a fact of another evaluation rejects the record; after each patient the
+session must hold no fact and no pending activation (`get_facts` is "[]"), else it is deleted and
+the next patient gets a new one; after any error the session is deleted in `finally`.
 """
 
 from __future__ import annotations
@@ -49,14 +57,27 @@ _SESSION_FACT = "mgreview_session"
 
 
 @dataclass
-class _Run:
+class _Session:
+    """The durable session patients are evaluated in, one after another (emptied between them)."""
+
     sid: str
-    facts: list[dict[str, Any]]  # fact id (its index, sent to durable as "id") -> the fact, derived ones last
+    started: bool = False  # whether durable ever handed out an action in it (see _SESSION_RULE)
+
+
+@dataclass
+class _Run:
+    session: _Session
+    first_id: int  # the id durable is sent for facts[0]: facts[i] is sent as first_id + i
+    facts: list[dict[str, Any]]  # the patient's facts as given, derived ones last
     fired: list[Firing] = field(default_factory=list)
     activations: set[tuple[Any, ...]] = field(default_factory=set)
     derived: dict[str, str] = field(default_factory=dict)  # derived name -> rule that derived it
     errors: list[str] = field(default_factory=list)
-    started: bool = False  # whether durable ever handed out an action in this session
+    stored: list[str] = field(default_factory=list)  # the facts durable stored (as sent), retracted afterwards
+
+    @property
+    def sid(self) -> str:
+        return self.session.sid
 
 
 def _condition(c: Condition) -> dict[str, Any]:
@@ -87,9 +108,12 @@ def _pattern(p: Pattern) -> dict[str, Any]:
 _UNMATCHED_KEPT = 10_000  # distinct unmatched facts remembered; then forgotten all at once
 
 
-def _with_session(sent: str, sid: str, index: int) -> str:
-    """A fact's JSON with the session it goes to and its id (its index in the evaluation's facts)."""
-    return f'{sent[:-1]},"sid":"{sid}","id":{index}}}'
+_IDS_PER_EVALUATION = 1 << 20  # fact ids of the n-th evaluation: n * _IDS_PER_EVALUATION + its fact's index
+
+
+def _with_session(sent: str, run: _Run, index: int) -> str:
+    """A fact's JSON with the session it goes to and its id (unique to the evaluation, from its index)."""
+    return f'{sent[:-1]},"sid":"{run.session.sid}","id":{run.first_id + index}}}'
 
 
 @functools.cache
@@ -97,6 +121,10 @@ def _check_durable_version() -> None:
     installed = metadata.version("durable-rules")
     if installed != DURABLE_RULES_VERSION:
         raise EngineError(None, f"durable-rules {installed} installed; the driver needs {DURABLE_RULES_VERSION}")
+
+
+class _StaleFact(Exception):
+    """A firing matched a fact of another evaluation: the session was not empty (the record is rejected)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,8 @@ class CompiledRuleset:
         self._lock = threading.Lock()
         self._closed = False
         self._sids = itertools.count(1)
+        self._evaluations = itertools.count(1)
+        self._session: _Session | None = None  # the session the next patient is evaluated in
         self._name = f"{ruleset.name}_v{ruleset.version}_{ruleset.sha256[:12]}_{next(_names)}"
         self._actions = {
             rule.id: _Action(rule, rule.then.get("derive"), any(p.where_any for p in rule.when))
@@ -158,24 +188,31 @@ class CompiledRuleset:
         """
         if self._closed:
             raise EngineError(record_id, "the compiled ruleset was closed")
+        if len(facts) + len(self._actions) >= _IDS_PER_EVALUATION:  # derived facts: at most one per rule
+            raise EngineError(record_id, f"{len(facts)} facts: more than one evaluation can take")
         with self._lock:
-            run = _Run(sid=str(next(self._sids)), facts=list(facts))
+            session = self._session or _Session(str(next(self._sids)))
+            self._session = None  # back only once emptied
+            run = _Run(session, next(self._evaluations) * _IDS_PER_EVALUATION, list(facts))
             try:
                 unmatched = self._unmatched
                 for index, fact in enumerate(facts):
                     sent = self._sent(fact)
                     if sent is None or sent in unmatched:
                         continue  # durable would answer NOT_HANDLED: no pattern can match this fact
-                    if self._assert(run, _with_session(sent, run.sid, index)) == NOT_HANDLED:
+                    if self._assert(run, _with_session(sent, run, index)) == NOT_HANDLED:
                         if len(unmatched) >= _UNMATCHED_KEPT:
                             unmatched.clear()
                         unmatched.add(sent)
+                if not run.errors and self._emptied(run):
+                    self._session = session
             except durable_rules_engine.error as e:
                 raise EngineError(record_id, f"durable_rules: {e}") from e
             except MemoryError as e:  # the C core is out of sessions or memory
                 raise EngineError(record_id, f"durable_rules: {type(e).__name__}: {e}") from e
             finally:
-                self._delete(run)
+                if self._session is None:
+                    self._delete(session)
         if run.errors:
             raise EngineError(record_id, "; ".join(run.errors))
         return run.fired
@@ -202,10 +239,11 @@ class CompiledRuleset:
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
         if code != ASSERTED:
             return code
+        run.stored.append(fact)
         started = durable_rules_engine.start_action_for_state(handle, state)
         if started is None:
             return code
-        run.started = True
+        run.session.started = True
         message: str | None = started[1]
         try:
             while message is not None:
@@ -222,8 +260,7 @@ class CompiledRuleset:
         try:
             ((rule_id, frame),) = orjson.loads(message).items()
             action = self._actions[rule_id]
-            facts = run.facts
-            matched = {name: facts[m["id"]] for name, m in frame.items()}  # the facts as given, not re-parsed
+            matched = self._matched(run, frame)
             if action.may_repeat:
                 key = (rule_id, *(fact_identity(matched[n]) for n in sorted(matched)))
                 if key in run.activations:
@@ -234,44 +271,82 @@ class CompiledRuleset:
             if derive and derive not in run.derived:
                 run.derived[derive] = rule_id
                 fact = {"t": "derived", "name": derive, "by": rule_id}
-                facts.append(fact)
+                run.facts.append(fact)
                 sent = self._sent(fact)
                 if sent is not None:  # None: no rule consumes derived facts (the checker refuses that)
-                    self._assert_derived(_with_session(sent, run.sid, len(facts) - 1))
+                    self._assert_derived(run, _with_session(sent, run, len(run.facts) - 1))
         except (durable_rules_engine.error, MemoryError):
             raise
         except Exception as e:  # an error in our own action code: the record is rejected naming the rule
             run.errors.append(f"rule {rule_id}: {type(e).__name__}: {e}")
 
-    def _assert_derived(self, fact: str) -> None:
+    @staticmethod
+    def _matched(run: _Run, frame: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Pattern name -> the fact as given (not re-parsed), found by its id; a fact of another evaluation
+        (left in the session) is refused."""
+        facts, first = run.facts, run.first_id
+        matched = {}
+        for name, m in frame.items():
+            index = m["id"] - first
+            if not 0 <= index < len(facts):
+                raise _StaleFact(f"durable matched a fact of another evaluation (id {m['id']}) in session {run.sid}")
+            matched[name] = facts[index]
+        return matched
+
+    def _assert_derived(self, run: _Run, fact: str) -> None:
         # Asserted inside the running action: its activations are queued in the same session and
         # handed out by the driver's complete_and_start_action loop. The checker makes sure every
         # derived fact has a consuming rule, so NOT_HANDLED does not occur for a checked ruleset.
         code, _ = durable_rules_engine.assert_fact(self._handle, fact)
         if code not in (ASSERTED, NOT_HANDLED, OBSERVED):
             raise durable_rules_engine.error(f"unexpected result of assert_fact, error code: {code}")
+        if code == ASSERTED:
+            run.stored.append(fact)
 
-    def _delete(self, run: _Run) -> None:
-        """Free the session. One in which no action ever started is primed first (see _SESSION_RULE):
+    def _emptied(self, run: _Run) -> bool:
+        """Retract the patient's facts; whether the session is then verifiably empty, ready for the next.
+
+        False (the session is then deleted) when durable still holds a fact or a pending activation.
+        A patient of whom durable stored nothing (every fact NOT_HANDLED) left the session as it was.
+        """
+        if not run.stored:
+            return True
+        handle = self._handle
+        for fact in reversed(run.stored):
+            code, state = durable_rules_engine.retract_fact(handle, fact)
+            if code != ASSERTED:  # 0 is durable's RULES_OK for a retraction too
+                return False
+        if durable_rules_engine.start_action_for_state(handle, state) is not None:
+            durable_rules_engine.abandon_action(handle, state)
+            return False
+        return bool(durable_rules_engine.get_facts(handle, run.sid) == "[]")
+
+    def _delete(self, session: _Session) -> None:
+        """Free a session. One in which no action ever started is primed first (see _SESSION_RULE):
         an assert may have created it and then failed, so this is done whenever nothing started."""
         handle = self._handle
         try:
-            if not run.started:
-                session = orjson.dumps({"t": _SESSION_FACT, "sid": run.sid}).decode()
-                _, state = durable_rules_engine.assert_fact(handle, session)  # creates the session if need be
+            if not session.started:
+                fact = orjson.dumps({"t": _SESSION_FACT, "sid": session.sid}).decode()
+                _, state = durable_rules_engine.assert_fact(handle, fact)  # creates the session if need be
                 if durable_rules_engine.start_action_for_state(handle, state) is None:
-                    raise durable_rules_engine.error(f"no action could be started in session {run.sid}")
+                    raise durable_rules_engine.error(f"no action could be started in session {session.sid}")
                 durable_rules_engine.abandon_action(handle, state)
-            durable_rules_engine.delete_state(handle, run.sid)
+            durable_rules_engine.delete_state(handle, session.sid)
         except durable_rules_engine.error as e:
             if str(SID_NOT_FOUND) not in str(e):  # 309: there was no session to delete
-                raise EngineError(None, f"durable_rules could not delete session {run.sid}: {e}") from e
+                raise EngineError(None, f"durable_rules could not delete session {session.sid}: {e}") from e
 
     def close(self) -> None:
-        """Mark the compiled ruleset closed; later evaluations raise instead of touching the C core.
+        """Delete the session and mark the compiled ruleset closed; later evaluations raise instead of
+        touching the C core.
 
         The C ruleset is deliberately not freed: durable's private delete_ruleset left the core in a
         state where a later create_ruleset failed now and then with error 102 (unexpected type) in
         our test suite. A process compiles one ruleset per version it uses (about 0.5 MB each).
         """
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            session, self._session = self._session, None
+            if session is not None:
+                self._delete(session)

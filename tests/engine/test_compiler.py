@@ -184,9 +184,10 @@ def test_delete_state_error_other_than_sid_not_found_is_raised(monkeypatch, fres
         original(handle, sid)
         raise durable_rules_engine.error("Could not delete state, error code: 307")
 
+    fresh.compiled.evaluate([{"t": "patient", "age_years": 40}], "R1")  # its emptied session waits for the next
     _wrap(monkeypatch, "delete_state", fail)
     with pytest.raises(EngineError, match="could not delete session"):
-        fresh.compiled.evaluate([{"t": "patient", "age_years": 40}], "R1")
+        fresh.compiled.close()
 
 
 def test_session_whose_first_assert_failed_is_not_an_error_to_delete(fresh):
@@ -241,3 +242,66 @@ def test_a_fact_no_rule_matches_is_not_sent_again(monkeypatch, fresh):
     second = fresh.evaluate(rec).to_dict()
     assert [f.get("ingredient") for f in sent if f["t"] == "medication"] == ["omeprazole"]
     assert to_json_line(first) == to_json_line(second)
+
+
+# --- one session, emptied between patients: isolation checked, not assumed --------------------------------------
+
+DIALYSIS = {"id": "D", "conditions": ["hemodialysis"]}  # derives renal_severe
+SPIRONOLACTONE = {"id": "S", "medications": ["spironolactone 25 mg"]}  # K_SPARING moderate; major with renal_severe
+
+
+def _k_sparing(result):
+    return next(f["severity"] for f in result["findings"] if f["id"] == "K_SPARING_DIURETIC")
+
+
+def _sids(monkeypatch):
+    seen: list[str] = []
+    _wrap(
+        monkeypatch,
+        "assert_fact",
+        lambda original, handle, fact: seen.append(json.loads(fact)["sid"]) or original(handle, fact),
+    )
+    return seen
+
+
+def test_patients_are_evaluated_one_after_another_in_one_emptied_session(monkeypatch, fresh):
+    sids = _sids(monkeypatch)
+    for rec in (DIALYSIS, SPIRONOLACTONE, DIALYSIS):
+        assert fresh.evaluate(record(**rec)).to_dict()["status"] == "ok"
+        assert durable_rules_engine.get_facts(fresh.compiled._handle, sids[-1]) == "[]"  # nothing left behind
+    assert len(set(sids)) == 1
+
+
+def test_the_next_patient_sees_nothing_of_the_last(fresh):
+    alone = Evaluator()
+    expected = to_json_line(alone.evaluate(record(**SPIRONOLACTONE)))
+    alone.close()
+    fresh.evaluate(record(**DIALYSIS))
+    after = fresh.evaluate(record(**SPIRONOLACTONE))
+    assert _k_sparing(after.to_dict()) == "moderate"  # the last patient's renal_severe is gone
+    assert to_json_line(after) == expected
+
+
+def test_a_session_that_is_not_empty_afterwards_is_deleted_and_replaced(monkeypatch, fresh):
+    sids = _sids(monkeypatch)
+    deleted: list[str] = []
+    _wrap(monkeypatch, "delete_state", lambda original, handle, sid: deleted.append(sid) or original(handle, sid))
+    _wrap(monkeypatch, "retract_fact", lambda original, handle, fact: (0, 0))  # retracts nothing
+    fresh.evaluate(record(**DIALYSIS))
+    assert deleted == [sids[-1]]  # facts were left: the session went
+    after = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()
+    assert sids[-1] != deleted[0]
+    assert after["status"] == "ok" and _k_sparing(after) == "moderate"
+
+
+def test_a_firing_on_a_fact_of_another_evaluation_rejects_the_record(monkeypatch, fresh):
+    # the emptiness check fooled as well: the stamp on every fact still catches the stale derived fact
+    _wrap(monkeypatch, "retract_fact", lambda original, handle, fact: (0, 0))
+    _wrap(monkeypatch, "get_facts", lambda original, handle, sid: "[]")
+    fresh.evaluate(record(**DIALYSIS))
+    stale = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()
+    assert stale["status"] == "rejected"
+    assert "a fact of another evaluation" in stale["errors"][0]["reason"]
+    monkeypatch.undo()
+    after = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()  # in a new session
+    assert after["status"] == "ok" and _k_sparing(after) == "moderate"
