@@ -229,10 +229,15 @@ _format = "json"
 
 
 def _init_worker(
-    ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json", parent: int | None = None
+    ruleset_path: str | None,
+    jurisdiction: str | None,
+    output_format: str = "json",
+    parent: int | None = None,
+    inherited: Evaluator | None = None,
 ) -> None:
+    """Set up a worker process: its evaluator (`inherited` from a forking parent, else built here)."""
     global _worker, _format
-    _worker = Evaluator(ruleset_path, jurisdiction)
+    _worker = inherited if inherited is not None else Evaluator(ruleset_path, jurisdiction)
     _format = output_format
     # the parent's pid as the parent saw it: one killed before this initializer ran is already gone
     _exit_with_parent(os.getppid() if parent is None else parent)
@@ -368,23 +373,37 @@ def _in_workers(
     # spins while a large result is being read (measured: ~7-20 % of a core in the parent, taken from the
     # workers on a 2-core machine). The executor's one manager thread reads each result when it arrives.
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(ruleset_path, jurisdiction, output_format, os.getpid()),
-    ) as pool:
-        pending: deque[Future[_Block]] = deque()
-        try:
-            for chunk in _chunks(items, CHUNK_SIZE):
-                pending.append(pool.submit(_evaluate_chunk, chunk, separate_rejects))
-                if len(pending) > IN_FLIGHT_PER_WORKER * workers:
-                    yield pending.popleft().result()
-            while pending:
+    # Forked workers inherit an evaluator compiled once here (its arguments are not pickled under fork):
+    # one build of CPU instead of one per worker, and a ruleset that cannot be compiled fails here, by name.
+    inherited = Evaluator(ruleset_path, jurisdiction) if context.get_start_method() == "fork" else None
+    try:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(ruleset_path, jurisdiction, output_format, os.getpid(), inherited),
+        ) as pool:
+            yield from _in_order(pool, _chunks(items, CHUNK_SIZE), IN_FLIGHT_PER_WORKER * workers, separate_rejects)
+    finally:
+        if inherited is not None:
+            inherited.close()
+
+
+def _in_order(
+    pool: ProcessPoolExecutor, chunks: Iterator[list[tuple[int, Any]]], window: int, separate_rejects: bool
+) -> Iterator[_Block]:
+    """Each chunk's block, in input order, with at most `window` + 1 chunks in flight."""
+    pending: deque[Future[_Block]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(_evaluate_chunk, chunk, separate_rejects))
+            if len(pending) > window:
                 yield pending.popleft().result()
-        finally:  # stopped early (an error, a closed generator): do not wait for chunks nobody will read
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # stopped early (an error, a closed generator): do not wait for chunks nobody will read
+        for future in pending:
+            future.cancel()
 
 
 def completed_lines(*paths: Path) -> set[int]:
