@@ -101,7 +101,7 @@ class Clock:
 def full_pipeline(lines: list[str], workers: int) -> tuple[float, float]:
     items = list(enumerate(lines, start=1))
     with Clock() as clock:
-        batch.run(items, io.StringIO(), workers=workers, progress=False)
+        batch.run(items, io.BytesIO(), workers=workers, progress=False)
     return clock.rates(len(items))
 
 

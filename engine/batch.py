@@ -260,20 +260,20 @@ def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
 
 @dataclass
 class _Block:
-    """The output of consecutive records, in input order: result text, reject text, and what they counted.
+    """The output of consecutive records, in input order: result lines, reject lines, and what they counted.
 
     A worker sends back one block per chunk rather than a line per record: the parent, which shares
     the machine's cores with its workers, then unpickles three objects and writes twice per chunk.
     """
 
-    text: str  # result lines (and reject lines, when rejects are not separated), each ending in a newline
-    rejects: str  # reject lines, when they go to their own file
+    text: bytes  # result lines (and reject lines, when rejects are not separated), each ending in a newline
+    rejects: bytes  # reject lines, when they go to their own file
     summary: Summary
 
 
-def _block(results: Iterable[tuple[str, str, list[str]]], separate_rejects: bool) -> _Block:
-    lines: list[str] = []
-    rejects: list[str] = []
+def _block(results: Iterable[tuple[str, bytes, list[str]]], separate_rejects: bool) -> _Block:
+    lines: list[bytes] = []
+    rejects: list[bytes] = []
     summary = Summary()
     for status, line, severities in results:
         (rejects if separate_rejects and status != "ok" else lines).append(line)
@@ -281,8 +281,8 @@ def _block(results: Iterable[tuple[str, str, list[str]]], separate_rejects: bool
     return _Block(_joined(lines), _joined(rejects), summary)
 
 
-def _joined(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n" if lines else ""
+def _joined(lines: list[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 def _evaluate_chunk(items: list[tuple[int, Any]], separate_rejects: bool) -> _Block:
@@ -299,8 +299,8 @@ def _chunks(items: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[
 
 def run(
     items: Iterable[tuple[int, Any]],
-    out: IO[str],
-    rejects: IO[str] | None = None,
+    out: IO[bytes],
+    rejects: IO[bytes] | None = None,
     *,
     workers: int = 1,
     ruleset_path: str | None = None,
@@ -310,7 +310,11 @@ def run(
     dask: str | None = None,
     output_format: str = "json",
 ) -> Summary:
-    """Evaluate every item and write result lines to `out` (rejects to `rejects` when given), in input order."""
+    """Evaluate every item and write result lines (UTF-8) to `out`, rejects to `rejects` when given, in input order.
+
+    Each write is flushed: a line (one process) or a chunk's lines (workers) reaches the file in one write,
+    so a killed batch leaves whole lines but for a torn last one, which --resume cuts off.
+    """
     from tqdm import tqdm
 
     summary = Summary()
@@ -320,9 +324,9 @@ def run(
         if workers > 1 and not dask:
             for block in _in_workers(items, workers, ruleset_path, jurisdiction, output_format, rejects is not None):
                 if block.text:
-                    out.write(block.text)
+                    _write(out, block.text, summary)
                 if block.rejects and rejects is not None:
-                    rejects.write(block.rejects)
+                    _write(rejects, block.rejects, summary)
                 summary.merge(block.summary)
                 bar.update(block.summary.records)
             return summary
@@ -333,15 +337,7 @@ def run(
         else:
             stream = _in_process(items, ruleset_path, jurisdiction, output_format)
         for status, line, severities in stream:
-            target = rejects if status != "ok" and rejects is not None else out
-            try:
-                target.write(line + "\n")
-            except OSError as e:
-                name = getattr(target, "name", "the output")
-                raise OutputError(
-                    f"cannot write {name}: {e.strerror or e}; {summary.records} records were written before it, "
-                    "free the space and run again with --resume to finish"
-                ) from None
+            _write(rejects if status != "ok" and rejects is not None else out, line + b"\n", summary)
             summary.add(status, severities)
             bar.update(1)
     finally:
@@ -349,9 +345,22 @@ def run(
     return summary
 
 
+def _write(target: IO[bytes], data: bytes, summary: Summary) -> None:
+    """Write and flush; a full disk or closed pipe becomes one clear message naming what was written."""
+    try:
+        target.write(data)
+        target.flush()
+    except OSError as e:
+        name = getattr(target, "name", "the output")
+        raise OutputError(
+            f"cannot write {name}: {e.strerror or e}; {summary.records} records were written before it, "
+            "free the space and run again with --resume to finish"
+        ) from None
+
+
 def _in_process(
     items: Iterable[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None, output_format: str
-) -> Iterator[tuple[str, str, list[str]]]:
+) -> Iterator[tuple[str, bytes, list[str]]]:
     evaluator = Evaluator(ruleset_path, jurisdiction)
     try:
         for item in items:

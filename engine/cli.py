@@ -146,11 +146,11 @@ def evaluate(
         except ValueError as e:
             raise Failed(str(e)) from None
         click.echo(f"resuming: {len(done)} records already done", err=True)
-    # Line-buffered: each result line reaches the file in one write, so a kill leaves whole lines;
+    # UTF-8 bytes, flushed by the batch after each line (or chunk of lines), so a kill leaves whole lines;
     # a torn last line (a kill inside that write) is cut off by --resume.
-    mode = "a" if resume else "w"
-    out = output.open(mode, encoding="utf-8", buffering=1) if output else sys.stdout
-    rej = rejects.open(mode, encoding="utf-8", buffering=1) if rejects else None
+    mode = "ab" if resume else "wb"
+    out = output.open(mode) if output else sys.stdout.buffer
+    rej = rejects.open(mode) if rejects else None
     items = (item for item in batch.read_records(input_path) if item[0] not in done)
     try:
         summary = batch.run(

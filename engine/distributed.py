@@ -20,7 +20,7 @@ _evaluators: dict[tuple[str | None, str | None], Evaluator] = {}
 
 def evaluate_partition(
     items: list[tuple[int, Any]], ruleset_path: str | None, jurisdiction: str | None, output_format: str = "json"
-) -> list[tuple[str, str, list[str]]]:
+) -> list[tuple[str, bytes, list[str]]]:
     """Evaluate one partition on a worker, with the worker's evaluator (compiled on first use)."""
     key = (ruleset_path, jurisdiction)
     if key not in _evaluators:
@@ -35,7 +35,7 @@ def results(
     jurisdiction: str | None,
     partition_size: int = PARTITION_SIZE,
     output_format: str = "json",
-) -> Iterator[tuple[str, str, list[str]]]:
+) -> Iterator[tuple[str, bytes, list[str]]]:
     """Results in input order; at most two partitions per worker in flight, so memory stays bounded.
 
     `address` is a scheduler address (tcp://host:8786), or "local" to start a local cluster.

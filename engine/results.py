@@ -253,10 +253,15 @@ class Rejected:
 Result = Evaluation | Rejected
 
 
-def to_json_line(result: Result | dict[str, Any]) -> str:
-    """The canonical serialisation: same input and ruleset, byte-identical line (sorted keys, UTF-8)."""
+def to_json_bytes(result: Result | dict[str, Any]) -> bytes:
+    """The canonical serialisation, UTF-8: same input and ruleset, byte-identical line (sorted keys)."""
     data = result if isinstance(result, dict) else result.to_dict()
     try:
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # e.g. an integer beyond 64 bits echoed from a rejected record
-        return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+        return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def to_json_line(result: Result | dict[str, Any]) -> str:
+    """`to_json_bytes` as text."""
+    return to_json_bytes(result).decode("utf-8")

@@ -48,9 +48,9 @@ def test_sample_file_records_in_equal_results_plus_rejects(tmp_path):
 def test_parallel_output_equals_single_process_output(tmp_path):
     items = generated_items(1200, broken_line=18)
     serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
-    with serial.open("w") as out:
+    with serial.open("wb") as out:
         s1 = batch.run(items, out, workers=1, progress=False)
-    with parallel.open("w") as out:
+    with parallel.open("wb") as out:
         s2 = batch.run(items, out, workers=2, progress=False)
     assert serial.read_bytes() == parallel.read_bytes()
     assert (s1.records, s1.ok, s1.rejected) == (s2.records, s2.ok, s2.rejected) == (1200, 1199, 1)
@@ -270,13 +270,13 @@ def test_dask_local_cluster_gives_the_same_results_in_the_same_order(tmp_path):
 
     items = generated_items(2500, broken_line=100)
     local = tmp_path / "local.jsonl"
-    with local.open("w") as out:
+    with local.open("wb") as out:
         batch.run(items, out, workers=1, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         lines = [
             line for _, line, _ in distributed.results(items, cluster.scheduler_address, None, None, partition_size=300)
         ]
-    assert "\n".join(lines) + "\n" == local.read_text()
+    assert b"\n".join(lines) + b"\n" == local.read_bytes()
 
 
 @pytest.mark.parametrize("suffix", [".html", ".png"])
