@@ -92,6 +92,8 @@ class Evaluator:
 def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:
     """Firings by rule order; several firings of one rule by the facts they matched."""
     ordered = sorted(fired, key=_rule_index)  # stable: one rule's firings stay in firing order
+    if len({f.rule.index for f in ordered}) == len(ordered):
+        return ordered  # each rule fired once (most records): nothing to order within a rule
     start = 0
     while start < len(ordered):
         index = ordered[start].rule.index
@@ -124,13 +126,22 @@ def _unique(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _trace(fired: list[Firing], outputs: tuple[planner.RuleOutput, ...]) -> list[dict[str, Any]]:
-    """Rules in firing order with the facts each pattern matched."""
+    """Rules in firing order with the facts each pattern matched.
+
+    A fact matched by several rules (the patient, by most) is shown by one entry the firings share: the
+    trace is written out, never changed.
+    """
+    shown: dict[int, dict[str, Any]] = {}  # id(fact) -> its entry
     trace = []
     for f in fired:
         matched = f.matched
         facts = []
         for name in outputs[f.rule.index].patterns:
-            facts.append(_trace_fact(matched[name]))
+            fact = matched[name]
+            entry = shown.get(id(fact))
+            if entry is None:
+                entry = shown[id(fact)] = _trace_fact(fact)
+            facts.append(entry)
         trace.append({"rule": f.rule.id, "matched": facts})
     return trace
 
