@@ -179,7 +179,7 @@ class CompiledRuleset:
         }
 
     def evaluate(self, facts: list[dict[str, Any]], record_id: str | None = None) -> list[Firing]:
-        """Assert one patient's facts in a fresh session; return the rules that fired, in order.
+        """Assert one patient's facts in the (empty) session; return the rules that fired, in order.
 
         Each fact is asserted and its activations run before the next fact is asserted, as durable's
         Host did: durable fires the pending activation of the lowest rule index first, so asserting
