@@ -10,6 +10,7 @@ ruleset, so evaluating a record only looks values up.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from engine.schedule import Conflict, Schedule, Window, build_schedule
 from engine.vocabulary import DAILY_SCHEDULE_SINCE_VERSION, PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
+SCHEDULE_CACHE_SIZE = 1024  # daily schedules kept (distinct separation windows and doses a day)
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
 # Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source,
 # another lab field (with status, date and bound when reported).
@@ -225,8 +227,20 @@ def daily_schedule(supplement: bool, doses_per_day: int, separations: list[Separ
     """One day that keeps every separation window of a plan, or why none can; None when no magnesium is proposed."""
     if not supplement or doses_per_day < 1:
         return None
-    windows = [Window(s.drug, s.drug_before_mg_h, s.drug_after_mg_h) for s in separations]
-    return build_schedule(windows, doses_per_day)
+    windows = tuple((s.drug, s.drug_before_mg_h, s.drug_after_mg_h) for s in separations)
+    if any(isinstance(h, bool) for _, before, after in windows for h in (before, after)):
+        return build_schedule([Window(*w) for w in windows], doses_per_day)  # raises: True is no hours, though == 1
+    return _schedule_of(windows, doses_per_day)
+
+
+@functools.lru_cache(maxsize=SCHEDULE_CACHE_SIZE)
+def _schedule_of(
+    windows: tuple[tuple[str, float | None, float | None], ...], doses_per_day: int
+) -> Schedule | Conflict | None:
+    """build_schedule kept per (windows, doses): a pure function of the few plans a ruleset's windows make, and about
+    a third of the plan stage. Schedule and Conflict are frozen (tuples of frozen entries) and their to_dict builds new
+    lists, so a kept result is safe to share between plans."""
+    return build_schedule([Window(*w) for w in windows], doses_per_day)
 
 
 @dataclass(slots=True)
