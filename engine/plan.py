@@ -10,8 +10,8 @@ ruleset, so evaluating a record only looks values up.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,8 @@ from engine.schedule import Conflict, Schedule, Window, build_schedule
 from engine.vocabulary import DAILY_SCHEDULE_SINCE_VERSION, PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
-SCHEDULE_CACHE_SIZE = 1024  # daily schedules kept (distinct separation windows and doses a day)
+SHAPES_CACHE_SIZE = 4096  # plan shapes kept per ruleset (distinct sets of plan-shaping rules and their drugs)
+WORDS_CACHE_SIZE = 1024  # plan-contract words kept per ruleset (distinct decisions and magnesium already taken)
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
 # Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source,
 # another lab field (with status, date and bound when reported).
@@ -178,6 +179,7 @@ class Planner:
         self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
         self.daily_schedule = ruleset.version >= DAILY_SCHEDULE_SINCE_VERSION
         self.dutch = _Dutch(ruleset) if ruleset.bilingual else None
+        self.shapes = _PlanRules(self.outputs, self.contract, self.dutch)
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
@@ -187,60 +189,49 @@ class Planner:
 
     def plan(self, fired: list[Firing], merged: list[Finding], intake: Intake) -> Plan:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-        shaping = _Shaping()
-        outputs = self.outputs
-        for f in fired:
-            out = outputs[f.rule.index]
-            if out.shapes_plan:
-                shaping.add(f, out)
-        cap, cap_rule, physician_sets_cap = shaping.cap()
-        supplement = cap > 0
-        requested_form = intake.patient.get("supplement_form")
-        form = shaping.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
+        shaped = self.shapes.of(fired)
+        supplement = shaped.cap > 0
+        patient = intake.patient
+        requested_form = patient.get("supplement_form")
+        form = shaped.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
         contraindicated = any(finding.severity == "contraindicated" for finding in merged)
         # The plan's terms are gathered, amended by the contract and the schedule, and the frozen Plan built once
-        # (dataclasses.replace per amendment cost about 4 µs each, a few per cent of a record).
+        # (dataclasses.replace per amendment cost about 4 µs each, a few per cent of a record). The lists a plan
+        # hands out are its own copies of the shared, immutable shape.
         terms: dict[str, Any] = {
             "supplement": supplement,
             "form": form if supplement else None,
             "requested_form": requested_form if requested_form != "none" else None,
-            "max_elemental_mg_per_day": _number(cap),
-            "cap_set_by": cap_rule,
-            "requested_elemental_mg_per_day": intake.patient.get("supplement_dose_elemental_mg"),
-            "doses_per_day": max(shaping.doses_min, 1) if supplement else 0,
-            "separations": shaping.separation_list(),
-            "monitoring": shaping.monitoring,
-            "requires_physician": contraindicated or physician_sets_cap or not supplement,
-            "urgent": shaping.urgent,
+            "max_elemental_mg_per_day": shaped.max_elemental_mg_per_day,
+            "cap_set_by": shaped.cap_set_by,
+            "requested_elemental_mg_per_day": patient.get("supplement_dose_elemental_mg"),
+            "doses_per_day": shaped.doses_per_day if supplement else 0,
+            "separations": list(shaped.separations),
+            "requires_physician": contraindicated or shaped.physician_sets_cap or not supplement,
+            "urgent": shaped.urgent,
         }
+        monitoring, monitoring_nl = shaped.monitoring, shaped.monitoring_nl
         if self.contract is not None:
             self.contract.apply(self, fired, terms, form, intake)
+            if terms["supplement"]:  # the contract's advice for taking magnesium, only when some is proposed
+                monitoring, monitoring_nl = shaped.on_magnesium, shaped.on_magnesium_nl
+        terms["monitoring"] = list(monitoring)
         if self.daily_schedule:
-            terms["schedule"] = daily_schedule(terms["supplement"], terms["doses_per_day"], terms["separations"])
+            terms["schedule"] = shaped.schedule() if terms["supplement"] and terms["doses_per_day"] >= 1 else None
             terms["carries_schedule"] = True
-        if self.dutch is not None:
-            terms["monitoring_nl"] = self.dutch.lines(terms["monitoring"])
+        if monitoring_nl is not None:
+            terms["monitoring_nl"] = list(monitoring_nl)
         return Plan(**terms)
 
 
-def daily_schedule(supplement: bool, doses_per_day: int, separations: list[Separation]) -> Schedule | Conflict | None:
+def daily_schedule(
+    supplement: bool, doses_per_day: int, separations: Sequence[Separation]
+) -> Schedule | Conflict | None:
     """One day that keeps every separation window of a plan, or why none can; None when no magnesium is proposed."""
     if not supplement or doses_per_day < 1:
         return None
-    windows = tuple((s.drug, s.drug_before_mg_h, s.drug_after_mg_h) for s in separations)
-    if any(isinstance(h, bool) for _, before, after in windows for h in (before, after)):
-        return build_schedule([Window(*w) for w in windows], doses_per_day)  # raises: True is no hours, though == 1
-    return _schedule_of(windows, doses_per_day)
-
-
-@functools.lru_cache(maxsize=SCHEDULE_CACHE_SIZE)
-def _schedule_of(
-    windows: tuple[tuple[str, float | None, float | None], ...], doses_per_day: int
-) -> Schedule | Conflict | None:
-    """build_schedule kept per (windows, doses): a pure function of the few plans a ruleset's windows make, and about
-    a third of the plan stage. Schedule and Conflict are frozen (tuples of frozen entries) and their to_dict builds new
-    lists, so a kept result is safe to share between plans."""
-    return build_schedule([Window(*w) for w in windows], doses_per_day)
+    windows = [Window(s.drug, s.drug_before_mg_h, s.drug_after_mg_h) for s in separations]
+    return build_schedule(windows, doses_per_day)
 
 
 @dataclass(slots=True)
@@ -299,6 +290,107 @@ class _Shaping:
         ]
 
 
+class _PlanRules:
+    """The rules of a ruleset that shape a plan, and what each set of them that fired asks of it, kept.
+
+    A plan's shape (cap, doses, form, separations, monitoring, daily schedule) depends only on which of these rules
+    fired, in ruleset order, and on the drug each separation names: records share few such sets, and working one out
+    (the daily schedule above all) was most of the plan stage.
+    """
+
+    def __init__(self, outputs: tuple[RuleOutput, ...], contract: _Contract | None, dutch: _Dutch | None):
+        self.outputs = outputs
+        self.dutch = dutch
+        self.on_magnesium = contract.on_magnesium if contract is not None else tuple(() for _ in outputs)
+        # per rule: None (no part in the plan), "" (a part), or the pattern whose drug its separation names
+        self.kinds = tuple(
+            (out.medication_pattern or "")
+            if out.shapes_plan and out.separation is not None
+            else ("" if out.shapes_plan or on_magnesium else None)
+            for out, on_magnesium in zip(outputs, self.on_magnesium, strict=True)
+        )
+        self._kept: dict[tuple[int | str, ...], _Shaped] = {}
+
+    def of(self, fired: list[Firing]) -> _Shaped:
+        """What the rules that fired ask of the plan: the plan-shaping rules and their drugs make the key."""
+        kinds = self.kinds
+        key: list[int | str] = []
+        for f in fired:
+            index = f.rule.index
+            kind = kinds[index]
+            if kind is not None:
+                key.append(index)
+                if kind:
+                    key.append(str(f.matched[kind]["ingredient"]))
+        kept = tuple(key)
+        found = self._kept.get(kept)
+        if found is None:
+            if len(self._kept) >= SHAPES_CACHE_SIZE:
+                self._kept.clear()
+            found = self._kept[kept] = self._shape(fired)
+        return found
+
+    def _shape(self, fired: list[Firing]) -> _Shaped:
+        shaping = _Shaping()
+        outputs = self.outputs
+        for f in fired:
+            out = outputs[f.rule.index]
+            if out.shapes_plan:
+                shaping.add(f, out)
+        on_magnesium = list(shaping.monitoring)
+        for f in fired:
+            on_magnesium += [m for m in self.on_magnesium[f.rule.index] if m not in on_magnesium]
+        return _Shaped.of(shaping, on_magnesium, self.dutch)
+
+
+@dataclass(slots=True)
+class _Shaped:
+    """What a set of plan-shaping rules asks of the plan, before the plan contract; shared by the plans of many
+    records, so every value is immutable (tuples, frozen Separations, a frozen Schedule or Conflict)."""
+
+    cap: float
+    cap_set_by: str
+    physician_sets_cap: bool
+    urgent: bool
+    max_elemental_mg_per_day: int | float
+    doses_per_day: int  # when magnesium is proposed
+    suggested_form: str | None
+    separations: tuple[Separation, ...]
+    monitoring: tuple[str, ...]
+    monitoring_nl: tuple[str, ...] | None  # None: the ruleset has no Dutch
+    on_magnesium: tuple[str, ...]  # the monitoring when the plan contract proposes magnesium
+    on_magnesium_nl: tuple[str, ...] | None
+    scheduled: bool = False
+    kept_schedule: Schedule | Conflict | None = None
+
+    @classmethod
+    def of(cls, shaping: _Shaping, on_magnesium: list[str], dutch: _Dutch | None) -> _Shaped:
+        """The shape gathered from the rules that fired."""
+        cap, cap_set_by, physician_sets_cap = shaping.cap()
+        return cls(
+            cap,
+            cap_set_by,
+            physician_sets_cap,
+            shaping.urgent,
+            _number(cap),
+            max(shaping.doses_min, 1),
+            shaping.suggested_form,
+            tuple(shaping.separation_list()),
+            tuple(shaping.monitoring),
+            tuple(dutch.lines(shaping.monitoring)) if dutch is not None else None,
+            tuple(on_magnesium),
+            tuple(dutch.lines(on_magnesium)) if dutch is not None else None,
+        )
+
+    def schedule(self) -> Schedule | Conflict | None:
+        """The daily schedule of these separations, worked out on first use: only for a plan that proposes magnesium,
+        as a window the schedule cannot read raises ScheduleError."""
+        if not self.scheduled:
+            self.kept_schedule = daily_schedule(True, self.doses_per_day, self.separations)
+            self.scheduled = True
+        return self.kept_schedule
+
+
 @dataclass(frozen=True)
 class _Decision:
     """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8)."""
@@ -332,6 +424,7 @@ class _Contract:
             for rule in ruleset.rules
         )
         self._last: tuple[list[Firing], Intake, _Decision] | None = None  # findings() then plan() of one record
+        self._kept_words: dict[tuple[_Decision, amounts.OtherMagnesium | None], _Words] = {}
 
     def decide(self, planner: Planner, fired: list[Firing], intake: Intake) -> _Decision:
         """The strictest upper limit minus magnesium already taken, or 0 where a physician decides."""
@@ -384,12 +477,8 @@ class _Contract:
         d = self.decide(planner, fired, intake)
         other = intake.other_mg
         supplement = d.cap > 0
-        monitoring = list(terms["monitoring"])
-        if supplement:
-            for f in fired:
-                monitoring += [m for m in self.on_magnesium[f.rule.index] if m not in monitoring]
         decides = not supplement
-        ceiling = _number(d.allowed) if decides and d.allowed is not None else None
+        words = self._words(planner.dutch, d, other)
         requires_physician = terms["requires_physician"]
         terms.update(
             supplement=supplement,
@@ -397,19 +486,54 @@ class _Contract:
             max_elemental_mg_per_day=_number(d.cap),
             cap_set_by=d.cap_set_by if d.cap_set_by is not None else terms["cap_set_by"],
             doses_per_day=terms["doses_per_day"] if supplement else 0,
-            monitoring=monitoring,
             requires_physician=requires_physician or decides,
             contract=ContractTerms(
                 physician="decides" if decides else ("approves" if requires_physician else "none"),
-                physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
-                ceiling_if_physician_agrees_mg_per_day=ceiling,
-                ceiling_reason=_ceiling_reason(d, other) if decides else None,
+                physician_decides_because=list(words.because),
+                ceiling_if_physician_agrees_mg_per_day=words.ceiling,
+                ceiling_reason=words.reason,
                 dutch=planner.dutch is not None,
-                ceiling_reason_nl=_ceiling_reason_nl(planner.dutch, d, other) if decides and planner.dutch else None,
+                ceiling_reason_nl=words.reason_nl,
                 other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
-                cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
-                cap_assumes=other.assumption() if other else None,
+                cap_arithmetic=words.arithmetic,
+                cap_assumes=words.assumes,
             ),
+        )
+
+    def _words(self, dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None) -> _Words:
+        """The contract's words for a decision and the magnesium already taken, kept per (decision, other): pure
+        functions of few distinct values, and the ceiling reasons were a quarter of the plan stage. Immutable."""
+        key = (d, other)
+        words = self._kept_words.get(key)
+        if words is None:
+            if len(self._kept_words) >= WORDS_CACHE_SIZE:
+                self._kept_words.clear()
+            words = self._kept_words[key] = _Words.of(dutch, d, other)
+        return words
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """What the plan contract says about one decision and the magnesium already taken."""
+
+    because: tuple[str, ...]  # physician_decides_because
+    ceiling: int | float | None  # ceiling_if_physician_agrees_mg_per_day
+    reason: str | None
+    reason_nl: str | None
+    arithmetic: str | None  # cap_arithmetic
+    assumes: str | None  # cap_assumes
+
+    @classmethod
+    def of(cls, dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None) -> _Words:
+        """Worked out: no ceiling, reasons or physician's findings unless a physician decides (no amount proposed)."""
+        decides = not d.cap > 0
+        return cls(
+            because=(d.decides or ("CUMULATIVE_MG_SOURCES",)) if decides else (),
+            ceiling=_number(d.allowed) if decides and d.allowed is not None else None,
+            reason=_ceiling_reason(d, other) if decides else None,
+            reason_nl=_ceiling_reason_nl(dutch, d, other) if decides and dutch else None,
+            arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
+            assumes=other.assumption() if other else None,
         )
 
 
