@@ -189,35 +189,36 @@ class Planner:
 
     def plan(self, fired: list[Firing], merged: list[Finding], intake: Intake) -> Plan:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-        shaped = self.shapes.of(fired)
-        supplement = shaped.cap > 0
+        caps, lines, separations = self.shapes.of(fired)
+        supplement = caps.cap > 0
         patient = intake.patient
         requested_form = patient.get("supplement_form")
-        form = shaped.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
+        form = caps.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
         contraindicated = any(finding.severity == "contraindicated" for finding in merged)
         # The plan's terms are gathered, amended by the contract and the schedule, and the frozen Plan built once
         # (dataclasses.replace per amendment cost about 4 µs each, a few per cent of a record). The lists a plan
-        # hands out are its own copies of the shared, immutable shape.
+        # hands out are its own copies of the shared, immutable parts.
         terms: dict[str, Any] = {
             "supplement": supplement,
             "form": form if supplement else None,
             "requested_form": requested_form if requested_form != "none" else None,
-            "max_elemental_mg_per_day": shaped.max_elemental_mg_per_day,
-            "cap_set_by": shaped.cap_set_by,
+            "max_elemental_mg_per_day": caps.max_elemental_mg_per_day,
+            "cap_set_by": caps.cap_set_by,
             "requested_elemental_mg_per_day": patient.get("supplement_dose_elemental_mg"),
-            "doses_per_day": shaped.doses_per_day if supplement else 0,
-            "separations": list(shaped.separations),
-            "requires_physician": contraindicated or shaped.physician_sets_cap or not supplement,
-            "urgent": shaped.urgent,
+            "doses_per_day": caps.doses_per_day if supplement else 0,
+            "separations": list(separations.separations),
+            "requires_physician": contraindicated or caps.physician_sets_cap or not supplement,
+            "urgent": caps.urgent,
         }
-        monitoring, monitoring_nl = shaped.monitoring, shaped.monitoring_nl
+        monitoring, monitoring_nl = lines.lines, lines.lines_nl
         if self.contract is not None:
             self.contract.apply(self, fired, terms, form, intake)
             if terms["supplement"]:  # the contract's advice for taking magnesium, only when some is proposed
-                monitoring, monitoring_nl = shaped.on_magnesium, shaped.on_magnesium_nl
+                monitoring, monitoring_nl = lines.on_magnesium, lines.on_magnesium_nl
         terms["monitoring"] = list(monitoring)
         if self.daily_schedule:
-            terms["schedule"] = shaped.schedule() if terms["supplement"] and terms["doses_per_day"] >= 1 else None
+            doses = terms["doses_per_day"]
+            terms["schedule"] = separations.schedule(doses) if terms["supplement"] and doses >= 1 else None
             terms["carries_schedule"] = True
         if monitoring_nl is not None:
             terms["monitoring_nl"] = list(monitoring_nl)
@@ -290,63 +291,90 @@ class _Shaping:
         ]
 
 
-class _PlanRules:
-    """The rules of a ruleset that shape a plan, and what each set of them that fired asks of it, kept.
+# What a rule contributes to the plan's shape: the cap and the other single values, monitoring lines, a separation.
+_CAPS, _LINES, _SEPARATES = 1, 2, 4
 
-    A plan's shape (cap, doses, form, separations, monitoring, daily schedule) depends only on which of these rules
-    fired, in ruleset order, and on the drug each separation names: records share few such sets, and working one out
-    (the daily schedule above all) was most of the plan stage.
+
+class _PlanRules:
+    """The rules of a ruleset that shape a plan, and the parts of the plan they make, kept per set that fired.
+
+    Each part of a plan's shape depends only on which rules with that part fired, in ruleset order: the cap, doses and
+    form; the monitoring lines; the separations (with the drug each names) and their daily schedule. Records share few
+    sets of each (far fewer than whole sets of rules), and working them out was most of the plan stage.
     """
 
     def __init__(self, outputs: tuple[RuleOutput, ...], contract: _Contract | None, dutch: _Dutch | None):
         self.outputs = outputs
         self.dutch = dutch
         self.on_magnesium = contract.on_magnesium if contract is not None else tuple(() for _ in outputs)
-        # per rule: None (no part in the plan), "" (a part), or the pattern whose drug its separation names
-        self.kinds = tuple(
-            (out.medication_pattern or "")
-            if out.shapes_plan and out.separation is not None
-            else ("" if out.shapes_plan or on_magnesium else None)
-            for out, on_magnesium in zip(outputs, self.on_magnesium, strict=True)
-        )
-        self._kept: dict[tuple[int | str, ...], _Shaped] = {}
+        self.roles = tuple(_role(out, bool(on)) for out, on in zip(outputs, self.on_magnesium, strict=True))
+        self._caps: dict[tuple[int, ...], _CapPart] = {}
+        self._lines: dict[tuple[int, ...], _Monitoring] = {}
+        self._separations: dict[tuple[int | str, ...], _Separations] = {}
 
-    def of(self, fired: list[Firing]) -> _Shaped:
-        """What the rules that fired ask of the plan: the plan-shaping rules and their drugs make the key."""
-        kinds = self.kinds
-        key: list[int | str] = []
+    def of(self, fired: list[Firing]) -> tuple[_CapPart, _Monitoring, _Separations]:
+        """The parts of the plan's shape the rules that fired ask for."""
+        roles = self.roles
+        caps: list[int] = []
+        lines: list[int] = []
+        separations: list[int | str] = []
         for f in fired:
             index = f.rule.index
-            kind = kinds[index]
-            if kind is not None:
-                key.append(index)
-                if kind:
-                    key.append(str(f.matched[kind]["ingredient"]))
-        kept = tuple(key)
-        found = self._kept.get(kept)
-        if found is None:
-            if len(self._kept) >= SHAPES_CACHE_SIZE:
-                self._kept.clear()
-            found = self._kept[kept] = self._shape(fired)
-        return found
+            role = roles[index]
+            if role:
+                if role & _CAPS:
+                    caps.append(index)
+                if role & _LINES:
+                    lines.append(index)
+                if role & _SEPARATES:
+                    separations += (index, _medication_of(f, self.outputs[index]))
+        return (
+            _kept(self._caps, tuple(caps), lambda: _CapPart.of(self._shaping(fired))),
+            _kept(self._lines, tuple(lines), lambda: _Monitoring.of(self._shaping(fired), self._on(fired), self.dutch)),
+            _kept(self._separations, tuple(separations), lambda: _Separations(self._shaping(fired).separation_list())),
+        )
 
-    def _shape(self, fired: list[Firing]) -> _Shaped:
+    def _shaping(self, fired: list[Firing]) -> _Shaping:
         shaping = _Shaping()
         outputs = self.outputs
         for f in fired:
             out = outputs[f.rule.index]
             if out.shapes_plan:
                 shaping.add(f, out)
-        on_magnesium = list(shaping.monitoring)
-        for f in fired:
-            on_magnesium += [m for m in self.on_magnesium[f.rule.index] if m not in on_magnesium]
-        return _Shaped.of(shaping, on_magnesium, self.dutch)
+        return shaping
+
+    def _on(self, fired: list[Firing]) -> list[str]:
+        """The lines for when magnesium is taken (plan contract), in rule order."""
+        return [m for f in fired for m in self.on_magnesium[f.rule.index]]
 
 
-@dataclass(slots=True)
-class _Shaped:
-    """What a set of plan-shaping rules asks of the plan, before the plan contract; shared by the plans of many
-    records, so every value is immutable (tuples, frozen Separations, a frozen Schedule or Conflict)."""
+def _role(out: RuleOutput, on_magnesium: bool) -> int:
+    """Which parts of the plan's shape a rule contributes to (_CAPS, _LINES, _SEPARATES), 0 for none."""
+    role = 0
+    if out.shapes_plan and (
+        out.caps or out.requires_physician or out.urgent or out.doses_per_day_min or out.suggest_form
+    ):
+        role |= _CAPS
+    if (out.shapes_plan and out.monitoring) or on_magnesium:
+        role |= _LINES
+    if out.shapes_plan and out.separation is not None:
+        role |= _SEPARATES
+    return role
+
+
+def _kept(store: dict[Any, Any], key: Any, make: Any) -> Any:
+    """store[key], made and kept on first use; a full store is emptied (it holds pure results: made again)."""
+    found = store.get(key)
+    if found is None:
+        if len(store) >= SHAPES_CACHE_SIZE:
+            store.clear()
+        found = store[key] = make()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _CapPart:
+    """The cap, who sets it, doses and form the rules ask for, before the plan contract."""
 
     cap: float
     cap_set_by: str
@@ -355,17 +383,10 @@ class _Shaped:
     max_elemental_mg_per_day: int | float
     doses_per_day: int  # when magnesium is proposed
     suggested_form: str | None
-    separations: tuple[Separation, ...]
-    monitoring: tuple[str, ...]
-    monitoring_nl: tuple[str, ...] | None  # None: the ruleset has no Dutch
-    on_magnesium: tuple[str, ...]  # the monitoring when the plan contract proposes magnesium
-    on_magnesium_nl: tuple[str, ...] | None
-    scheduled: bool = False
-    kept_schedule: Schedule | Conflict | None = None
 
     @classmethod
-    def of(cls, shaping: _Shaping, on_magnesium: list[str], dutch: _Dutch | None) -> _Shaped:
-        """The shape gathered from the rules that fired."""
+    def of(cls, shaping: _Shaping) -> _CapPart:
+        """The part gathered from the rules that fired."""
         cap, cap_set_by, physician_sets_cap = shaping.cap()
         return cls(
             cap,
@@ -375,20 +396,41 @@ class _Shaped:
             _number(cap),
             max(shaping.doses_min, 1),
             shaping.suggested_form,
-            tuple(shaping.separation_list()),
-            tuple(shaping.monitoring),
-            tuple(dutch.lines(shaping.monitoring)) if dutch is not None else None,
-            tuple(on_magnesium),
-            tuple(dutch.lines(on_magnesium)) if dutch is not None else None,
         )
 
-    def schedule(self) -> Schedule | Conflict | None:
-        """The daily schedule of these separations, worked out on first use: only for a plan that proposes magnesium,
-        as a window the schedule cannot read raises ScheduleError."""
-        if not self.scheduled:
-            self.kept_schedule = daily_schedule(True, self.doses_per_day, self.separations)
-            self.scheduled = True
-        return self.kept_schedule
+
+@dataclass(frozen=True, slots=True)
+class _Monitoring:
+    """The monitoring lines, and with the plan contract's lines for when magnesium is taken; each in Dutch too."""
+
+    lines: tuple[str, ...]
+    lines_nl: tuple[str, ...] | None  # None: the ruleset has no Dutch
+    on_magnesium: tuple[str, ...]
+    on_magnesium_nl: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, shaping: _Shaping, on_magnesium: list[str], dutch: _Dutch | None) -> _Monitoring:
+        """The lines of the rules that fired, each once, in rule order."""
+        lines = tuple(shaping.monitoring)
+        with_magnesium = tuple(dict.fromkeys(lines + tuple(on_magnesium)))
+        if dutch is None:
+            return cls(lines, None, with_magnesium, None)
+        return cls(lines, tuple(dutch.lines(list(lines))), with_magnesium, tuple(dutch.lines(list(with_magnesium))))
+
+
+class _Separations:
+    """The separations the rules that fired ask for, by drug, and their daily schedule per doses a day."""
+
+    def __init__(self, separations: list[Separation]):
+        self.separations = tuple(separations)  # Separation is frozen: shared by plans in a list of their own
+        self._schedules: dict[int, Schedule | Conflict | None] = {}
+
+    def schedule(self, doses_per_day: int) -> Schedule | Conflict | None:
+        """The daily schedule (frozen), worked out on first use: only for plans that propose magnesium, as before, as a
+        window the schedule cannot read raises ScheduleError."""
+        if doses_per_day not in self._schedules:
+            self._schedules[doses_per_day] = daily_schedule(True, doses_per_day, self.separations)
+        return self._schedules[doses_per_day]
 
 
 @dataclass(frozen=True)
