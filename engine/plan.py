@@ -13,7 +13,7 @@ import dataclasses
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import amounts
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
@@ -24,7 +24,7 @@ from engine.vocabulary import DAILY_SCHEDULE_SINCE_VERSION, PLAN_CONTRACT_SINCE_
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
 SHAPES_CACHE_SIZE = 4096  # plan shapes kept per ruleset (distinct sets of plan-shaping rules and their drugs)
-WORDS_CACHE_SIZE = 1024  # plan-contract words kept per ruleset (distinct decisions and magnesium already taken)
+TERMS_CACHE_SIZE = 1024  # plan-contract terms kept per ruleset (distinct decisions and magnesium already taken)
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
 # Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source,
 # another lab field (with status, date and bound when reported).
@@ -433,9 +433,11 @@ class _Separations:
         return self._schedules[doses_per_day]
 
 
-@dataclass(frozen=True)
-class _Decision:
-    """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8)."""
+class _Decision(NamedTuple):
+    """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8).
+
+    A named tuple rather than a frozen dataclass: it keys the contract's kept words, and a tuple hashes and compares
+    in C (the dataclass's __hash__ and __eq__ were a tenth of the plan stage)."""
 
     cap: float
     cap_set_by: str | None  # None: keep the strictest rule the base plan found
@@ -466,7 +468,7 @@ class _Contract:
             for rule in ruleset.rules
         )
         self._last: tuple[list[Firing], Intake, _Decision] | None = None  # findings() then plan() of one record
-        self._kept_words: dict[tuple[_Decision, amounts.OtherMagnesium | None], _Words] = {}
+        self._kept_terms: dict[tuple[Any, ...], ContractTerms] = {}
 
     def decide(self, planner: Planner, fired: list[Firing], intake: Intake) -> _Decision:
         """The strictest upper limit minus magnesium already taken, or 0 where a physician decides."""
@@ -517,10 +519,7 @@ class _Contract:
         """Amend the base plan's terms: cap = UL − magnesium already taken, or 0 with a separate ceiling where a
         physician decides."""
         d = self.decide(planner, fired, intake)
-        other = intake.other_mg
         supplement = d.cap > 0
-        decides = not supplement
-        words = self._words(planner.dutch, d, other)
         requires_physician = terms["requires_physician"]
         terms.update(
             supplement=supplement,
@@ -528,55 +527,41 @@ class _Contract:
             max_elemental_mg_per_day=_number(d.cap),
             cap_set_by=d.cap_set_by if d.cap_set_by is not None else terms["cap_set_by"],
             doses_per_day=terms["doses_per_day"] if supplement else 0,
-            requires_physician=requires_physician or decides,
-            contract=ContractTerms(
-                physician="decides" if decides else ("approves" if requires_physician else "none"),
-                physician_decides_because=list(words.because),
-                ceiling_if_physician_agrees_mg_per_day=words.ceiling,
-                ceiling_reason=words.reason,
-                dutch=planner.dutch is not None,
-                ceiling_reason_nl=words.reason_nl,
-                other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
-                cap_arithmetic=words.arithmetic,
-                cap_assumes=words.assumes,
-            ),
+            requires_physician=requires_physician or not supplement,
+            contract=self._terms(planner.dutch, d, intake, requires_physician),
         )
 
-    def _words(self, dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None) -> _Words:
-        """The contract's words for a decision and the magnesium already taken, kept per (decision, other): pure
-        functions of few distinct values, and the ceiling reasons were a quarter of the plan stage. Immutable."""
-        key = (d, other)
-        words = self._kept_words.get(key)
-        if words is None:
-            if len(self._kept_words) >= WORDS_CACHE_SIZE:
-                self._kept_words.clear()
-            words = self._kept_words[key] = _Words.of(dutch, d, other)
-        return words
+    def _terms(self, dutch: _Dutch | None, d: _Decision, intake: Intake, requires_physician: bool) -> ContractTerms:
+        """The contract's terms, kept per (decision, magnesium already taken, physician approves): the ceiling reasons
+        are pure functions of few distinct values, and they and the frozen ContractTerms were a third of the plan
+        stage. ContractTerms holds only immutable values, so plans share it."""
+        other = intake.other_mg
+        other_mg = intake.patient.get("other_mg_elemental_mg_per_day")
+        key = (d, other.readings if other is not None else None, requires_physician, other_mg)
+        terms = self._kept_terms.get(key)
+        if terms is None:
+            if len(self._kept_terms) >= TERMS_CACHE_SIZE:
+                self._kept_terms.clear()
+            terms = self._kept_terms[key] = _contract_terms(dutch, d, other, requires_physician, other_mg)
+        return terms
 
 
-@dataclass(frozen=True, slots=True)
-class _Words:
-    """What the plan contract says about one decision and the magnesium already taken."""
-
-    because: tuple[str, ...]  # physician_decides_because
-    ceiling: int | float | None  # ceiling_if_physician_agrees_mg_per_day
-    reason: str | None
-    reason_nl: str | None
-    arithmetic: str | None  # cap_arithmetic
-    assumes: str | None  # cap_assumes
-
-    @classmethod
-    def of(cls, dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None) -> _Words:
-        """Worked out: no ceiling, reasons or physician's findings unless a physician decides (no amount proposed)."""
-        decides = not d.cap > 0
-        return cls(
-            because=(d.decides or ("CUMULATIVE_MG_SOURCES",)) if decides else (),
-            ceiling=_number(d.allowed) if decides and d.allowed is not None else None,
-            reason=_ceiling_reason(d, other) if decides else None,
-            reason_nl=_ceiling_reason_nl(dutch, d, other) if decides and dutch else None,
-            arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
-            assumes=other.assumption() if other else None,
-        )
+def _contract_terms(
+    dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None, requires_physician: bool, other_mg: Any
+) -> ContractTerms:
+    """No ceiling, reasons or physician's findings unless a physician decides (no amount proposed)."""
+    decides = not d.cap > 0
+    return ContractTerms(
+        physician="decides" if decides else ("approves" if requires_physician else "none"),
+        physician_decides_because=(d.decides or ("CUMULATIVE_MG_SOURCES",)) if decides else (),
+        ceiling_if_physician_agrees_mg_per_day=_number(d.allowed) if decides and d.allowed is not None else None,
+        ceiling_reason=_ceiling_reason(d, other) if decides else None,
+        dutch=dutch is not None,
+        ceiling_reason_nl=_ceiling_reason_nl(dutch, d, other) if decides and dutch else None,
+        other_mg_elemental_mg_per_day=other_mg,
+        cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
+        cap_assumes=other.assumption() if other else None,
+    )
 
 
 def _caps(rule: Rule) -> list[float]:

@@ -101,7 +101,7 @@ class ContractTerms:
     """What the plan contract (rulesets from PLAN_CONTRACT_SINCE_VERSION) adds to a plan."""
 
     physician: str  # "decides", "approves" or "none"
-    physician_decides_because: list[str]
+    physician_decides_because: tuple[str, ...]  # a tuple: the planner shares one ContractTerms between plans
     ceiling_if_physician_agrees_mg_per_day: int | float | None
     ceiling_reason: str | None
     other_mg_elemental_mg_per_day: Any  # as read from the record (None when not given)
@@ -114,7 +114,7 @@ class ContractTerms:
         """Plain dict for JSON output."""
         out = {
             "physician": self.physician,
-            "physician_decides_because": self.physician_decides_because,
+            "physician_decides_because": list(self.physician_decides_because),
             "ceiling_if_physician_agrees_mg_per_day": self.ceiling_if_physician_agrees_mg_per_day,
             "ceiling_reason": self.ceiling_reason,
             "other_mg_elemental_mg_per_day": self.other_mg_elemental_mg_per_day,
