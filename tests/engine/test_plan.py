@@ -141,8 +141,13 @@ def test_a_kept_part_cannot_be_changed_through_a_plan_or_its_dict(evaluator, cha
     plan = evaluator.evaluate(record(**changes)).plan
     before = copy.deepcopy(plan.to_dict())
     written = plan.to_dict()
+    for separation in written["separations"]:
+        separation["drug_before_mg_h"] = 99
     for key in ("separations", "monitoring", "monitoring_nl", "physician_decides_because"):
         written[key].append("changed")
+    for part in (*plan.separations, plan.contract, plan.schedule):  # each writes a new dict every time
+        if part is not None:
+            part.to_dict().clear()
     if written["schedule"] is not None:
         written["schedule"]["entries"][0]["time"] = "00:00"
         written["schedule"]["entries"].clear()
