@@ -328,10 +328,22 @@ class _PlanRules:
                     lines.append(index)
                 if role & _SEPARATES:
                     separations += (index, _medication_of(f, self.outputs[index]))
+        keys = tuple(caps), tuple(lines), tuple(separations)
+        kept_caps, kept_lines = self._caps.get(keys[0]), self._lines.get(keys[1])
+        kept_separations = self._separations.get(keys[2])
+        if kept_caps is None or kept_lines is None or kept_separations is None:
+            return self._keep(fired, *keys)
+        return kept_caps, kept_lines, kept_separations
+
+    def _keep(
+        self, fired: list[Firing], caps: tuple[int, ...], lines: tuple[int, ...], separations: tuple[int | str, ...]
+    ) -> tuple[_CapPart, _Monitoring, _Separations]:
+        """Work the parts out from the rules that fired, and keep those not kept yet."""
+        shaping = self._shaping(fired)
         return (
-            _kept(self._caps, tuple(caps), lambda: _CapPart.of(self._shaping(fired))),
-            _kept(self._lines, tuple(lines), lambda: _Monitoring.of(self._shaping(fired), self._on(fired), self.dutch)),
-            _kept(self._separations, tuple(separations), lambda: _Separations(self._shaping(fired).separation_list())),
+            _kept(self._caps, caps, _CapPart.of(shaping)),
+            _kept(self._lines, lines, _Monitoring.of(shaping, self._on(fired), self.dutch)),
+            _kept(self._separations, separations, _Separations(shaping.separation_list())),
         )
 
     def _shaping(self, fired: list[Firing]) -> _Shaping:
@@ -362,13 +374,13 @@ def _role(out: RuleOutput, on_magnesium: bool) -> int:
     return role
 
 
-def _kept(store: dict[Any, Any], key: Any, make: Any) -> Any:
-    """store[key], made and kept on first use; a full store is emptied (it holds pure results: made again)."""
+def _kept(store: dict[Any, Any], key: Any, made: Any) -> Any:
+    """store[key], or `made` kept there; a full store is emptied first (it holds pure results: made again)."""
     found = store.get(key)
     if found is None:
         if len(store) >= SHAPES_CACHE_SIZE:
             store.clear()
-        found = store[key] = make()
+        found = store[key] = made
     return found
 
 
