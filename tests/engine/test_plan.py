@@ -7,8 +7,9 @@ import pytest
 from engine import plan as plan_module
 from engine import ruleset as rs
 from engine.evaluate import Evaluator
-from engine.plan import _Shaping
+from engine.plan import _CAPS, _LINES, _SEPARATES, _Shaping
 from engine.results import Plan
+from engine.vocabulary import PLAN_EFFECTS
 from tests.helpers import RULESETS, record
 
 MULTIVITAMIN = "multivitamine (100 mg magnesium) 1dd"
@@ -176,3 +177,14 @@ def test_the_kept_parts_are_bounded(monkeypatch):
         assert contract is not None
         for kept in (shapes._caps, shapes._lines, shapes._separations, contract._kept_terms):
             assert 0 < len(kept) <= 2
+
+
+def test_every_plan_effect_belongs_to_a_kept_part():
+    # _role sorts a rule's plan effects into the kept parts (cap, monitoring, separations): a new plan effect must be
+    # given a part there, or plans would reuse a part worked out for other records
+    parts = {
+        _CAPS: {"ul_mg", "cap_mg", "requires_physician", "urgent", "doses_per_day_min", "suggest_form"},
+        _LINES: {"monitoring"},
+        _SEPARATES: {"separation"},
+    }
+    assert set(PLAN_EFFECTS) == set().union(*parts.values())
