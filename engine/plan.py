@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from engine import amounts
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
@@ -22,6 +23,8 @@ from engine.schedule import Conflict, Schedule, Window, build_schedule
 from engine.vocabulary import DAILY_SCHEDULE_SINCE_VERSION, PLAN_CONTRACT_SINCE_VERSION, PLAN_EFFECTS, SEVERITY_RANK
 
 CONFIDENCE_RANK = {"V": 0, "S": 1, "U": 2}
+SHAPES_CACHE_SIZE = 4096  # each part of a plan's shape kept per ruleset (distinct sets of the rules with that part)
+TERMS_CACHE_SIZE = 1024  # plan-contract terms kept per ruleset (distinct decisions and magnesium already taken)
 _AS_WRITTEN_FIELDS = ("ingredient", "classes", "concept")
 # Kinds of evidence item: a derived fact, a plain field, a field shown as written, the eGFR with its source,
 # another lab field (with status, date and bound when reported).
@@ -176,6 +179,7 @@ class Planner:
         self.contract = _Contract(ruleset) if ruleset.version >= PLAN_CONTRACT_SINCE_VERSION else None
         self.daily_schedule = ruleset.version >= DAILY_SCHEDULE_SINCE_VERSION
         self.dutch = _Dutch(ruleset) if ruleset.bilingual else None
+        self.shapes = _PlanRules(self.outputs, self.contract, self.dutch)
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
@@ -185,43 +189,45 @@ class Planner:
 
     def plan(self, fired: list[Firing], merged: list[Finding], intake: Intake) -> Plan:
         """The suggested plan: the strictest cap, divided doses, strictest separations, monitoring."""
-        shaping = _Shaping()
-        outputs = self.outputs
-        for f in fired:
-            out = outputs[f.rule.index]
-            if out.shapes_plan:
-                shaping.add(f, out)
-        cap, cap_rule, physician_sets_cap = shaping.cap()
-        supplement = cap > 0
-        requested_form = intake.patient.get("supplement_form")
-        form = shaping.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
-        contraindicated = any(finding.severity == "contraindicated" for finding in merged)
+        caps, lines, separations = self.shapes.of(fired)
+        supplement = caps.cap > 0
+        patient = intake.patient
+        requested_form = patient.get("supplement_form")
+        form = caps.suggested_form or (requested_form if requested_form not in (None, "none", "unknown") else None)
+        contraindicated = "contraindicated" in {finding.severity for finding in merged}  # a set: twice any()'s speed
         # The plan's terms are gathered, amended by the contract and the schedule, and the frozen Plan built once
-        # (dataclasses.replace per amendment cost about 4 µs each, a few per cent of a record).
+        # (dataclasses.replace per amendment cost about 4 µs each, a few per cent of a record). The lists a plan
+        # hands out are its own copies of the shared, immutable parts.
         terms: dict[str, Any] = {
             "supplement": supplement,
             "form": form if supplement else None,
             "requested_form": requested_form if requested_form != "none" else None,
-            "max_elemental_mg_per_day": _number(cap),
-            "cap_set_by": cap_rule,
-            "requested_elemental_mg_per_day": intake.patient.get("supplement_dose_elemental_mg"),
-            "doses_per_day": max(shaping.doses_min, 1) if supplement else 0,
-            "separations": shaping.separation_list(),
-            "monitoring": shaping.monitoring,
-            "requires_physician": contraindicated or physician_sets_cap or not supplement,
-            "urgent": shaping.urgent,
+            "max_elemental_mg_per_day": caps.max_elemental_mg_per_day,
+            "cap_set_by": caps.cap_set_by,
+            "requested_elemental_mg_per_day": patient.get("supplement_dose_elemental_mg"),
+            "doses_per_day": caps.doses_per_day if supplement else 0,
+            "separations": list(separations.separations),
+            "requires_physician": contraindicated or caps.physician_sets_cap or not supplement,
+            "urgent": caps.urgent,
         }
+        monitoring, monitoring_nl = lines.lines, lines.lines_nl
         if self.contract is not None:
             self.contract.apply(self, fired, terms, form, intake)
+            if terms["supplement"]:  # the contract's advice for taking magnesium, only when some is proposed
+                monitoring, monitoring_nl = lines.on_magnesium, lines.on_magnesium_nl
+        terms["monitoring"] = list(monitoring)
         if self.daily_schedule:
-            terms["schedule"] = daily_schedule(terms["supplement"], terms["doses_per_day"], terms["separations"])
+            doses = terms["doses_per_day"]
+            terms["schedule"] = separations.schedule(doses) if terms["supplement"] and doses >= 1 else None
             terms["carries_schedule"] = True
-        if self.dutch is not None:
-            terms["monitoring_nl"] = self.dutch.lines(terms["monitoring"])
+        if monitoring_nl is not None:
+            terms["monitoring_nl"] = list(monitoring_nl)
         return Plan(**terms)
 
 
-def daily_schedule(supplement: bool, doses_per_day: int, separations: list[Separation]) -> Schedule | Conflict | None:
+def daily_schedule(
+    supplement: bool, doses_per_day: int, separations: Sequence[Separation]
+) -> Schedule | Conflict | None:
     """One day that keeps every separation window of a plan, or why none can; None when no magnesium is proposed."""
     if not supplement or doses_per_day < 1:
         return None
@@ -285,9 +291,167 @@ class _Shaping:
         ]
 
 
-@dataclass(frozen=True)
-class _Decision:
-    """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8)."""
+# What a rule contributes to the plan's shape: the cap and the other single values, monitoring lines, a separation.
+_CAPS, _LINES, _SEPARATES = 1, 2, 4
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _PlanRules:
+    """The rules of a ruleset that shape a plan, and the parts of the plan they make, kept per set that fired.
+
+    Each part of a plan's shape depends only on which rules with that part fired, in ruleset order: the cap, doses and
+    form; the monitoring lines; the separations (with the drug each names) and their daily schedule. Records share few
+    sets of each (far fewer than whole sets of rules), and working them out was most of the plan stage.
+    """
+
+    def __init__(self, outputs: tuple[RuleOutput, ...], contract: _Contract | None, dutch: _Dutch | None):
+        self.outputs = outputs
+        self.dutch = dutch
+        self.on_magnesium = contract.on_magnesium if contract is not None else tuple(() for _ in outputs)
+        self.roles = tuple(_role(out, bool(on)) for out, on in zip(outputs, self.on_magnesium, strict=True))
+        self._caps: dict[tuple[int, ...], _CapPart] = {}
+        self._lines: dict[tuple[int, ...], _Monitoring] = {}
+        self._separations: dict[tuple[int | str, ...], _Separations] = {}
+
+    def of(self, fired: list[Firing]) -> tuple[_CapPart, _Monitoring, _Separations]:
+        """The parts of the plan's shape the rules that fired ask for."""
+        roles = self.roles
+        caps: list[int] = []
+        lines: list[int] = []
+        separations: list[int | str] = []
+        for f in fired:
+            index = f.rule.index
+            role = roles[index]
+            if role:
+                if role & _CAPS:
+                    caps.append(index)
+                if role & _LINES:
+                    lines.append(index)
+                if role & _SEPARATES:
+                    separations += (index, _medication_of(f, self.outputs[index]))
+        keys = tuple(caps), tuple(lines), tuple(separations)
+        kept_caps, kept_lines = self._caps.get(keys[0]), self._lines.get(keys[1])
+        kept_separations = self._separations.get(keys[2])
+        if kept_caps is None or kept_lines is None or kept_separations is None:
+            return self._keep(fired, *keys)
+        return kept_caps, kept_lines, kept_separations
+
+    def _keep(
+        self, fired: list[Firing], caps: tuple[int, ...], lines: tuple[int, ...], separations: tuple[int | str, ...]
+    ) -> tuple[_CapPart, _Monitoring, _Separations]:
+        """Work the parts out from the rules that fired, and keep those not kept yet."""
+        shaping = self._shaping(fired)
+        return (
+            _kept(self._caps, caps, _CapPart.of(shaping)),
+            _kept(self._lines, lines, _Monitoring.of(shaping, self._on(fired), self.dutch)),
+            _kept(self._separations, separations, _Separations(shaping.separation_list())),
+        )
+
+    def _shaping(self, fired: list[Firing]) -> _Shaping:
+        shaping = _Shaping()
+        outputs = self.outputs
+        for f in fired:
+            out = outputs[f.rule.index]
+            if out.shapes_plan:
+                shaping.add(f, out)
+        return shaping
+
+    def _on(self, fired: list[Firing]) -> list[str]:
+        """The lines for when magnesium is taken (plan contract), in rule order."""
+        return [m for f in fired for m in self.on_magnesium[f.rule.index]]
+
+
+def _role(out: RuleOutput, on_magnesium: bool) -> int:
+    """Which parts of the plan's shape a rule contributes to (_CAPS, _LINES, _SEPARATES), 0 for none."""
+    role = 0
+    if out.shapes_plan and (
+        out.caps or out.requires_physician or out.urgent or out.doses_per_day_min or out.suggest_form
+    ):
+        role |= _CAPS
+    if (out.shapes_plan and out.monitoring) or on_magnesium:
+        role |= _LINES
+    if out.shapes_plan and out.separation is not None:
+        role |= _SEPARATES
+    return role
+
+
+def _kept(store: dict[_K, _V], key: _K, made: _V) -> _V:
+    """store[key], or `made` kept there; a full store is emptied first (it holds pure results: made again)."""
+    found = store.get(key)
+    if found is None:
+        if len(store) >= SHAPES_CACHE_SIZE:
+            store.clear()
+        found = store[key] = made
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _CapPart:
+    """The cap, who sets it, doses and form the rules ask for, before the plan contract."""
+
+    cap: float
+    cap_set_by: str
+    physician_sets_cap: bool
+    urgent: bool
+    max_elemental_mg_per_day: int | float
+    doses_per_day: int  # when magnesium is proposed
+    suggested_form: str | None
+
+    @classmethod
+    def of(cls, shaping: _Shaping) -> _CapPart:
+        """The part gathered from the rules that fired."""
+        cap, cap_set_by, physician_sets_cap = shaping.cap()
+        return cls(
+            cap,
+            cap_set_by,
+            physician_sets_cap,
+            shaping.urgent,
+            _number(cap),
+            max(shaping.doses_min, 1),
+            shaping.suggested_form,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Monitoring:
+    """The monitoring lines, and with the plan contract's lines for when magnesium is taken; each in Dutch too."""
+
+    lines: tuple[str, ...]
+    lines_nl: tuple[str, ...] | None  # None: the ruleset has no Dutch
+    on_magnesium: tuple[str, ...]
+    on_magnesium_nl: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, shaping: _Shaping, on_magnesium: list[str], dutch: _Dutch | None) -> _Monitoring:
+        """The lines of the rules that fired, each once, in rule order."""
+        lines = tuple(shaping.monitoring)
+        with_magnesium = tuple(dict.fromkeys(lines + tuple(on_magnesium)))
+        if dutch is None:
+            return cls(lines, None, with_magnesium, None)
+        return cls(lines, tuple(dutch.lines(list(lines))), with_magnesium, tuple(dutch.lines(list(with_magnesium))))
+
+
+class _Separations:
+    """The separations the rules that fired ask for, by drug, and their daily schedule per doses a day."""
+
+    def __init__(self, separations: list[Separation]):
+        self.separations = tuple(separations)  # Separation is frozen: shared by plans in a list of their own
+        self._schedules: dict[int, Schedule | Conflict | None] = {}
+
+    def schedule(self, doses_per_day: int) -> Schedule | Conflict | None:
+        """The daily schedule (frozen) at these doses a day, worked out on first use: a window the schedule cannot read
+        raises ScheduleError, so it is worked out only for a plan that proposes magnesium, as before."""
+        if doses_per_day not in self._schedules:
+            self._schedules[doses_per_day] = daily_schedule(True, doses_per_day, self.separations)
+        return self._schedules[doses_per_day]
+
+
+class _Decision(NamedTuple):
+    """The cap of one evaluation under the plan contract (REFERENCE §1.5, §8).
+
+    A named tuple rather than a frozen dataclass: it keys the contract's kept terms, and a tuple hashes and compares
+    in C, not in a dataclass's Python __hash__ and __eq__."""
 
     cap: float
     cap_set_by: str | None  # None: keep the strictest rule the base plan found
@@ -318,6 +482,7 @@ class _Contract:
             for rule in ruleset.rules
         )
         self._last: tuple[list[Firing], Intake, _Decision] | None = None  # findings() then plan() of one record
+        self._kept_terms: dict[tuple[Any, ...], ContractTerms] = {}
 
     def decide(self, planner: Planner, fired: list[Firing], intake: Intake) -> _Decision:
         """The strictest upper limit minus magnesium already taken, or 0 where a physician decides."""
@@ -368,14 +533,7 @@ class _Contract:
         """Amend the base plan's terms: cap = UL − magnesium already taken, or 0 with a separate ceiling where a
         physician decides."""
         d = self.decide(planner, fired, intake)
-        other = intake.other_mg
         supplement = d.cap > 0
-        monitoring = list(terms["monitoring"])
-        if supplement:
-            for f in fired:
-                monitoring += [m for m in self.on_magnesium[f.rule.index] if m not in monitoring]
-        decides = not supplement
-        ceiling = _number(d.allowed) if decides and d.allowed is not None else None
         requires_physician = terms["requires_physician"]
         terms.update(
             supplement=supplement,
@@ -383,20 +541,41 @@ class _Contract:
             max_elemental_mg_per_day=_number(d.cap),
             cap_set_by=d.cap_set_by if d.cap_set_by is not None else terms["cap_set_by"],
             doses_per_day=terms["doses_per_day"] if supplement else 0,
-            monitoring=monitoring,
-            requires_physician=requires_physician or decides,
-            contract=ContractTerms(
-                physician="decides" if decides else ("approves" if requires_physician else "none"),
-                physician_decides_because=(list(d.decides) or ["CUMULATIVE_MG_SOURCES"]) if decides else [],
-                ceiling_if_physician_agrees_mg_per_day=ceiling,
-                ceiling_reason=_ceiling_reason(d, other) if decides else None,
-                dutch=planner.dutch is not None,
-                ceiling_reason_nl=_ceiling_reason_nl(planner.dutch, d, other) if decides and planner.dutch else None,
-                other_mg_elemental_mg_per_day=intake.patient.get("other_mg_elemental_mg_per_day"),
-                cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
-                cap_assumes=other.assumption() if other else None,
-            ),
+            requires_physician=requires_physician or not supplement,
+            contract=self._terms(planner.dutch, d, intake, requires_physician),
         )
+
+    def _terms(self, dutch: _Dutch | None, d: _Decision, intake: Intake, requires_physician: bool) -> ContractTerms:
+        """The contract's terms, kept per (decision, magnesium already taken, physician approves): the ceiling reasons
+        are pure functions of few distinct values, and they and the frozen ContractTerms were a third of the plan
+        stage. ContractTerms holds only immutable values, so plans share it."""
+        other = intake.other_mg
+        other_mg = intake.patient.get("other_mg_elemental_mg_per_day")
+        key = (d, other.readings if other is not None else None, requires_physician, other_mg)
+        terms = self._kept_terms.get(key)
+        if terms is None:
+            if len(self._kept_terms) >= TERMS_CACHE_SIZE:
+                self._kept_terms.clear()
+            terms = self._kept_terms[key] = _contract_terms(dutch, d, other, requires_physician, other_mg)
+        return terms
+
+
+def _contract_terms(
+    dutch: _Dutch | None, d: _Decision, other: amounts.OtherMagnesium | None, requires_physician: bool, other_mg: Any
+) -> ContractTerms:
+    """No ceiling, reasons or physician's findings unless a physician decides (no amount proposed)."""
+    decides = not d.cap > 0
+    return ContractTerms(
+        physician="decides" if decides else ("approves" if requires_physician else "none"),
+        physician_decides_because=(d.decides or ("CUMULATIVE_MG_SOURCES",)) if decides else (),
+        ceiling_if_physician_agrees_mg_per_day=_number(d.allowed) if decides and d.allowed is not None else None,
+        ceiling_reason=_ceiling_reason(d, other) if decides else None,
+        dutch=dutch is not None,
+        ceiling_reason_nl=_ceiling_reason_nl(dutch, d, other) if decides and dutch else None,
+        other_mg_elemental_mg_per_day=other_mg,
+        cap_arithmetic=other.arithmetic(d.ul) if other and other.known_mg_per_day and d.ul else None,
+        cap_assumes=other.assumption() if other else None,
+    )
 
 
 def _caps(rule: Rule) -> list[float]:

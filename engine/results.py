@@ -85,15 +85,21 @@ class Separation:
     finding: str  # the findings asking for it, comma-separated
     drug_before_mg_h: float | None
     drug_after_mg_h: float | None
+    # the output, written once: the planner shares a Separation between plans, so it is written for many
+    _written: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON output."""
-        return {
+    def __post_init__(self) -> None:
+        written = {
             "drug": self.drug,
             "finding": self.finding,
             "drug_before_mg_h": self.drug_before_mg_h,
             "drug_after_mg_h": self.drug_after_mg_h,
         }
+        object.__setattr__(self, "_written", written)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output (a copy of the output written once)."""
+        return self._written.copy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class ContractTerms:
     """What the plan contract (rulesets from PLAN_CONTRACT_SINCE_VERSION) adds to a plan."""
 
     physician: str  # "decides", "approves" or "none"
-    physician_decides_because: list[str]
+    physician_decides_because: tuple[str, ...]  # a tuple: the planner shares one ContractTerms between plans
     ceiling_if_physician_agrees_mg_per_day: int | float | None
     ceiling_reason: str | None
     other_mg_elemental_mg_per_day: Any  # as read from the record (None when not given)
@@ -109,10 +115,12 @@ class ContractTerms:
     cap_assumes: str | None
     dutch: bool = False  # rulesets from BILINGUAL_SINCE_VERSION write ceiling_reason_nl beside ceiling_reason
     ceiling_reason_nl: str | None = None
+    # the output, written once: the planner shares a ContractTerms between plans, so it is written for many (its
+    # physician_decides_because is the tuple: every output gets a list of its own in its place)
+    _written: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON output."""
-        out = {
+    def __post_init__(self) -> None:
+        written = {
             "physician": self.physician,
             "physician_decides_because": self.physician_decides_because,
             "ceiling_if_physician_agrees_mg_per_day": self.ceiling_if_physician_agrees_mg_per_day,
@@ -122,8 +130,12 @@ class ContractTerms:
             "cap_assumes": self.cap_assumes,
         }
         if self.dutch:
-            out["ceiling_reason_nl"] = self.ceiling_reason_nl
-        return out
+            written["ceiling_reason_nl"] = self.ceiling_reason_nl
+        object.__setattr__(self, "_written", written)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output: a copy of the output written once, with a list of its own."""
+        return {**self._written, "physician_decides_because": list(self.physician_decides_because)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +168,7 @@ class Plan:
             "cap_set_by": self.cap_set_by,
             "requested_elemental_mg_per_day": self.requested_elemental_mg_per_day,
             "doses_per_day": self.doses_per_day,
-            "separations": [s.to_dict() for s in self.separations],
+            "separations": [s._written.copy() for s in self.separations],  # as Separation.to_dict, without a call
             "monitoring": self.monitoring,
             "requires_physician": self.requires_physician,
             "urgent": self.urgent,
@@ -164,7 +176,8 @@ class Plan:
         if self.monitoring_nl is not None:
             out["monitoring_nl"] = self.monitoring_nl
         if self.contract is not None:
-            out.update(self.contract.to_dict())
+            out.update(self.contract._written)
+            out["physician_decides_because"] = list(self.contract.physician_decides_because)
         if self.carries_schedule:
             out["schedule"] = self.schedule.to_dict() if self.schedule is not None else None
         return out

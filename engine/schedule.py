@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.errors import MgReviewError
@@ -110,10 +110,15 @@ class Schedule:
 
     entries: tuple[Entry, ...]
     margin_min: int | None  # None: no drug to keep apart
+    # the entries' output, written once: the planner shares a schedule between plans, so it is written for many
+    _entries_written: tuple[dict[str, Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_entries_written", tuple(e.to_dict() for e in self.entries))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON output."""
-        return {"status": "ok", "entries": [e.to_dict() for e in self.entries], "margin_min": self.margin_min}
+        """Plain dict for JSON output: new lists and dicts (copies of the entries written once)."""
+        return {"status": "ok", "entries": [e.copy() for e in self._entries_written], "margin_min": self.margin_min}
 
 
 @dataclass(frozen=True)

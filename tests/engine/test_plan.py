@@ -1,11 +1,15 @@
 """The planner (engine/plan.py): the cap and its arithmetic, who sets it, separation windows, the plan contract."""
 
+import copy
+
 import pytest
 
+from engine import plan as plan_module
 from engine import ruleset as rs
 from engine.evaluate import Evaluator
-from engine.plan import _Shaping
+from engine.plan import _CAPS, _LINES, _SEPARATES, _Shaping
 from engine.results import Plan
+from engine.vocabulary import PLAN_EFFECTS
 from tests.helpers import RULESETS, record
 
 MULTIVITAMIN = "multivitamine (100 mg magnesium) 1dd"
@@ -121,3 +125,66 @@ def test_a_plan_that_proposes_no_magnesium_has_no_schedule(evaluator):
 def test_v1_plans_stay_as_published_without_a_schedule():
     v1 = Evaluator(RULESETS / "v1.json")
     assert "schedule" not in v1.evaluate(record(medications=["levothyroxine 100 mcg"])).plan.to_dict()
+
+
+# --- the parts of a plan kept per ruleset (_PlanRules, _Contract._terms): shared, bounded, never changed through a plan
+
+# (record changes): separations and a schedule; a physician decides (RENAL_SEVERE); magnesium already taken
+KEPT = [
+    {"medications": ["levothyroxine 100 mcg", "doxycycline 100 mg"]},
+    {"egfr_ml_min_1_73m2": 20, "medications": ["ciprofloxacin"]},
+    {"jurisdiction": "EU", "medications": [MULTIVITAMIN, "alendronate"]},
+]
+
+
+@pytest.mark.parametrize("changes", KEPT)
+def test_a_kept_part_cannot_be_changed_through_a_plan_or_its_dict(evaluator, changes):
+    plan = evaluator.evaluate(record(**changes)).plan
+    before = copy.deepcopy(plan.to_dict())
+    written = plan.to_dict()
+    for separation in written["separations"]:
+        separation["drug_before_mg_h"] = 99
+    for key in ("separations", "monitoring", "monitoring_nl", "physician_decides_because"):
+        written[key].append("changed")
+    for part in (*plan.separations, plan.contract, plan.schedule):  # each writes a new dict every time
+        if part is not None:
+            part.to_dict().clear()
+    if written["schedule"] is not None:
+        written["schedule"]["entries"][0]["time"] = "00:00"
+        written["schedule"]["entries"].clear()
+    plan.separations.clear()
+    plan.monitoring.append("changed")
+    assert evaluator.evaluate(record(**changes)).plan.to_dict() == before
+
+
+def test_each_record_gets_its_own_plan_whatever_was_kept_before(evaluator):
+    for changes in KEPT:  # the shared evaluator has kept parts of these and of other tests' records
+        evaluator.evaluate(record(**changes))
+    for changes in KEPT:
+        assert evaluator.evaluate(record(**changes)).plan == Evaluator().evaluate(record(**changes)).plan
+    plans = [evaluator.evaluate(record(**changes)).plan for changes in KEPT]
+    assert len({(p.max_elemental_mg_per_day, tuple(p.separations), p.contract) for p in plans}) == len(KEPT)
+
+
+def test_the_kept_parts_are_bounded(monkeypatch):
+    monkeypatch.setattr(plan_module, "SHAPES_CACHE_SIZE", 2)
+    monkeypatch.setattr(plan_module, "TERMS_CACHE_SIZE", 2)
+    small, fresh = Evaluator(), Evaluator()
+    records = [record(**changes) for changes in KEPT] + [record(age_years=age) for age in (20, 60, 80)]
+    for rec in records * 2:
+        assert small.evaluate(rec).plan == fresh.evaluate(rec).plan
+        shapes, contract = small.planner.shapes, small.planner.contract
+        assert contract is not None
+        for kept in (shapes._caps, shapes._lines, shapes._separations, contract._kept_terms):
+            assert 0 < len(kept) <= 2
+
+
+def test_every_plan_effect_belongs_to_a_kept_part():
+    # _role sorts a rule's plan effects into the kept parts (cap, monitoring, separations): a new plan effect must be
+    # given a part there, or plans would reuse a part worked out for other records
+    parts = {
+        _CAPS: {"ul_mg", "cap_mg", "requires_physician", "urgent", "doses_per_day_min", "suggest_form"},
+        _LINES: {"monitoring"},
+        _SEPARATES: {"separation"},
+    }
+    assert set(PLAN_EFFECTS) == set().union(*parts.values())
