@@ -10,6 +10,8 @@ ruleset, so evaluating a record only looks values up.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 import string
 from dataclasses import dataclass
 from typing import Any, Final
@@ -499,19 +501,17 @@ class _Merged:
 
     def finding(self, fid: str) -> Finding:
         """The merged finding; the most severe rules' messages make its message."""
-        if len(self.messages) == 1:  # most findings come from one rule: its message is the finding's
-            _, message, dutch = self.messages[0]
-        else:
-            texts: list[str] = []
-            texts_nl: list[str] = []
-            for rank, text, text_nl in self.messages:
-                if rank == self.severity_rank and text not in texts:
-                    texts.append(text)
-                    if text_nl is not None:
-                        texts_nl.append(text_nl)
-            message = " ".join(texts)
-            dutch = " ".join(texts_nl) if texts_nl else None
-        return Finding(fid, self.severity, message, self.sources, self.evidence, self.confidence, self.rules, dutch)
+        texts: list[str] = []
+        texts_nl: list[str] = []
+        for rank, text, text_nl in self.messages:
+            if rank == self.severity_rank and text not in texts:
+                texts.append(text)
+                if text_nl is not None:
+                    texts_nl.append(text_nl)
+        dutch = " ".join(texts_nl) if texts_nl else None
+        return Finding(
+            fid, self.severity, " ".join(texts), self.sources, self.evidence, self.confidence, self.rules, dutch
+        )
 
 
 class _Findings:
@@ -528,23 +528,38 @@ class _Findings:
     def build(self) -> list[Finding]:
         """The merged findings, most severe first, then by id."""
         outputs = self.outputs
-        messages = self.messages
-        merged: dict[str, _Merged] = {}
+        groups: dict[str, list[tuple[Firing, RuleOutput]]] = {}  # finding id -> the firings reporting it, in order
         for f in self.fired:
             out = outputs[f.rule.index]
-            fid = out.finding
-            if not fid:
-                continue
-            entry = merged.get(fid)
-            if entry is None:
-                entry = merged[fid] = _Merged(out)
-            else:
-                entry.add(out)
-            message, dutch = messages.of(f, out)
+            if out.finding:
+                group = groups.get(out.finding)
+                if group is None:
+                    groups[out.finding] = [(f, out)]
+                else:
+                    group.append((f, out))
+        ranked = [
+            self._one(fid, *group[0]) if len(group) == 1 else self._merged(fid, group) for fid, group in groups.items()
+        ]
+        ranked.sort(key=_RANK_AND_ID)
+        return [finding for _, _, finding in ranked]
+
+    def _one(self, fid: str, firing: Firing, out: RuleOutput) -> tuple[int, str, Finding]:
+        """(severity rank, id, finding) of a finding one rule reports, as most are: no merging needed."""
+        message, dutch = self.messages.of(firing, out)
+        evidence = [{"rule": out.rule_id, "facts": self.evidence(firing, out)}]
+        finding = Finding(fid, out.severity, message, list(out.sources), evidence, out.confidence, [out.rule_id], dutch)
+        return out.severity_rank, fid, finding
+
+    def _merged(self, fid: str, group: list[tuple[Firing, RuleOutput]]) -> tuple[int, str, Finding]:
+        """(severity rank, id, finding) of a finding several rules report, merged."""
+        entry = _Merged(group[0][1])
+        for f, out in group:
+            entry.add(out)
+            message, dutch = self.messages.of(f, out)
             entry.messages.append((out.severity_rank, message, dutch))
             entry.evidence.append({"rule": out.rule_id, "facts": self.evidence(f, out)})
             entry.rules.append(out.rule_id)
-        return [merged[fid].finding(fid) for _, fid in sorted((m.severity_rank, fid) for fid, m in merged.items())]
+        return entry.severity_rank, fid, entry.finding(fid)
 
     def evidence(self, firing: Firing, out: RuleOutput) -> list[dict[str, Any]]:
         """The facts and thresholds that made one rule fire, with derived facts traced to their cause."""
@@ -608,7 +623,16 @@ class _Findings:
 
 
 _EMPTY: dict[str, Any] = {}
-_MISSING: Final = object()  # a placeholder none of the matched facts has
+_RANK_AND_ID = operator.itemgetter(0, 1)  # findings most severe first, then by id
+
+
+class _Missing:
+    """The value of a placeholder none of the matched facts has (it reads as "unknown")."""
+
+
+_MISSING: Final = _Missing()
+_TEXT_TYPES = frozenset({str, type(None), _Missing})  # values that are keys as they are
+_ALWAYS_MISSING = itertools.repeat(_MISSING)  # the default of every dict.get when reading placeholder values
 
 
 class _Messages:
@@ -628,15 +652,7 @@ class _Messages:
         """(the rule's message, its Dutch or None) with the {field} placeholders filled (first pattern wins)."""
         if not out.placeholders:
             return out.template, out.template_nl if self.dutch is not None else None
-        facts = [firing.matched.get(name, _EMPTY) for name in out.patterns]
-        values: list[Any] = []
-        for name in out.placeholders:
-            for fact in facts:
-                if name in fact:
-                    values.append(fact[name])
-                    break
-            else:
-                values.append(_MISSING)
+        values = _placeholder_values(firing.matched, out)
         key = _message_key(firing.rule.index, values)
         if key is None:
             return self._fill(out, values)
@@ -647,7 +663,7 @@ class _Messages:
             found = self.filled[key] = self._fill(out, values)
         return found
 
-    def _fill(self, out: RuleOutput, values: list[Any]) -> tuple[str, str | None]:
+    def _fill(self, out: RuleOutput, values: tuple[Any, ...]) -> tuple[str, str | None]:
         """Both texts; a missing value reads as "unknown" ("onbekend"), code values (form, jurisdiction) in Dutch."""
         english = _Values()
         dutch = self.dutch if out.template_nl is not None else None
@@ -663,13 +679,24 @@ class _Messages:
         return out.template.format_map(english), message_nl
 
 
-def _message_key(index: int, values: list[Any]) -> tuple[Any, ...] | None:
-    """What a rule's filled texts depend on: the rule and its values, a number with its type (1, 1.0 and True print
-    differently) and a float by its repr (-0.0 equals 0.0 but prints "-0"); None for a value that is no key (a list)."""
-    key: list[Any] = [index]
+def _placeholder_values(matched: dict[str, dict[str, Any]], out: RuleOutput) -> tuple[Any, ...]:
+    """The value of each placeholder of a rule's message: the first matched fact that has it, else _MISSING."""
+    if len(out.patterns) == 1:  # one matched fact, as for most rules: read straight from it
+        return tuple(map(matched.get(out.patterns[0], _EMPTY).get, out.placeholders, _ALWAYS_MISSING))
+    facts = [matched.get(name, _EMPTY) for name in out.patterns]
+    return tuple(next((fact[name] for fact in facts if name in fact), _MISSING) for name in out.placeholders)
+
+
+def _message_key(index: int, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """What a rule's filled texts depend on: the rule and its values. Texts are keys as they are; a number is keyed
+    with its type (1, 1.0 and True print differently), a float by its repr (-0.0 equals 0.0 but prints "-0");
+    None for a value that is no key (a list)."""
+    if _TEXT_TYPES.issuperset(map(type, values)):  # the usual case
+        return index, values
+    key: list[Any] = []
     for value in values:
         kind = type(value)
-        if kind is str or value is _MISSING or value is None:
+        if kind in _TEXT_TYPES:
             key.append(value)
         elif kind is float:
             key.append((kind, repr(value)))
@@ -677,7 +704,7 @@ def _message_key(index: int, values: list[Any]) -> tuple[Any, ...] | None:
             key.append((kind, value))
         else:
             return None
-    return tuple(key)
+    return index, tuple(key)
 
 
 def _medication_of(firing: Firing, out: RuleOutput) -> str:
