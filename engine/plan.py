@@ -10,10 +10,12 @@ ruleset, so evaluating a record only looks values up.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from engine import amounts
 from engine.facts import LAB_EVIDENCE, Intake, lab_evidence
@@ -116,6 +118,7 @@ class RuleOutput:
     separation: tuple[float | None, float | None] | None
     medication_pattern: str | None
     shapes_plan: bool
+    derive: str | None  # the derived fact the rule makes
 
     @classmethod
     def of(cls, rule: Rule) -> RuleOutput:
@@ -168,6 +171,7 @@ class RuleOutput:
             separation=(separation["before_h"], separation["after_h"]) if separation else None,
             medication_pattern=medication,
             shapes_plan=bool(caps or any(then.get(name) for name in PLAN_EFFECTS)),
+            derive=then.get("derive") or None,
         )
 
 
@@ -180,6 +184,7 @@ class Planner:
         self.daily_schedule = ruleset.version >= DAILY_SCHEDULE_SINCE_VERSION
         self.dutch = _Dutch(ruleset) if ruleset.bilingual else None
         self.shapes = _PlanRules(self.outputs, self.contract, self.dutch)
+        self.messages = _Messages(self.dutch)
 
     def findings(self, fired: list[Firing], intake: Intake) -> list[Finding]:
         """One finding per catalogue id: the most severe rule's severity, every rule's evidence and sources."""
@@ -693,67 +698,100 @@ class _Findings:
 
     def __init__(self, planner: Planner, fired: list[Firing], intake: Intake):
         self.outputs = planner.outputs
-        self.dutch = planner.dutch
+        self.messages = planner.messages
         self.fired = fired
         self.patient = intake.patient
-        self.derived_by: dict[str, Firing] = {}
+        self.derived_by: dict[str, Firing] | None = None  # derived fact -> the first firing that made it, when needed
         self.because: dict[int, list[dict[str, Any]]] = {}  # id(firing) -> its evidence
 
     def build(self) -> list[Finding]:
         """The merged findings, most severe first, then by id."""
         outputs = self.outputs
-        derived_by = self.derived_by
-        for f in self.fired:
-            name = f.rule.then.get("derive")
-            if name and name not in derived_by:
-                derived_by[name] = f
-        merged: dict[str, _Merged] = {}
+        groups: dict[str, list[tuple[Firing, RuleOutput]]] = {}  # finding id -> the firings reporting it, in order
         for f in self.fired:
             out = outputs[f.rule.index]
-            if not out.finding:
-                continue
-            entry = merged.get(out.finding)
-            if entry is None:
-                entry = merged[out.finding] = _Merged(out)
-            else:
-                entry.add(out)
-            dutch = _message_nl(f, out, self.dutch) if self.dutch is not None else None
-            entry.messages.append((out.severity_rank, _message(f, out), dutch))
+            if out.finding:
+                group = groups.get(out.finding)
+                if group is None:
+                    groups[out.finding] = [(f, out)]
+                else:
+                    group.append((f, out))
+        ranked = [
+            self._one(fid, *group[0]) if len(group) == 1 else self._merged(fid, group) for fid, group in groups.items()
+        ]
+        ranked.sort(key=_RANK_AND_ID)
+        return [finding for _, _, finding in ranked]
+
+    def _one(self, fid: str, firing: Firing, out: RuleOutput) -> tuple[int, str, Finding]:
+        """(severity rank, id, finding) of a finding one rule reports, as most are: no merging needed."""
+        message, dutch = self.messages.of(firing, out)
+        evidence = [{"rule": out.rule_id, "facts": self.evidence(firing, out)}]
+        finding = Finding(fid, out.severity, message, list(out.sources), evidence, out.confidence, [out.rule_id], dutch)
+        return out.severity_rank, fid, finding
+
+    def _merged(self, fid: str, group: list[tuple[Firing, RuleOutput]]) -> tuple[int, str, Finding]:
+        """(severity rank, id, finding) of a finding several rules report, merged."""
+        entry = _Merged(group[0][1])
+        for f, out in group:
+            entry.add(out)
+            message, dutch = self.messages.of(f, out)
+            entry.messages.append((out.severity_rank, message, dutch))
             entry.evidence.append({"rule": out.rule_id, "facts": self.evidence(f, out)})
             entry.rules.append(out.rule_id)
-        return [merged[fid].finding(fid) for fid in sorted(merged, key=lambda fid: (merged[fid].severity_rank, fid))]
+        return entry.severity_rank, fid, entry.finding(fid)
 
     def evidence(self, firing: Firing, out: RuleOutput) -> list[dict[str, Any]]:
         """The facts and thresholds that made one rule fire, with derived facts traced to their cause."""
         items: list[dict[str, Any]] = []
         matched = firing.matched
         for kind, name, field, label, op, threshold in out.evidence:
-            if kind == _DERIVED:
-                item: dict[str, Any] = {"fact": label, "value": True}
-                cause = self.derived_by.get(field)
-                if cause is not None:
-                    item["derived_by"] = cause.rule.id
-                    item["because"] = self._because(cause)
-                items.append(item)
-                continue
-            fact = matched.get(name, _EMPTY)
-            if kind == _AS_WRITTEN:
-                item = {"fact": label, "value": fact.get(field), "as_written": fact.get("text")}
+            if kind == _PLAIN:
+                value = matched.get(name, _EMPTY).get(field)
+                items.append({"fact": label, "value": value, "op": op, "threshold": threshold})
+            elif kind == _AS_WRITTEN:
+                fact = matched.get(name, _EMPTY)
+                value, text = fact.get(field), fact.get("text")
+                items.append({"fact": label, "value": value, "as_written": text, "op": op, "threshold": threshold})
+            elif kind == _DERIVED:
+                items.append(self._derived(label, field))
             else:
-                item = {"fact": label, "value": fact.get(field)}
-            item["op"] = op
-            item["threshold"] = threshold
-            if kind == _EGFR:
-                item["egfr_source"] = self.patient.get("egfr_source")
-                if "creatinine_mg_dl" in self.patient:
-                    item["creatinine_mg_dl"] = self.patient["creatinine_mg_dl"]
-                item.update(lab_evidence("egfr", self.patient))
-            elif kind == _LAB:
-                item.update(lab_evidence(LAB_EVIDENCE[field], self.patient))
-            items.append(item)
+                value = matched.get(name, _EMPTY).get(field)
+                items.append(self._lab(kind, field, {"fact": label, "value": value, "op": op, "threshold": threshold}))
         if out.unverified is not None:
             items.append({"unverified": out.unverified})
         return items
+
+    def _lab(self, kind: int, field: str, item: dict[str, Any]) -> dict[str, Any]:
+        """A lab's evidence item with how the lab was reported; the eGFR with its source (and creatinine)."""
+        patient = self.patient
+        if kind == _EGFR:
+            item["egfr_source"] = patient.get("egfr_source")
+            if "creatinine_mg_dl" in patient:
+                item["creatinine_mg_dl"] = patient["creatinine_mg_dl"]
+            item.update(lab_evidence("egfr", patient))
+        else:
+            item.update(lab_evidence(LAB_EVIDENCE[field], patient))
+        return item
+
+    def _derived(self, label: str, name: str) -> dict[str, Any]:
+        """A derived fact's evidence item, traced to the rule that derived it and that rule's evidence."""
+        item: dict[str, Any] = {"fact": label, "value": True}
+        cause = self._derived_by().get(name)
+        if cause is not None:
+            item["derived_by"] = cause.rule.id
+            item["because"] = self._because(cause)
+        return item
+
+    def _derived_by(self) -> dict[str, Firing]:
+        """Derived fact -> the first firing that made it (worked out only for a record whose evidence needs it)."""
+        if self.derived_by is None:
+            outputs = self.outputs
+            self.derived_by = {}
+            for f in self.fired:
+                name = outputs[f.rule.index].derive
+                if name and name not in self.derived_by:
+                    self.derived_by[name] = f
+        return self.derived_by
 
     def _because(self, cause: Firing) -> list[dict[str, Any]]:
         key = id(cause)
@@ -764,36 +802,88 @@ class _Findings:
 
 
 _EMPTY: dict[str, Any] = {}
+_RANK_AND_ID = operator.itemgetter(0, 1)  # findings most severe first, then by id
 
 
-def _message(firing: Firing, out: RuleOutput) -> str:
-    """The rule's message with its {field} placeholders filled from the matched facts (first pattern wins)."""
-    if not out.placeholders:
-        return out.template
-    values = _Values()
-    facts = [firing.matched.get(name, _EMPTY) for name in out.patterns]
-    for name in out.placeholders:
-        for fact in facts:
-            if name in fact:
-                values[name] = _display(fact[name])
-                break
-    return out.template.format_map(values)
+class _Missing:
+    """The value of a placeholder none of the matched facts has (it reads as "unknown")."""
 
 
-def _message_nl(firing: Firing, out: RuleOutput, dutch: _Dutch) -> str | None:
-    """The rule's Dutch message, filled like the English; code values (form, jurisdiction) in Dutch."""
-    if out.template_nl is None:
-        return None
-    if not out.placeholders:
-        return out.template_nl
-    values = _DutchValues()
-    facts = [firing.matched.get(name, _EMPTY) for name in out.patterns]
-    for name in out.placeholders:
-        for fact in facts:
-            if name in fact:
-                values[name] = dutch.value(name, fact[name] if isinstance(fact[name], float) else _display(fact[name]))
-                break
-    return out.template_nl.format_map(values)
+_MISSING: Final = _Missing()
+_TEXT_TYPES = frozenset({str, type(None), _Missing})  # values that are keys as they are
+_ALWAYS_MISSING = itertools.repeat(_MISSING)  # the default of every dict.get when reading placeholder values
+
+
+class _Messages:
+    """The filled messages of one ruleset's rules: the English and the Dutch from one reading of the matched facts.
+
+    A rule firing again on the same values (a drug's name, a form, a lab value) gives the same texts, so recent
+    pairs are kept, keyed by rule and values. The texts are strings, immutable, so a kept pair is safely shared.
+    """
+
+    SIZE = 4096  # pairs kept; when full, the cache starts afresh
+
+    def __init__(self, dutch: _Dutch | None):
+        self.dutch = dutch
+        self.filled: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+
+    def of(self, firing: Firing, out: RuleOutput) -> tuple[str, str | None]:
+        """(the rule's message, its Dutch or None) with the {field} placeholders filled (first pattern wins)."""
+        if not out.placeholders:
+            return out.template, out.template_nl if self.dutch is not None else None
+        values = _placeholder_values(firing.matched, out)
+        key = _message_key(firing.rule.index, values)
+        if key is None:
+            return self._fill(out, values)
+        found = self.filled.get(key)
+        if found is None:
+            if len(self.filled) >= self.SIZE:
+                self.filled.clear()
+            found = self.filled[key] = self._fill(out, values)
+        return found
+
+    def _fill(self, out: RuleOutput, values: tuple[Any, ...]) -> tuple[str, str | None]:
+        """Both texts; a missing value reads as "unknown" ("onbekend"), code values (form, jurisdiction) in Dutch."""
+        english = _Values()
+        dutch = self.dutch if out.template_nl is not None else None
+        values_nl = _DutchValues()
+        for name, value in zip(out.placeholders, values, strict=True):
+            if value is _MISSING:
+                continue
+            shown = _display(value)
+            english[name] = shown
+            if dutch is not None:
+                values_nl[name] = dutch.value(name, value if isinstance(value, float) else shown)
+        message_nl = None if dutch is None or out.template_nl is None else out.template_nl.format_map(values_nl)
+        return out.template.format_map(english), message_nl
+
+
+def _placeholder_values(matched: dict[str, dict[str, Any]], out: RuleOutput) -> tuple[Any, ...]:
+    """The value of each placeholder of a rule's message: the first matched fact that has it, else _MISSING."""
+    if len(out.patterns) == 1:  # one matched fact, as for most rules: read straight from it
+        return tuple(map(matched.get(out.patterns[0], _EMPTY).get, out.placeholders, _ALWAYS_MISSING))
+    facts = [matched.get(name, _EMPTY) for name in out.patterns]
+    return tuple(next((fact[name] for fact in facts if name in fact), _MISSING) for name in out.placeholders)
+
+
+def _message_key(index: int, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """What a rule's filled texts depend on: the rule and its values. Texts are keys as they are; a number is keyed
+    with its type (1, 1.0 and True print differently), a float by its repr (-0.0 equals 0.0 but prints "-0");
+    None for a value that is no key (a list)."""
+    if _TEXT_TYPES.issuperset(map(type, values)):  # the usual case
+        return index, values
+    key: list[Any] = []
+    for value in values:
+        kind = type(value)
+        if kind in _TEXT_TYPES:
+            key.append(value)
+        elif kind is float:
+            key.append((kind, repr(value)))
+        elif kind is int or kind is bool:
+            key.append((kind, value))
+        else:
+            return None
+    return index, tuple(key)
 
 
 def _medication_of(firing: Firing, out: RuleOutput) -> str:
