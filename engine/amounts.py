@@ -91,7 +91,7 @@ class OtherMagnesium:
         if not self.readings:
             none: dict[str, Any] = {"other_mg_amount_unknown": False, "other_mg_dose_unreadable": False}
             if requested_mg is not None:
-                none["total_supplemental_mg_per_day"] = round(requested_mg, 6)
+                none["total_supplemental_mg_per_day"] = units.round_fact(requested_mg)
             return none
         unreadable = [r for r in self.readings if r.unreadable]
         out: dict[str, Any] = {
@@ -106,7 +106,7 @@ class OtherMagnesium:
         if self.unknown:
             out["other_mg_unknown_text"] = ", ".join(f"'{r.text}'" for r in self.unknown)
         if requested_mg is not None or known > 0:
-            out["total_supplemental_mg_per_day"] = round((requested_mg or 0.0) + known, 6)
+            out["total_supplemental_mg_per_day"] = units.round_fact((requested_mg or 0.0) + known)
         return out
 
     def arithmetic(self, ul_mg: float) -> str:
@@ -405,7 +405,7 @@ def other_magnesium(
 ) -> OtherMagnesium:
     """Readings of every medication entry that names a magnesium product."""
     readings: list[Reading] = []
-    if not any(carries_magnesium(d) for _, drugs in entries for d in drugs):
+    if all(_SOURCE_CLASS_SET.isdisjoint(d.classes) for _, drugs in entries for d in drugs):  # carries_magnesium
         return NONE_TAKEN
     for entry, drugs in entries:
         reading = reader.read(entry, drugs)

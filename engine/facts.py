@@ -70,7 +70,7 @@ DOSE_RANGE_MG = Plausible(0.001, 100_000.0, "mg")
 AMOUNT_RANGE = Plausible(1e-6, 1e9)  # in any unit: the mg it gives is checked against DOSE_RANGE_MG
 TIMES_PER_DAY_RANGE = Plausible(0.01, 48.0)
 MAX_LIST_ITEMS = 5_000
-DECIMALS = 6  # facts are rounded so no float ever serialises with an exponent (durable_rules rejects 1e-05)
+DECIMALS = units.FACT_DECIMALS  # facts are rounded so no float ever serialises with an exponent
 # A number as a desk types it: ASCII digits, one decimal point or comma, an optional bound for lab values.
 NUMBER_TEXT = re.compile(r"^\s*(?P<cmp>>=|<=|≥|≤|>|<)?\s*(?P<num>[0-9]+(?:[.,][0-9]+)?)\s*$")
 COMPARATORS = {">": ">", ">=": ">=", "≥": ">=", "<": "<", "<=": "<=", "≤": "<="}
@@ -191,7 +191,7 @@ class _Reader:
         if value < 0:
             self.fail(name, "must not be negative", value)
             return None
-        if value not in bounds:
+        if not bounds.low <= value <= bounds.high:  # `value not in bounds`, without a Python call: a hot path
             self.fail(name, bounds.reason(), value)
             return None
         return float(value)
@@ -314,7 +314,7 @@ class _Reader:
 def _round(value: float | None) -> float | None:
     if value is None:
         return None
-    rounded = round(value, DECIMALS)
+    rounded = units.round_fact(value)
     return 0.0 if abs(rounded) < 1e-4 else rounded  # below 0.0001 is zero for every fact we keep
 
 
@@ -385,8 +385,9 @@ def parse(
     notes += given_notes
 
     drugs, resolved = _resolve_medications(meds_raw, medications)
-    readings = [concepts.read(t, "condition") for t in conditions_raw]
-    readings += [concepts.read(t, "symptom") for t in symptoms_raw]
+    readings = [
+        concepts.read(t, kind) for kind, raw in (("condition", conditions_raw), ("symptom", symptoms_raw)) for t in raw
+    ]
     _patient_facts_from_concepts(patient, readings, ruleset, notes)
     other_mg = _other_magnesium(patient, resolved, ruleset, forms)
     return Intake(record_id, patient, drugs, readings, notes, history=history, other_mg=other_mg)
@@ -861,7 +862,11 @@ def _supplement_form(r: _Reader, given: Any, forms: PhraseIndex, out: dict[str, 
         r.fail("supplement.form", "expected text", given)
     form_text = given if isinstance(given, str) else None
     if form_text:
-        out["supplement_form"] = next((m.key for m in forms.matches(form_text) if not m.negated), "unknown")
+        out["supplement_form"] = "unknown"
+        for match in forms.matches(form_text):
+            if not match.negated:
+                out["supplement_form"] = match.key
+                break
         out["supplement_form_text"] = form_text
     else:
         out["supplement_form"] = "unknown"
