@@ -24,6 +24,7 @@ from engine.ruleset import Ruleset
 from engine.vocabulary import PLAN_CONTRACT_SINCE_VERSION
 
 SOURCE_CLASSES = ("magnesium_source", "possible_magnesium_source")
+_SOURCE_CLASS_SET = frozenset(SOURCE_CLASSES)
 MG_PER_MMOL = units.MG_MOLAR_MASS_G_MOL  # mg per mmol of magnesium, declared once in engine.units [REFERENCE §6]
 _NUM = r"\d+(?:[.,]\d+)?"
 _MASS_UNITS = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "g": 1000.0, "gr": 1000.0, "gram": 1000.0}
@@ -88,8 +89,10 @@ class OtherMagnesium:
     def facts(self, requested_mg: float | None) -> dict[str, Any]:
         """Patient facts: other_mg_elemental_mg_per_day (absent when none), other_mg_amount_unknown, the total."""
         if not self.readings:
-            none = {"other_mg_amount_unknown": False, "other_mg_dose_unreadable": False}
-            return none if requested_mg is None else {**none, "total_supplemental_mg_per_day": round(requested_mg, 6)}
+            none: dict[str, Any] = {"other_mg_amount_unknown": False, "other_mg_dose_unreadable": False}
+            if requested_mg is not None:
+                none["total_supplemental_mg_per_day"] = units.round_fact(requested_mg)
+            return none
         unreadable = [r for r in self.readings if r.unreadable]
         out: dict[str, Any] = {
             "other_mg_amount_unknown": bool(self.unknown),
@@ -103,7 +106,7 @@ class OtherMagnesium:
         if self.unknown:
             out["other_mg_unknown_text"] = ", ".join(f"'{r.text}'" for r in self.unknown)
         if requested_mg is not None or known > 0:
-            out["total_supplemental_mg_per_day"] = round((requested_mg or 0.0) + known, 6)
+            out["total_supplemental_mg_per_day"] = units.round_fact((requested_mg or 0.0) + known)
         return out
 
     def arithmetic(self, ul_mg: float) -> str:
@@ -124,6 +127,11 @@ class OtherMagnesium:
             return None
         named = ", ".join(f"'{r.text}'" for r in self.unknown)
         return f"The cap assumes no magnesium was taken from {named} (amount unknown): check the label and subtract it."
+
+
+def carries_magnesium(drug: ResolvedDrug) -> bool:
+    """Whether a resolved drug is in a magnesium source class (one set test: run for every medication)."""
+    return not _SOURCE_CLASS_SET.isdisjoint(drug.classes)
 
 
 def allowed_mg(ul_mg: float, other_mg: float) -> float:
@@ -154,7 +162,7 @@ class AmountReader:
 
     def read(self, entry: str | dict[str, Any], drugs: list[ResolvedDrug]) -> Reading | None:
         """The magnesium one entry adds per day, or None when the entry names no magnesium product."""
-        sources = [d for d in drugs if any(c in SOURCE_CLASSES for c in d.classes)]
+        sources = [d for d in drugs if carries_magnesium(d)]
         if not sources:
             return None
         text = entry if isinstance(entry, str) else str(entry.get("name") or entry.get("rxnorm") or entry.get("atc"))
@@ -270,8 +278,7 @@ class AmountReader:
         return bool(re.match(rf"\s*(?:/|per)\s*(?:{_NUM})?\s*ml\b", t[match.end() :]))
 
     def _form(self, text: str) -> str | None:
-        found = [m.key for m in self.forms.find(text, fuzzy=False) if not m.negated]
-        return found[0] if found else None
+        return next((m.key for m in self.forms.matches(text, fuzzy=False) if not m.negated), None)
 
     def _is_magnesium(self, word: str) -> bool:
         return word in self.magnesium_words or word.startswith("magnesium")
@@ -398,7 +405,7 @@ def other_magnesium(
 ) -> OtherMagnesium:
     """Readings of every medication entry that names a magnesium product."""
     readings: list[Reading] = []
-    if not any(c in SOURCE_CLASSES for _, drugs in entries for d in drugs for c in d.classes):
+    if all(_SOURCE_CLASS_SET.isdisjoint(d.classes) for _, drugs in entries for d in drugs):  # carries_magnesium
         return NONE_TAKEN
     for entry, drugs in entries:
         reading = reader.read(entry, drugs)

@@ -171,7 +171,7 @@ class ConceptResolver:
             phrases = {self._snomed[code]: text}
             negated: tuple[str, ...] = ()
         elif has_name:
-            matches = self._index.find(text)
+            matches = self._index.matches(text)
             found = [ResolvedConcept(m.key, kind, text, m.method, m.score) for m in matches if not m.negated]
             phrases = {m.key: m.phrase for m in matches}
             negated = tuple(m.key for m in matches if m.negated)

@@ -70,7 +70,7 @@ DOSE_RANGE_MG = Plausible(0.001, 100_000.0, "mg")
 AMOUNT_RANGE = Plausible(1e-6, 1e9)  # in any unit: the mg it gives is checked against DOSE_RANGE_MG
 TIMES_PER_DAY_RANGE = Plausible(0.01, 48.0)
 MAX_LIST_ITEMS = 5_000
-DECIMALS = 6  # facts are rounded so no float ever serialises with an exponent (durable_rules rejects 1e-05)
+DECIMALS = units.FACT_DECIMALS  # facts are rounded so no float ever serialises with an exponent
 # A number as a desk types it: ASCII digits, one decimal point or comma, an optional bound for lab values.
 NUMBER_TEXT = re.compile(r"^\s*(?P<cmp>>=|<=|≥|≤|>|<)?\s*(?P<num>[0-9]+(?:[.,][0-9]+)?)\s*$")
 COMPARATORS = {">": ">", ">=": ">=", "≥": ">=", "<": "<", "<=": "<=", "≤": "<="}
@@ -113,38 +113,54 @@ class Intake:
 
     def facts_summary(self) -> dict[str, Any]:
         """Normalised facts for the output and the case page."""
-        return {
-            "patient": {k: v for k, v in self.patient.items() if k != "t"},
-            "medications": [
-                {
-                    "text": d.text,
-                    "ingredient": d.ingredient,
-                    "classes": list(d.classes),
-                    "product": d.product,
-                    "matched_by": d.method,
-                    "score": d.score,
-                    **({"local_route": d.local_route} if d.local_route else {}),
-                }
-                for d in self.drugs
-            ],
-            "concepts": [
-                {
-                    "text": r.text,
-                    "kind": r.kind,
-                    "concepts": [c.concept for c in r.concepts],
-                    "matched_by": [c.method for c in r.concepts],
-                    "negated": list(r.negated),
-                    **({"snomed": r.snomed} if r.snomed else {}),
-                    **({"history": list(r.past)} if r.past else {}),
-                    **({"family_history": list(r.family)} if r.family else {}),
-                    **({"read_from_wording": r.context} if r.context else {}),
-                }
-                for r in self.readings
-            ],
+        patient = dict(self.patient)  # a copy in the same key order, without the rules engine's fact type
+        patient.pop("t", None)
+        out: dict[str, Any] = {
+            "patient": patient,
+            "medications": [_drug_summary(d) for d in self.drugs],
+            "concepts": [_reading_summary(r) for r in self.readings],
             "notes": list(self.notes),
-            **({"history": list(self.history)} if self.history else {}),
-            **({"other_magnesium": [r.summary() for r in self.other_mg.readings]} if self.other_mg else {}),
         }
+        if self.history:
+            out["history"] = list(self.history)
+        if self.other_mg is not None:
+            out["other_magnesium"] = [r.summary() for r in self.other_mg.readings]
+        return out
+
+
+def _drug_summary(d: ResolvedDrug) -> dict[str, Any]:
+    """One resolved drug as shown in the output facts (a fresh dict: callers may change it)."""
+    out = {
+        "text": d.text,
+        "ingredient": d.ingredient,
+        "classes": list(d.classes),
+        "product": d.product,
+        "matched_by": d.method,
+        "score": d.score,
+    }
+    if d.local_route:
+        out["local_route"] = d.local_route
+    return out
+
+
+def _reading_summary(r: ConceptReading) -> dict[str, Any]:
+    """One condition or symptom entry as shown in the output facts (a fresh dict: callers may change it)."""
+    out: dict[str, Any] = {
+        "text": r.text,
+        "kind": r.kind,
+        "concepts": [c.concept for c in r.concepts],
+        "matched_by": [c.method for c in r.concepts],
+        "negated": list(r.negated),
+    }
+    if r.snomed:
+        out["snomed"] = r.snomed
+    if r.past:
+        out["history"] = list(r.past)
+    if r.family:
+        out["family_history"] = list(r.family)
+    if r.context:
+        out["read_from_wording"] = r.context
+    return out
 
 
 class _Reader:
@@ -166,16 +182,16 @@ class _Reader:
             value = self.text_number(name, value, comparator=comparator)
             if value is None:
                 return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # a tuple: cheaper than int | float
             self.fail(name, "expected a number", value)
             return None
-        if math.isnan(value) or math.isinf(value):
+        if not math.isfinite(value):
             self.fail(name, "expected a finite number", str(value))
             return None
         if value < 0:
             self.fail(name, "must not be negative", value)
             return None
-        if value not in bounds:
+        if not bounds.low <= value <= bounds.high:  # `value not in bounds`, without a Python call: a hot path
             self.fail(name, bounds.reason(), value)
             return None
         return float(value)
@@ -265,8 +281,9 @@ class _Reader:
         if not isinstance(value, dict):
             self.fail(name, "expected an object {value, unit}", value)
             return None, None, {}
-        unknown = sorted(set(value) - {"value", "unit", *extra_keys})
-        if unknown:
+        allowed = {"value", "unit", *extra_keys}
+        if not value.keys() <= allowed:
+            unknown = sorted(set(value) - allowed)
             self.fail(name, f"unknown keys {unknown}", value, ["value", "unit", *extra_keys])
         number = value.get("value")
         if number is None:
@@ -276,7 +293,7 @@ class _Reader:
             number = self.text_number(f"{name}.value", number, comparator=True)
             if number is None:
                 return None, None, value
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
             self.fail(
                 f"{name}.value",
                 "expected a finite number",
@@ -297,7 +314,7 @@ class _Reader:
 def _round(value: float | None) -> float | None:
     if value is None:
         return None
-    rounded = round(value, DECIMALS)
+    rounded = units.round_fact(value)
     return 0.0 if abs(rounded) < 1e-4 else rounded  # below 0.0001 is zero for every fact we keep
 
 
@@ -355,20 +372,22 @@ def parse(
         "creatinine_unit_unrecognized": creat_value is not None and creat_unit is None,
         **supplement,
     }
-    optional = {
-        "egfr_ml_min_1_73m2": _round(egfr),
-        "serum_mg_mmol_l": _round(mg_mmol_l),
-        "serum_mg_lab_upper_limit_mmol_l": _round(mg_upper_mmol_l),
-        "creatinine_mg_dl": _round(creatinine_mg_dl),
-        "weight_kg": _round(person.weight_kg),
-    }
-    patient.update({k: v for k, v in optional.items() if v is not None})
+    for name, value in (
+        ("egfr_ml_min_1_73m2", egfr),
+        ("serum_mg_mmol_l", mg_mmol_l),
+        ("serum_mg_lab_upper_limit_mmol_l", mg_upper_mmol_l),
+        ("creatinine_mg_dl", creatinine_mg_dl),
+        ("weight_kg", person.weight_kg),
+    ):
+        if value is not None:  # a value not given is left out, not asserted as null
+            patient[name] = _round(value)
     _lab_context(r, patient, labs, egfr_bound, egfr_source, creatinine_mg_dl)
     notes += given_notes
 
     drugs, resolved = _resolve_medications(meds_raw, medications)
-    readings = [concepts.read(t, "condition") for t in conditions_raw]
-    readings += [concepts.read(t, "symptom") for t in symptoms_raw]
+    readings = [
+        concepts.read(t, kind) for kind, raw in (("condition", conditions_raw), ("symptom", symptoms_raw)) for t in raw
+    ]
     _patient_facts_from_concepts(patient, readings, ruleset, notes)
     other_mg = _other_magnesium(patient, resolved, ruleset, forms)
     return Intake(record_id, patient, drugs, readings, notes, history=history, other_mg=other_mg)
@@ -387,6 +406,8 @@ def _record_id(r: _Reader, record: dict[str, Any]) -> str | None:
 
 def _check_field_names(r: _Reader, record: dict[str, Any]) -> None:
     """Name every field the intake format does not have, with the nearest one that it does."""
+    if record.keys() <= _FIELD_SET:
+        return  # the common case, in one set comparison
     for key in record:
         if key not in _FIELD_SET:
             close = difflib.get_close_matches(key, FIELDS, n=1)
@@ -497,12 +518,14 @@ def _resolve_medications(
 ) -> tuple[list[ResolvedDrug], list[tuple[str | dict[str, Any], list[ResolvedDrug]]]]:
     """Each drug once, in the order first named, and each medication line with the drugs it names."""
     drugs: list[ResolvedDrug] = []
+    texts: set[str] = set()  # equal drugs have equal text: a drug of a text not seen yet needs no comparison
     resolved: list[tuple[str | dict[str, Any], list[ResolvedDrug]]] = []
     for entry in meds_raw:
         found = medications.resolve(entry)
         resolved.append((entry, found))
         for drug in found:
-            if drug not in drugs:
+            if drug.text not in texts or drug not in drugs:
+                texts.add(drug.text)
                 drugs.append(drug)
     return drugs, resolved
 
@@ -794,8 +817,8 @@ def _supplement(r: _Reader, value: Any, ruleset: Ruleset, forms: PhraseIndex) ->
     if not isinstance(value, dict):
         r.fail("supplement", "expected an object {form, dose_mg, dose_basis}", value)
         return out
-    unknown = sorted(set(value) - _SUPPLEMENT_KEY_SET)
-    if unknown:
+    if not value.keys() <= _SUPPLEMENT_KEY_SET:
+        unknown = sorted(set(value) - _SUPPLEMENT_KEY_SET)
         r.fail("supplement", f"unknown keys {unknown}", value, list(SUPPLEMENT_KEYS))
     out["supplement_requested"] = True
     out["supplement_route"] = "oral"  # until the record says otherwise
@@ -839,8 +862,11 @@ def _supplement_form(r: _Reader, given: Any, forms: PhraseIndex, out: dict[str, 
         r.fail("supplement.form", "expected text", given)
     form_text = given if isinstance(given, str) else None
     if form_text:
-        found = [m for m in forms.find(form_text) if not m.negated]
-        out["supplement_form"] = found[0].key if found else "unknown"
+        out["supplement_form"] = "unknown"
+        for match in forms.matches(form_text):
+            if not match.negated:
+                out["supplement_form"] = match.key
+                break
         out["supplement_form_text"] = form_text
     else:
         out["supplement_form"] = "unknown"
@@ -849,11 +875,12 @@ def _supplement_form(r: _Reader, given: Any, forms: PhraseIndex, out: dict[str, 
 
 def _elemental_dose(dose_mg: float, basis: str, ruleset: Ruleset, out: dict[str, Any]) -> None:
     """The dose as entered and as elemental magnesium (a salt weight through its form's elemental fraction)."""
-    out["supplement_dose_mg_as_entered"] = _round(dose_mg)
+    as_entered = out["supplement_dose_mg_as_entered"] = _round(dose_mg)
+    forms = ruleset.vocabulary.forms
     if basis == "elemental":
-        out["supplement_dose_elemental_mg"] = _round(dose_mg)
-    elif out["supplement_form"] in ruleset.vocabulary.forms:
-        fraction = float(ruleset.vocabulary.forms[out["supplement_form"]]["elemental_fraction"])
+        out["supplement_dose_elemental_mg"] = as_entered
+    elif out["supplement_form"] in forms:
+        fraction = float(forms[out["supplement_form"]]["elemental_fraction"])
         out["supplement_dose_elemental_mg"] = _round(dose_mg * fraction)
         out["elemental_fraction"] = fraction
 
@@ -999,7 +1026,7 @@ def read_route(ruleset: Ruleset, text: str) -> str | None:
     index, codes = route_index(ruleset)
     routes = (ruleset.raw.get("vocabulary") or {}).get("routes") or {}
     keys = [codes[c] for c in re.findall(r"\d{6,18}", text) if c in codes]
-    keys += [m.key for m in index.find(_route_words(text)) if not m.negated]
+    keys += [m.key for m in index.matches(_route_words(text)) if not m.negated]
     kinds = {routes[k]["route"] for k in keys if k in routes}
     if not kinds:
         return None

@@ -104,13 +104,17 @@ class PhraseIndex:
 
     def find(self, text: str, *, fuzzy: bool = True) -> list[Match]:
         """Every entry named in `text`, in the order they appear (an entry at most once)."""
+        return list(self.matches(text, fuzzy=fuzzy))
+
+    def matches(self, text: str, *, fuzzy: bool = True) -> tuple[Match, ...]:
+        """`find` as the remembered tuple itself (immutable, so shared safely): no copy for a caller that reads."""
         key = (text, fuzzy)
         cached = self._found.get(key)
         if cached is None:
             if len(self._found) >= CACHE_LIMIT:
                 self._found.clear()
             cached = self._found[key] = tuple(self._find(text, fuzzy))
-        return list(cached)
+        return cached
 
     def _find(self, text: str, fuzzy: bool) -> list[Match]:
         words = tokens(text)

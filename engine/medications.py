@@ -109,7 +109,7 @@ class MedicationResolver:
 
     def local_route(self, text: str) -> str:
         """The local route word of a text ("oordruppels", "crème"), or "" (none, or an oral route is named too)."""
-        matches = [m for m in self._routes.find(text, fuzzy=False) if not m.negated]
+        matches = [m for m in self._routes.matches(text, fuzzy=False) if not m.negated]
         if not matches or any(m.key in self._oral for m in matches):
             return ""
         return next((m.phrase for m in matches if m.key in self._local), "")
@@ -142,7 +142,7 @@ class MedicationResolver:
 
     def _by_name(self, text: str) -> list[ResolvedDrug]:
         found: list[ResolvedDrug] = []
-        for match in self._index.find(_element_abbreviation(text) if "magnesium" in self._drugs else text):
+        for match in self._index.matches(_element_abbreviation(text) if "magnesium" in self._drugs else text):
             kind, key = match.key.split(":", 1)
             if kind == "product":
                 found += [

@@ -128,3 +128,45 @@ def test_creatinine_in_micromoles_with_micro_sign(evaluator):
     ).to_dict()
     # 79.56 µmol/L = 0.9 mg/dL -> 75.5 for a 55-year-old woman [S33c]
     assert result["facts"]["patient"]["egfr_ml_min_1_73m2"] == pytest.approx(75.5, abs=0.05)
+
+
+def _intake(**changes):
+    from engine.evaluate import Evaluator
+    from engine.facts import parse
+
+    ev = Evaluator()
+    return parse(record(**changes), ev.ruleset, ev.medications, ev.concepts, ev.forms, ev.default_jurisdiction)
+
+
+def test_a_drug_named_twice_is_listed_once_in_the_order_first_named():
+    meds = ["Omeprazol 20 mg", "furosemide 40 mg", "Omeprazol 20 mg", {"name": "Omeprazol 20 mg"}]
+    drugs = _intake(medications=meds).drugs
+    assert [(d.ingredient, d.text) for d in drugs] == [
+        ("omeprazole", "Omeprazol 20 mg"),
+        ("furosemide", "furosemide 40 mg"),
+    ]  # the object names the same drug, resolved the same way, as the text: equal, so listed once
+
+
+def test_facts_summary_is_fresh_for_every_call_and_record():
+    """The summary's lists and dicts may be changed by callers: never shared with the intake or its caches."""
+    intake = _intake(medications=["Omeprazol 20 mg"], conditions=["hartfalen"])
+    first = intake.facts_summary()
+    first["patient"]["age_years"] = 99
+    first["medications"][0]["classes"].append("changed")
+    first["concepts"][0]["concepts"].append("changed")
+    again = intake.facts_summary()
+    assert again["patient"]["age_years"] == 45 and "t" not in again["patient"]
+    assert "changed" not in again["medications"][0]["classes"] and "changed" not in again["concepts"][0]["concepts"]
+    other = _intake(medications=["Omeprazol 20 mg"], conditions=["hartfalen"], age_years=70).facts_summary()
+    assert other["patient"]["age_years"] == 70 and "changed" not in other["medications"][0]["classes"]
+
+
+def test_phrase_matches_are_shared_immutable_and_find_is_a_fresh_list():
+    from engine.evaluate import Evaluator
+
+    forms = Evaluator().forms
+    assert forms.matches("magnesium citraat") is forms.matches("magnesium citraat")  # remembered
+    assert isinstance(forms.matches("magnesium citraat"), tuple)
+    found = forms.find("magnesium citraat")
+    found.clear()
+    assert forms.find("magnesium citraat") and forms.matches("magnesium citraat")

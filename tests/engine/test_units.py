@@ -80,3 +80,23 @@ def test_ckd_epi_2021_female_below_kappa_uses_alpha():
 )
 def test_kdigo_category_inclusive_lower_bounds(egfr, category):
     assert kdigo_category(egfr) == category
+
+
+@pytest.mark.parametrize("value", [47.23, 0.1234567, 1e-07, -0.0, 400.0, 123.4567895, 45, 2**60])
+def test_round_fact_is_round_to_six_decimals(value):
+    first, again = units.round_fact(value), units.round_fact(value)  # computed, then remembered
+    assert first == again == round(value, 6)
+    assert type(first) is type(again) is type(round(value, 6))  # an int stays an int
+
+
+def test_round_fact_an_int_and_its_equal_float_keep_their_types():
+    assert type(units.round_fact(400.0)) is float
+    assert type(units.round_fact(400)) is int  # 400 == 400.0 as a dict key: ints are never remembered
+    assert type(units.round_fact(400.0)) is float
+
+
+def test_round_fact_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(units, "_ROUNDED", {})
+    for i in range(units.ROUNDED_LIMIT * 2 + 5):
+        assert units.round_fact(i + 0.1234567) == round(i + 0.1234567, 6)
+        assert len(units._ROUNDED) <= units.ROUNDED_LIMIT
