@@ -305,3 +305,19 @@ def test_a_firing_on_a_fact_of_another_evaluation_rejects_the_record(monkeypatch
     monkeypatch.undo()
     after = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()  # in a new session
     assert after["status"] == "ok" and _k_sparing(after) == "moderate"
+
+
+def test_an_activation_is_read_as_parsing_its_whole_message_would(monkeypatch, fresh):
+    # one-pattern rules have the fact id read off the message's end; the result must equal a full parse
+    messages: list[str] = []
+    original = compiler.CompiledRuleset._fire
+    monkeypatch.setattr(
+        compiler.CompiledRuleset, "_fire", lambda self, run, m: messages.append(m) or original(self, run, m)
+    )
+    fresh.evaluate(record(**CKD_WITH_SPIRONOLACTONE, egfr_ml_min_1_73m2=20))
+    tricky = '{"K_SPARING":{"m0":{"t":"medication","ingredient":"x \\",\\"id\\":7}}}","sid":"1","id":1048577}}}'
+    assert any('"m1"' in m for m in messages)  # two-pattern rules are parsed
+    for message in [*messages, tricky]:
+        ((rule_id, frame),) = json.loads(message).items()
+        action, ids = fresh.compiled._activation(message)
+        assert (action.rule.id, ids) == (rule_id, {name: m["id"] for name, m in frame.items()})
