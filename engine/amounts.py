@@ -34,6 +34,11 @@ _SEPARATORS = frozenset("+,;&") | {"en", "and", "met", "with", "plus"}
 _WINDOW = 3  # words either side of an amount that can name what it is an amount of
 
 
+def carries_magnesium(drug: ResolvedDrug) -> bool:
+    """Whether a resolved drug is in a magnesium source class (one set test: run for every medication)."""
+    return not _SOURCE_CLASS_SET.isdisjoint(drug.classes)
+
+
 def _number(text: str) -> float:
     return float(text.replace(",", "."))
 
@@ -127,11 +132,6 @@ class OtherMagnesium:
             return None
         named = ", ".join(f"'{r.text}'" for r in self.unknown)
         return f"The cap assumes no magnesium was taken from {named} (amount unknown): check the label and subtract it."
-
-
-def carries_magnesium(drug: ResolvedDrug) -> bool:
-    """Whether a resolved drug is in a magnesium source class (one set test: run for every medication)."""
-    return not _SOURCE_CLASS_SET.isdisjoint(drug.classes)
 
 
 def allowed_mg(ul_mg: float, other_mg: float) -> float:
