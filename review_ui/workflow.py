@@ -528,22 +528,7 @@ def decide(
         signature_meaning=SIGNATURE_MEANINGS[kind],
         patient_ref=case.patient_ref,
     )
-    entry = audit.append(db.session, signed)
-    decision = Decision(
-        case_id=case_id,
-        kind=kind,
-        actor=actor.username,
-        suggested_plan=case.plan,
-        final_plan=final_plan,
-        reason=full_reason,
-        override_code=override_code,
-        signature_meaning=SIGNATURE_MEANINGS[kind],
-        audit_seq=entry.seq,
-    )
-    db.session.add(decision)
-    commit_or_rollback()
-    db.session.expire_all()
-    return decision
+    return _recorded(case, signed, kind, actor, final_plan, full_reason, override_code, SIGNATURE_MEANINGS[kind])
 
 
 def _superseding(case: Case, case_id: int, expected_version: int, status: str, reviewer: str | None) -> Decision:
@@ -615,20 +600,7 @@ def amend_decision(
         signature_meaning=meaning,
         patient_ref=case.patient_ref,
     )
-    entry = audit.append(db.session, amended)
-    decision = Decision(
-        case_id=case_id,
-        kind=kind,
-        actor=actor.username,
-        suggested_plan=case.plan,
-        final_plan=final_plan,
-        reason=full_reason,
-        override_code=override_code,
-        signature_meaning=meaning,
-        audit_seq=entry.seq,
-        supersedes_id=previous.id,
-    )
-    return _stored(decision)
+    return _recorded(case, amended, kind, actor, final_plan, full_reason, override_code, meaning, previous)
 
 
 def withdraw_decision(case_id: int, *, expected_version: int, actor: User, password: str, reason: str) -> Decision:
@@ -655,23 +627,34 @@ def withdraw_decision(case_id: int, *, expected_version: int, actor: User, passw
         signature_meaning=SIGNATURE_MEANINGS[WITHDRAW],
         patient_ref=case.patient_ref,
     )
-    entry = audit.append(db.session, withdrawn)
+    return _recorded(case, withdrawn, WITHDRAW, actor, None, reason, None, SIGNATURE_MEANINGS[WITHDRAW], previous)
+
+
+def _recorded(
+    case: Case,
+    event: events.Event,
+    kind: str,
+    actor: User,
+    final_plan: dict[str, Any] | None,
+    reason: str,
+    override_code: str | None,
+    meaning: str,
+    supersedes: Decision | None = None,
+) -> Decision:
+    """Store a signed decision with its audit entry in one transaction (the entry's number kept on the decision)."""
+    entry = audit.append(db.session, event)
     decision = Decision(
-        case_id=case_id,
-        kind=WITHDRAW,
+        case_id=case.id,
+        kind=kind,
         actor=actor.username,
         suggested_plan=case.plan,
-        final_plan=None,
+        final_plan=final_plan,
         reason=reason,
-        override_code=None,
-        signature_meaning=SIGNATURE_MEANINGS[WITHDRAW],
+        override_code=override_code,
+        signature_meaning=meaning,
         audit_seq=entry.seq,
-        supersedes_id=previous.id,
+        supersedes_id=supersedes.id if supersedes is not None else None,
     )
-    return _stored(decision)
-
-
-def _stored(decision: Decision) -> Decision:
     db.session.add(decision)
     commit_or_rollback()
     db.session.expire_all()
