@@ -1,6 +1,7 @@
 """The durable_rules wrapper: no silent failures, no leaked sessions, safe under threads."""
 
 import json
+import re
 import threading
 from importlib import metadata
 
@@ -211,12 +212,28 @@ def test_sessions_whose_facts_match_nothing_are_freed(fresh):
     assert fresh.evaluate(record()).to_dict()["status"] == "ok"
 
 
+def _named(compiled, fact):
+    """A fact as durable was sent it, with the rules' field names in place of the short ones it was sent."""
+    names = {short: name for name, short in compiled._short.items()}
+    return {names.get(key, key): value for key, value in fact.items()}
+
+
+def test_durable_is_sent_short_field_names_only(monkeypatch, fresh):
+    sent = []
+    _wrap(monkeypatch, "assert_fact", lambda original, handle, fact: sent.append(fact) or original(handle, fact))
+    fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"], egfr_ml_min_1_73m2=25))
+    keys = {key for fact in sent for key in json.loads(fact)}
+    assert {"t", "sid", "id"} <= keys
+    assert all(re.fullmatch(r"f\d+", key) for key in keys - {"t", "sid", "id"})
+    assert len(keys) > 10 and "egfr_ml_min_1_73m2" not in "".join(sent)
+
+
 def test_durable_is_sent_only_the_fields_rules_test(monkeypatch, fresh):
     sent = []
     _wrap(
         monkeypatch,
         "assert_fact",
-        lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
+        lambda original, handle, fact: sent.append(_named(fresh.compiled, json.loads(fact))) or original(handle, fact),
     )
     result = fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"])).to_dict()
     assert "PPI" in [t["rule"] for t in result["trace"]]
@@ -233,7 +250,7 @@ def test_a_fact_no_rule_matches_is_not_sent_again(monkeypatch, fresh):
     _wrap(
         monkeypatch,
         "assert_fact",
-        lambda original, handle, fact: sent.append(json.loads(fact)) or original(handle, fact),
+        lambda original, handle, fact: sent.append(_named(fresh.compiled, json.loads(fact))) or original(handle, fact),
     )
     rec = record(medications=["metformine 500 mg", "omeprazole"])
     first = fresh.evaluate(rec).to_dict()
@@ -286,7 +303,7 @@ def test_a_session_that_is_not_empty_afterwards_is_deleted_and_replaced(monkeypa
     sids = _sids(monkeypatch)
     deleted: list[str] = []
     _wrap(monkeypatch, "delete_state", lambda original, handle, sid: deleted.append(sid) or original(handle, sid))
-    _wrap(monkeypatch, "retract_fact", lambda original, handle, fact: (0, 0))  # retracts nothing
+    _wrap(monkeypatch, "retract_facts", lambda original, handle, facts: (0, 0))  # retracts nothing
     fresh.evaluate(record(**DIALYSIS))
     assert deleted == [sids[-1]]  # facts were left: the session went
     after = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()
@@ -296,7 +313,7 @@ def test_a_session_that_is_not_empty_afterwards_is_deleted_and_replaced(monkeypa
 
 def test_a_firing_on_a_fact_of_another_evaluation_rejects_the_record(monkeypatch, fresh):
     # the emptiness check fooled as well: the stamp on every fact still catches the stale derived fact
-    _wrap(monkeypatch, "retract_fact", lambda original, handle, fact: (0, 0))
+    _wrap(monkeypatch, "retract_facts", lambda original, handle, facts: (0, 0))
     _wrap(monkeypatch, "get_facts", lambda original, handle, sid: "[]")
     fresh.evaluate(record(**DIALYSIS))
     stale = fresh.evaluate(record(**SPIRONOLACTONE)).to_dict()
