@@ -213,8 +213,10 @@ def test_sessions_whose_facts_match_nothing_are_freed(fresh):
 
 
 def _named(compiled, fact):
-    """A fact as durable was sent it, with the rules' field names in place of the short ones it was sent."""
-    names = {short: name for name, short in compiled._short.items()}
+    """A fact as durable was sent it, with the rules' field names in place of the short ones it was sent (a flag
+    as "field contains value")."""
+    names = {short: name for name, short in compiled._names.fields.items()}
+    names.update({short: f"{name} contains {value}" for (name, value), short in compiled._names.flags.items()})
     return {names.get(key, key): value for key, value in fact.items()}
 
 
@@ -243,6 +245,26 @@ def test_durable_is_sent_only_the_fields_rules_test(monkeypatch, fresh):
     assert "supplement_form_text" not in patient and patient["age_years"] == 45
     # the trace and evidence still show the facts as given
     assert any(m.get("text") == "Omeprazol 20 mg 1dd" for t in result["trace"] for m in t["matched"])
+
+
+def test_a_class_a_rule_tests_with_contains_is_sent_as_a_flag(monkeypatch, fresh):
+    sent = []
+    _wrap(
+        monkeypatch,
+        "assert_fact",
+        lambda original, handle, fact: sent.append(_named(fresh.compiled, json.loads(fact))) or original(handle, fact),
+    )
+    ppi = fresh.evaluate(record(medications=["Omeprazol 20 mg 1dd"])).to_dict()
+    medication = next(f for f in sent if f["t"] == "medication")
+    assert medication["classes contains ppi"] is True and medication["classes"] == ["ppi"]
+    assert not any(key.startswith("classes contains") and key != "classes contains ppi" for key in medication)
+    assert "PPI" in [t["rule"] for t in ppi["trace"]]
+    # the false alarm beside it: a drug without the class fires no PPI rule, and a list that is not one never matches
+    sent.clear()
+    other = fresh.evaluate(record(medications=["metformine 500 mg"])).to_dict()
+    assert "PPI" not in [t["rule"] for t in other["trace"]]
+    assert not any(key.startswith("classes contains") for f in sent for key in f)
+    assert fresh.compiled.evaluate([{"t": "medication", "ingredient": "x", "text": "x", "classes": "ppi"}]) == []
 
 
 def test_a_fact_no_rule_matches_is_not_sent_again(monkeypatch, fresh):
