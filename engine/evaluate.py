@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,8 @@ class Evaluator:
 
 def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:
     """Firings by rule order; several firings of one rule by the facts they matched."""
-    ordered = sorted(fired, key=_rule_index)  # stable: one rule's firings stay in firing order
-    if len({f.rule.index for f in ordered}) == len(ordered):
+    ordered = sorted(fired, key=_RULE_INDEX)  # stable: one rule's firings stay in firing order
+    if len(set(map(_RULE_INDEX, ordered))) == len(ordered):
         return ordered  # each rule fired once (most records): nothing to order within a rule
     start = 0
     while start < len(ordered):
@@ -106,8 +107,7 @@ def _in_ruleset_order(fired: list[Firing]) -> list[Firing]:
     return ordered
 
 
-def _rule_index(firing: Firing) -> int:
-    return firing.rule.index
+_RULE_INDEX = operator.attrgetter("rule.index")  # a firing's rule's place in the ruleset
 
 
 def _matched_identity(firing: Firing) -> list[tuple[str, str, str]]:

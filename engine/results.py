@@ -142,9 +142,13 @@ class ContractTerms:
         return {**self._written, "physician_decides_because": list(self.physician_decides_because)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
-    """The suggested plan: whether to supplement, the cap and who set it, doses, separations, monitoring."""
+    """The suggested plan: whether to supplement, the cap and who set it, doses, separations, monitoring.
+
+    Not frozen, like Finding and Evaluation: one is built per record and nothing assigns its fields afterwards,
+    and a frozen dataclass sets each of its 14 fields through object.__setattr__ (about 2 µs a record).
+    """
 
     supplement: bool
     form: str | None
@@ -187,9 +191,12 @@ class Plan:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evaluation:
-    """The result of a record that was evaluated: findings, plan, the facts read, and the rules' trace."""
+    """The result of a record that was evaluated: findings, plan, the facts read, and the rules' trace.
+
+    Not frozen (see Plan); `at_line` still returns a copy rather than changing this one.
+    """
 
     record_id: str
     findings: list[Finding]
